@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
 		-e "packages/imbalance[plot,torch,pandas,sparse]" \
 		-e "packages/mtl_distill[progress]" \
 		-e "packages/affect_data" \
-		--group dev
+		--group dev --group emotion
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(PY) examples/imbalance_demo.py --out runs/imbalance_demo
+	$(PY) examples/imbalance/demo.py --out runs/imbalance_demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
