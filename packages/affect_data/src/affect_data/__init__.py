@@ -3,8 +3,12 @@ synthetic affect corpus written in the same formats.
 
 Every loader returns a *frame table*: a pandas DataFrame with one row per face image (see
 :mod:`affect_data.schema`), missing labels as NA, and a :class:`LoadReport` in ``table.attrs["report"]``.
+
+The torch side (``affect_data.datasets``: FrameDataset, SequenceDataset; ``affect_data.cache``: the memory-
+mapped crop cache) is imported from its modules so that ``import affect_data`` stays free of torch.
 """
 
+from affect_data import metrics
 from affect_data.loaders import (
     AnnotationError,
     LoadReport,
@@ -13,6 +17,7 @@ from affect_data.loaders import (
     load_disfa,
     load_expw,
 )
+from affect_data.recipes import PAPER_RECIPE, TaskData, check_recipe, prepare_task, prepare_tasks
 from affect_data.schema import (
     AU_NAMES,
     DTYPES,
@@ -27,6 +32,7 @@ from affect_data.schema import (
     empty_frame_table,
     validate_frame_table,
 )
+from affect_data.splits import iterative_stratification, stratified_group_split, temporal_downsample
 
 __version__ = "0.1.0"
 
@@ -37,16 +43,25 @@ __all__ = [
     "FRAME_TABLE_COLUMNS",
     "LABEL_COLUMNS",
     "META_COLUMNS",
+    "PAPER_RECIPE",
     "SPLITS",
     "TASK_COLUMNS",
     "VA_NAMES",
     "AnnotationError",
     "LoadReport",
+    "TaskData",
     "as_frame_table",
+    "check_recipe",
     "empty_frame_table",
+    "iterative_stratification",
     "load_afew_va",
     "load_aff_wild2",
     "load_disfa",
     "load_expw",
+    "metrics",
+    "prepare_task",
+    "prepare_tasks",
+    "stratified_group_split",
+    "temporal_downsample",
     "validate_frame_table",
 ]

@@ -1,0 +1,276 @@
+"""A prepared cache of face crops: every image decoded once, resized, and stored as uint8 in one memory map.
+
+Training reads the same crops for many epochs; decoding a JPEG costs far more than copying its pixels, so the
+datasets accept a :class:`FrameCache` and then skip decoding entirely. The cache is a folder::
+
+    crops.u8     raw uint8 array [n_rows, size, size, 3] (numpy memmap, C order)
+    index.csv    one line per cached image: cache row, image path
+    meta.json    format version, size, shape, counts, and the images skipped while building
+
+Build it once with :func:`build_frame_cache` at the size the datasets resize to before cropping
+(``transforms.resized_size(112) == 134``). The build writes into a temporary sibling folder and renames it
+into place only when complete, so an interrupted build never leaves a folder that opens. Opening validates
+the format, the array file's length against the recorded shape, and the index's row count; any mismatch is a
+``ValueError`` naming the file.
+
+Unreadable images (missing, corrupt, truncated) while building: with ``on_error="skip"`` (the default, so that
+one bad frame in millions does not end a long build) they are left out, counted, listed with the reason in
+``meta.json`` and on :attr:`FrameCache.skipped`, and reported in a warning; with ``on_error="raise"`` the
+first one stops the build with an ``OSError`` naming the file. A table row whose image was skipped cannot be
+served from the cache: :meth:`FrameCache.rows_for` names it, and :meth:`FrameCache.covers` filters such rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from affect_data.transforms import load_image
+
+FORMAT_VERSION = 1
+ARRAY_FILE = "crops.u8"
+INDEX_FILE = "index.csv"
+META_FILE = "meta.json"
+
+
+class FrameCache:
+    """Open a crop cache folder written by :func:`build_frame_cache`, validating it.
+
+    The memory map opens lazily and is not pickled, so a dataset holding the cache can be sent to DataLoader
+    worker processes cheaply; each worker maps the file itself.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The cache folder.
+    size : int, optional
+        Expected crop side; a different one is an error.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder or its ``meta.json`` does not exist.
+    ValueError
+        If the format, the array file's length, the index's row count or the size do not match.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from PIL import Image
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> Image.new("RGB", (40, 40), (10, 20, 30)).save(folder / "a.png")
+    >>> cache = build_frame_cache([folder / "a.png"], folder / "cache", size=16)
+    >>> cache[0].shape, len(cache)
+    ((16, 16, 3), 1)
+    """
+
+    def __init__(self, folder: str | os.PathLike, size: int | None = None) -> None:
+        self.folder = Path(folder)
+        meta_path = self.folder / META_FILE
+        if not meta_path.is_file():
+            raise FileNotFoundError(
+                f"{meta_path} does not exist: {self.folder} is not a finished crop cache "
+                "(build one with affect_data.cache.build_frame_cache)"
+            )
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{meta_path}: cache format {meta.get('format')!r}, expected {FORMAT_VERSION}")
+        self.size: int = int(meta["size"])
+        self.n_rows: int = int(meta["n_rows"])
+        self.skipped: list[dict[str, str]] = list(meta["skipped"])
+        if size is not None and size != self.size:
+            raise ValueError(f"{self.folder} holds {self.size} px crops; {size} px were asked for")
+        array_path = self.folder / ARRAY_FILE
+        expected = self.n_rows * self.size * self.size * 3
+        actual = array_path.stat().st_size if array_path.is_file() else None
+        if actual != expected:
+            raise ValueError(
+                f"{array_path} holds {actual} bytes; meta.json's shape "
+                f"({self.n_rows}, {self.size}, {self.size}, 3) needs {expected} (truncated or replaced file?)"
+            )
+        index = pd.read_csv(self.folder / INDEX_FILE, dtype={"row": np.int64, "path": str})
+        if len(index) != self.n_rows - len(self.skipped):
+            raise ValueError(
+                f"{self.folder / INDEX_FILE} lists {len(index)} images; meta.json says "
+                f"{self.n_rows - len(self.skipped)} ({self.n_rows} rows, {len(self.skipped)} skipped)"
+            )
+        self.paths: list[str] = index["path"].tolist()
+        self._row_of = pd.Series(index["row"].to_numpy(), index=pd.Index(index["path"]))
+        self._array: np.ndarray | None = None
+
+    @property
+    def array(self) -> np.ndarray:
+        """The read-only uint8 memmap ``[n_rows, size, size, 3]`` (skipped images leave zero rows)."""
+        if self._array is None:
+            shape = (self.n_rows, self.size, self.size, 3)
+            mapped = np.memmap(self.folder / ARRAY_FILE, dtype=np.uint8, mode="r", shape=shape)
+            # A plain ndarray view of the mapping: slicing it skips np.memmap's per-slice bookkeeping.
+            self._array = mapped.view(np.ndarray)
+        return self._array
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def __getitem__(self, row) -> np.ndarray:
+        return self.array[row]
+
+    def covers(self, table: pd.DataFrame) -> np.ndarray:
+        """Boolean mask of the ``table`` rows whose image is in the cache."""
+        return table["path"].astype(str).isin(self._row_of.index).to_numpy()
+
+    def rows_for(self, paths: pd.DataFrame | Iterable[str | os.PathLike]) -> np.ndarray:
+        """Cache rows of image paths (or of a frame table's ``path`` column), as int64.
+
+        Raises
+        ------
+        KeyError
+            Naming the first path that is not in the cache and how many are missing.
+        """
+        keys = pd.Index(_path_strings(paths))
+        position = self._row_of.index.get_indexer(keys)
+        if (position < 0).any():
+            missing = keys[position < 0]
+            skipped = {entry["path"] for entry in self.skipped}
+            why = " (skipped while building: unreadable)" if missing[0] in skipped else ""
+            raise KeyError(
+                f"{len(missing)} image(s) are not in the crop cache {self.folder}, e.g. {missing[0]}{why}; "
+                "rebuild the cache for this table or drop those rows (FrameCache.covers)"
+            )
+        return self._row_of.to_numpy()[position]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_array"] = None  # never pickle the mapped pixels; the receiving process maps the file again
+        return state
+
+    def __repr__(self) -> str:
+        return f"FrameCache({str(self.folder)!r}, size={self.size}, rows={self.n_rows})"
+
+
+def build_frame_cache(
+    paths: pd.DataFrame | Iterable[str | os.PathLike],
+    folder: str | os.PathLike,
+    size: int,
+    num_workers: int = 0,
+    on_error: str = "skip",
+    overwrite: bool = False,
+    chunk_size: int = 512,
+) -> FrameCache:
+    """Decode every distinct image once, resize it to ``size``, and store the pixels in a new cache folder.
+
+    Parameters
+    ----------
+    paths : pandas.DataFrame or iterable of paths
+        Image files, or a frame table (its ``path`` column). Duplicates are stored once.
+    folder : str or os.PathLike
+        The cache folder to create.
+    size : int
+        Side of the stored crops; use ``transforms.resized_size(crop_size)`` (134 for 112 px crops).
+    num_workers : int, default 0
+        Decoding processes; 0 decodes in this process.
+    on_error : {"skip", "raise"}, default "skip"
+        What an unreadable image does: left out and counted (see the module docstring), or an ``OSError``.
+    overwrite : bool, default False
+        Replace an existing cache folder; otherwise an existing folder is an error.
+    chunk_size : int, default 512
+        Images per task handed to a worker.
+
+    Returns
+    -------
+    FrameCache
+        The opened cache.
+    """
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+    folder = Path(folder)
+    if folder.exists() and not overwrite:
+        raise FileExistsError(f"{folder} exists; pass overwrite=True to replace it")
+    unique = list(dict.fromkeys(_path_strings(paths)))
+    if any("\n" in p for p in unique):
+        raise ValueError("image paths must not contain newlines")
+
+    temporary = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    if temporary.exists():
+        shutil.rmtree(temporary)
+    temporary.mkdir(parents=True)
+    try:
+        array_path = temporary / ARRAY_FILE
+        shape = (len(unique), size, size, 3)
+        if unique:  # np.memmap cannot map an empty file
+            np.memmap(array_path, dtype=np.uint8, mode="w+", shape=shape).flush()
+        else:
+            array_path.touch()
+        chunks = [
+            (str(array_path), shape, start, unique[start : start + chunk_size], on_error)
+            for start in range(0, len(unique), chunk_size)
+        ]
+        if num_workers > 0:
+            with ProcessPoolExecutor(num_workers) as pool:
+                failures = [f for part in pool.map(_fill_rows, chunks) for f in part]
+        else:
+            failures = [f for chunk in chunks for f in _fill_rows(chunk)]
+
+        failed = {row for row, _, _ in failures}
+        index = pd.DataFrame({"row": np.arange(len(unique)), "path": unique})
+        index[~index["row"].isin(failed)].to_csv(temporary / INDEX_FILE, index=False)
+        skipped = [{"path": path, "error": error} for _, path, error in sorted(failures)]
+        meta = {"format": FORMAT_VERSION, "size": size, "n_rows": len(unique), "skipped": skipped}
+        (temporary / META_FILE).write_text(json.dumps(meta, indent=1))
+        _move_into_place(temporary, folder, overwrite)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    if skipped:
+        warnings.warn(
+            f"crop cache {folder}: skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]['path']} "
+            f"({skipped[0]['error']}); listed in {folder / META_FILE}",
+            stacklevel=2,
+        )
+    return FrameCache(folder, size=size)
+
+
+def _fill_rows(task: tuple) -> list[tuple[int, str, str]]:
+    """Decode one chunk of images into their rows of the array file; return the failures."""
+    array_path, shape, start, paths, on_error = task
+    array = np.memmap(array_path, dtype=np.uint8, mode="r+", shape=shape)
+    failures = []
+    for row, path in enumerate(paths, start):
+        try:
+            array[row] = load_image(path, shape[1])
+        except OSError as err:
+            if on_error == "raise":
+                raise
+            failures.append((row, path, str(err.__cause__ or err)))
+    array.flush()
+    return failures
+
+
+def _move_into_place(temporary: Path, folder: Path, overwrite: bool) -> None:
+    """Rename the finished folder into place; an old cache is moved aside first and deleted after."""
+    if folder.exists():
+        if not overwrite:
+            raise FileExistsError(f"{folder} appeared while the cache was being built")
+        old = folder.parent / f".{folder.name}.old-{os.getpid()}"
+        os.rename(folder, old)
+        os.rename(temporary, folder)
+        shutil.rmtree(old)
+    else:
+        os.rename(temporary, folder)
+
+
+def _path_strings(paths: pd.DataFrame | Iterable[str | os.PathLike]) -> list[str]:
+    if isinstance(paths, pd.DataFrame):
+        if "path" not in paths.columns:
+            raise ValueError("the table has no 'path' column")
+        if paths["path"].isna().any():
+            raise ValueError(f"{int(paths['path'].isna().sum())} table row(s) have no image path")
+        paths = paths["path"]
+    return [os.fspath(p) for p in paths]

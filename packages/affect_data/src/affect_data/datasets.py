@@ -1,0 +1,258 @@
+"""Torch datasets over frame tables: single frames for the CNN, clips of consecutive frames for the CNN-GRU.
+
+An item is ``(image, targets, masks)`` (``return_index=True`` appends the frame-table row label):
+
+- ``image``: float32 ``[3, size, size]`` (clips ``[L, 3, size, size]``), see :mod:`affect_data.transforms`;
+- ``targets``: ``{"AU": float32 [8] of 0/1, "EXPR": int64 scalar, "VA": float32 [2]}``, 0 where missing;
+- ``masks``: ``{"AU": bool, "EXPR": bool, "VA": bool}`` scalar tensors, True where the label exists
+  (clips: ``[L]`` masks and ``[L, ...]`` targets).
+
+Only the tasks in ``task_names`` appear in both dicts. AU is one task: its mask is True only when all eight
+AUs are present (as in every source the recipes merge); VA likewise needs both values. torch's default
+collate turns items into batched dicts, which is the contract of ``mtl_distill``. A frame item's targets and
+masks are views of tensors the dataset builds once (much cheaper than new tensors per item): treat them as
+read-only; collated batches are copies.
+
+Pixels come from the image files (decoded and resized per item) or, much faster, from a
+:class:`~affect_data.cache.FrameCache` built at the resized size (``transforms.resized_size(size)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from affect_data.cache import FrameCache
+from affect_data.schema import TASK_COLUMNS
+from affect_data.transforms import IMAGENET_MEAN, IMAGENET_STD, FrameTransform, load_image
+
+Normalize = tuple[Sequence[float], Sequence[float]] | None
+
+
+class FrameDataset(Dataset):
+    """One face crop per item, with the labels of the requested tasks and their masks.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A frame table (``path`` and the label columns of ``task_names``). It is kept as ``dataset.table``,
+        not copied or modified; item ``i`` is its ``i``-th row.
+    task_names : sequence of {"AU", "EXPR", "VA"}
+        Tasks whose targets and masks each item carries.
+    train : bool, default True
+        Random crop and flip per sample and call (training) or the center crop (evaluation).
+    size : int, default 112
+        Side of the output crop; images are first resized to ``round(1.2 * size)``.
+    normalize : (mean, std) or None, default ImageNet statistics
+        Per-channel normalisation on the [0, 1] scale; None keeps [0, 1].
+    cache : FrameCache, optional
+        Serve pixels from this cache (its size must be ``round(1.2 * size)``; every image of the table must
+        be in it).
+    return_index : bool, default False
+        Append the row's label in ``table.index`` (int64 tensor) to each item, so that a trainer can look up
+        per-sample data such as cached teacher outputs.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from PIL import Image
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "0.png"
+    >>> Image.new("RGB", (134, 134)).save(path)
+    >>> table = pd.DataFrame({"path": [str(path)], "expr": pd.array([4], dtype="Int8")})
+    >>> image, targets, masks = FrameDataset(table, task_names=["EXPR"])[0]
+    >>> tuple(image.shape), targets["EXPR"].item(), masks["EXPR"].item()
+    ((3, 112, 112), 4, True)
+    """
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        task_names: Sequence[str] = ("AU", "EXPR", "VA"),
+        train: bool = True,
+        size: int = 112,
+        normalize: Normalize = (IMAGENET_MEAN, IMAGENET_STD),
+        cache: FrameCache | None = None,
+        return_index: bool = False,
+    ) -> None:
+        self.table = table
+        self.task_names = _check_tasks(task_names, table)
+        self.transform = FrameTransform(size=size, train=train, normalize=normalize)
+        self.return_index = return_index
+        self._paths = _image_paths(table) if cache is None else None
+        self._labels = {task: _task_labels(table, task) for task in self.task_names}
+        self._row_ids = _row_ids(table) if return_index else None
+        self.cache = cache
+        self._cache_rows = _cache_rows(cache, table, self.transform.input_size)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, i: int):
+        if self.cache is not None:
+            pixels = self.cache[self._cache_rows[i]]
+        else:
+            pixels = load_image(self._paths[i], self.transform.input_size)
+        image = self.transform(pixels)
+        # Indexing tensors made once is several times cheaper than building new ones per item; the items are
+        # views of the dataset's label tensors, so treat them as read-only (collated batches are copies).
+        targets = {task: values[i] for task, (values, _) in self._labels.items()}
+        masks = {task: mask[i] for task, (_, mask) in self._labels.items()}
+        if self.return_index:
+            return image, targets, masks, self._row_ids[i]
+        return image, targets, masks
+
+
+class SequenceDataset(Dataset):
+    """Clips of ``length`` consecutive frames of one video per item, for temporal models.
+
+    Rows are grouped by ``(dataset, video)`` and ordered by ``frame``; "consecutive" means consecutive rows
+    (Aff-Wild2 has no image for frames without a detected face, and those are skipped, not padded). Windows
+    start at frame positions ``0, stride, 2 * stride, ...`` of each video until one reaches its last frame. A
+    window that runs past the end (and every window of a video shorter than ``length``) is padded by repeating
+    the last frame; padded frames have all masks False, so they never count in a loss or metric, and their
+    index entry repeats the last frame's row (the image they show). The whole clip shares one random crop and
+    flip: a clip is one view of the scene.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A frame table with ``dataset, video, frame, path`` and the label columns of ``task_names``.
+    length : int, default 16
+        Frames per clip (the paper's CNN-GRU used 8, 16 and 32).
+    stride : int, optional
+        Step between window starts; defaults to ``length`` (non-overlapping); ``stride > length`` skips
+        frames.
+    task_names, train, size, normalize, cache, return_index
+        As for :class:`FrameDataset`; items carry ``[L]`` masks, ``[L, ...]`` targets and ``[L]`` row labels.
+
+    Attributes
+    ----------
+    positions : numpy.ndarray of shape (n_clips, length)
+        Table positions (``iloc``) of each clip's frames, padding included.
+    valid : numpy.ndarray of shape (n_clips, length)
+        False on padded frames.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"dataset": "d", "video": ["a"] * 5, "frame": range(5), "path": "unused.jpg"})
+    >>> clips = SequenceDataset(table, length=4, task_names=[])
+    >>> clips.positions.tolist(), clips.valid.sum(axis=1).tolist()
+    ([[0, 1, 2, 3], [4, 4, 4, 4]], [4, 1])
+    """
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        length: int = 16,
+        stride: int | None = None,
+        task_names: Sequence[str] = ("AU", "EXPR", "VA"),
+        train: bool = True,
+        size: int = 112,
+        normalize: Normalize = (IMAGENET_MEAN, IMAGENET_STD),
+        cache: FrameCache | None = None,
+        return_index: bool = False,
+    ) -> None:
+        stride = length if stride is None else stride
+        if length < 1 or stride < 1:
+            raise ValueError(f"length and stride must be positive, got length={length}, stride={stride}")
+        missing = [c for c in ("dataset", "video", "frame") if c not in table.columns]
+        if missing:
+            raise ValueError(f"SequenceDataset: table lacks column(s) {missing}")
+        self.table = table
+        self.length, self.stride = length, stride
+        self.task_names = _check_tasks(task_names, table)
+        self.transform = FrameTransform(size=size, train=train, normalize=normalize)
+        self.return_index = return_index
+        self.positions, self.valid = _windows(table, length, stride)
+        self._paths = _image_paths(table) if cache is None else None
+        self._labels = {task: _task_labels(table, task) for task in self.task_names}
+        self._row_ids = _row_ids(table) if return_index else None
+        self.cache = cache
+        self._cache_rows = _cache_rows(cache, table, self.transform.input_size)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int):
+        positions, valid = self.positions[i], torch.from_numpy(self.valid[i])
+        if self.cache is not None:
+            pixels = self.cache[self._cache_rows[positions]]
+        else:
+            # Padding repeats the last frame: decode each distinct frame once.
+            unique, inverse = np.unique(positions, return_inverse=True)
+            side = self.transform.input_size
+            pixels = np.stack([load_image(self._paths[p], side) for p in unique])[inverse]
+        images = self.transform(pixels)
+        index = torch.from_numpy(positions)
+        targets = {task: values[index] for task, (values, _) in self._labels.items()}
+        masks = {task: mask[index] & valid for task, (_, mask) in self._labels.items()}
+        if self.return_index:
+            return images, targets, masks, self._row_ids[index]
+        return images, targets, masks
+
+
+def _windows(table: pd.DataFrame, length: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clip windows as table positions ``[n_clips, length]`` (edge-padded) and their validity."""
+    keys = pd.MultiIndex.from_arrays([table["dataset"].astype("string"), table["video"].astype("string")])
+    codes = pd.factorize(keys)[0]
+    order = np.lexsort((table["frame"].to_numpy(), codes))
+    starts = np.r_[0, np.flatnonzero(np.diff(codes[order])) + 1]
+    counts = np.diff(np.r_[starts, len(order)])
+    if len(order) == 0:
+        return np.zeros((0, length), dtype=np.int64), np.zeros((0, length), dtype=bool)
+    # ceil((n - length) / stride) + 1 windows reach the last frame; at least one per video.
+    n_windows = np.where(counts > length, -(-(counts - length) // stride) + 1, 1)
+    video = np.repeat(np.arange(len(starts)), n_windows)
+    window_in_video = np.arange(n_windows.sum()) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
+    offset = window_in_video[:, None] * stride + np.arange(length)[None, :]
+    valid = offset < counts[video][:, None]
+    sorted_position = starts[video][:, None] + np.minimum(offset, counts[video][:, None] - 1)
+    return order[sorted_position].astype(np.int64), valid
+
+
+def _check_tasks(task_names: Sequence[str], table: pd.DataFrame) -> tuple[str, ...]:
+    names = tuple(task_names)
+    for task in names:
+        if task not in TASK_COLUMNS:
+            raise ValueError(f"unknown task {task!r}; expected names from {sorted(TASK_COLUMNS)}")
+        absent = [c for c in TASK_COLUMNS[task] if c not in table.columns]
+        if absent:
+            raise ValueError(f"task {task!r} needs column(s) {absent}, which the table lacks")
+    if "path" not in table.columns:
+        raise ValueError("the table has no 'path' column")
+    return names
+
+
+def _task_labels(table: pd.DataFrame, task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets with 0 where missing, and the mask of rows that hold the task's complete label."""
+    values = table[list(TASK_COLUMNS[task])].to_numpy(dtype=np.float64, na_value=np.nan)
+    mask = torch.from_numpy(~np.isnan(values).any(axis=1))
+    values = np.nan_to_num(values, nan=0.0)
+    if task == "EXPR":
+        return torch.from_numpy(values[:, 0].astype(np.int64)), mask
+    return torch.from_numpy(values.astype(np.float32)), mask
+
+
+def _image_paths(table: pd.DataFrame) -> np.ndarray:
+    return table["path"].astype(str).to_numpy()
+
+
+def _row_ids(table: pd.DataFrame) -> torch.Tensor:
+    if not pd.api.types.is_integer_dtype(table.index):
+        raise ValueError(f"return_index needs an integer table index, got dtype {table.index.dtype}")
+    return torch.from_numpy(table.index.to_numpy(dtype=np.int64).copy())
+
+
+def _cache_rows(cache: FrameCache | None, table: pd.DataFrame, input_size: int) -> np.ndarray | None:
+    if cache is None:
+        return None
+    if cache.size != input_size:
+        raise ValueError(
+            f"the crop cache {cache.folder} holds {cache.size} px images, but {input_size} px crops are "
+            f"resized before cropping; build it with size={input_size}"
+        )
+    return cache.rows_for(table)
