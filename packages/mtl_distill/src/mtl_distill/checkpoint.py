@@ -1,0 +1,122 @@
+"""Checkpoint files: atomic writes, ``weights_only`` loads, and the random-number-generator states.
+
+A checkpoint is a plain dict of tensors and Python primitives (the trainer's layout is documented in
+:meth:`mtl_distill.trainer.Trainer.state_dict`), so ``torch.load(..., weights_only=True)`` reads it without
+unpickling arbitrary objects. numpy's and Python's generator states are therefore stored as lists of ints.
+
+Public names: :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`rng_state`, :func:`set_rng_state`,
+:func:`seed_everything`. numpy's *legacy global* generator is seeded and saved on purpose: it is the one
+that user augmentation code (``np.random.rand``) draws from.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["load_checkpoint", "rng_state", "save_checkpoint", "seed_everything", "set_rng_state"]
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``state`` with ``torch.save`` to ``path`` atomically (temporary file, fsync, ``os.replace``).
+
+    A crash while writing leaves the previous file intact; readers never see a half-written file.
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> folder = tempfile.mkdtemp()
+    >>> path = save_checkpoint({"w": torch.ones(2), "epoch": 3}, f"{folder}/ckpt.pt")
+    >>> load_checkpoint(path)["epoch"]
+    3
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` with ``torch.load(weights_only=True)``.
+
+    Raises ``FileNotFoundError`` naming the path when it is missing and ``ValueError`` naming it when the
+    file is not a readable checkpoint (truncated, or holding objects other than tensors and primitives).
+
+    Example
+    -------
+    >>> import tempfile, torch
+    >>> path = save_checkpoint({"w": torch.zeros(1)}, f"{tempfile.mkdtemp()}/c.pt")
+    >>> load_checkpoint(path)["w"].tolist()
+    [0.0]
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise ValueError(f"checkpoint {path} could not be read with weights_only=True: {error}") from error
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict")
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    """The states of torch's (CPU and every CUDA device), numpy's and Python's global generators.
+
+    Only tensors, lists and numbers, so that the dict survives ``weights_only=True`` loading.
+    """
+    numpy_state = np.random.get_state()  # noqa: NPY002
+    python_version, python_keys, python_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "keys": numpy_state[1].tolist(),
+            "pos": int(numpy_state[2]),
+            "has_gauss": int(numpy_state[3]),
+            "cached_gaussian": float(numpy_state[4]),
+        },
+        "python": {"version": python_version, "keys": list(python_keys), "gauss": python_gauss},
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the generator states captured by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([cuda_state.cpu() for cuda_state in state["cuda"]])
+    numpy_state = state["numpy"]
+    np.random.set_state(  # noqa: NPY002
+        (
+            "MT19937",
+            np.asarray(numpy_state["keys"], dtype=np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
+    python_state = state["python"]
+    random.setstate((python_state["version"], tuple(python_state["keys"]), python_state["gauss"]))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's, numpy's (legacy global) and Python's generators with ``seed``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002
+    random.seed(seed)

@@ -1,0 +1,120 @@
+"""DistributedDataParallel under ``torchrun``: process-group setup, model wrapping and batch gathering.
+
+The trainer uses PyTorch's own engine (``torch.distributed`` + ``DistributedDataParallel``); this module only
+adds what the paper's losses need on top of it:
+
+* The losses are *sums over the batch* and the binned-regression loss holds a CCC term, a statistic of the
+  whole batch. So every rank gathers the whole global batch - outputs (differentiably), targets, masks and
+  soft labels - and computes the global loss. The gradient of a gathered tensor flows back to its own rank
+  summed over ranks (W copies of the same loss), and DDP divides by W when it averages gradients: the
+  result is exactly the single-process gradient of the global batch, with no extra scaling.
+* BatchNorm statistics differ per rank; ``TrainConfig(sync_batchnorm=True)`` converts the model with
+  ``torch.nn.SyncBatchNorm``.
+
+Launch: ``torchrun --nproc_per_node=2 train.py``; the trainer calls :func:`setup_distributed` itself (gloo on
+CPU, nccl on CUDA). Public names: :func:`setup_distributed`, :func:`is_distributed`, :func:`world_size`,
+:func:`rank`, :func:`gather_batch`, :func:`all_gather_tensor`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["all_gather_tensor", "gather_batch", "is_distributed", "rank", "setup_distributed", "world_size"]
+
+
+def is_distributed() -> bool:
+    """True inside an initialised process group of more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world_size() -> int:
+    """Number of processes (1 outside a process group)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    """This process's rank (0 outside a process group)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def setup_distributed(backend: str | None = None) -> torch.device:
+    """Join the process group that ``torchrun`` describes in the environment, and pick this rank's device.
+
+    Does nothing but choose the device when ``WORLD_SIZE`` is unset or 1, or when a group already exists.
+    The backend defaults to nccl when CUDA is available, else gloo.
+
+    Returns
+    -------
+    torch.device
+        ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``.
+
+    Example
+    -------
+    >>> setup_distributed().type in {"cpu", "cuda"}
+    True
+    """
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and dist.is_available() and not dist.is_initialized():
+        dist.init_process_group(backend=backend or ("nccl" if device.type == "cuda" else "gloo"))
+    return device
+
+
+class _AllGather(torch.autograd.Function):
+    """All-gather along dim 0 whose backward hands every rank the sum over ranks of its slice's gradient."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        ctx.rows = tensor.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        start = dist.get_rank() * ctx.rows
+        return grad[start : start + ctx.rows]
+
+
+def all_gather_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` (same shape on every rank) across ranks along dim 0, in rank order.
+
+    Differentiable: the gradient reaching this rank's slice is summed over ranks. Outside a process group
+    the tensor is returned unchanged.
+    """
+    if not is_distributed():
+        return tensor
+    if tensor.requires_grad:
+        return _AllGather.apply(tensor)
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
+def gather_batch(*batches: Mapping[str, torch.Tensor] | None) -> tuple[dict[str, torch.Tensor] | None, ...]:
+    """Gather every tensor of each task-keyed dict across ranks (see :func:`all_gather_tensor`).
+
+    Bool tensors travel as uint8 (not every backend gathers bool). ``None`` entries pass through.
+    """
+    gathered = []
+    for batch in batches:
+        if batch is None:
+            gathered.append(None)
+            continue
+        result = {}
+        for name, tensor in batch.items():
+            if tensor.dtype == torch.bool:
+                result[name] = all_gather_tensor(tensor.to(torch.uint8)).bool()
+            else:
+                result[name] = all_gather_tensor(tensor)
+        gathered.append(result)
+    return tuple(gathered)

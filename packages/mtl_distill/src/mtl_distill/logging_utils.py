@@ -1,0 +1,108 @@
+"""Training records: a per-epoch CSV (rewritten atomically), TensorBoard when installed, progress bars.
+
+Public names: :class:`MetricsLogger`, :func:`progress`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MetricsLogger", "flatten_scores", "progress"]
+
+
+def flatten_scores(scores: Mapping[str, Mapping[str, float]], prefix: str = "val") -> dict[str, float]:
+    """``{task: {metric: value}}`` -> ``{"val/task/metric": value}`` (one CSV column per metric).
+
+    Example
+    -------
+    >>> flatten_scores({"digit": {"score": 0.9, "accuracy": 0.95}})
+    {'val/digit/score': 0.9, 'val/digit/accuracy': 0.95}
+    """
+    return {
+        f"{prefix}/{task}/{metric}": float(value)
+        for task, metrics in scores.items()
+        for metric, value in metrics.items()
+    }
+
+
+class MetricsLogger:
+    """Writes the history (one dict of numbers per epoch) to ``metrics.csv`` and to TensorBoard.
+
+    The whole CSV is rewritten atomically from the history after every epoch, so a killed and resumed run
+    leaves exactly one row per finished epoch. Columns are the union of all rows' keys, in first-seen order.
+
+    Parameters
+    ----------
+    folder : path
+        Where ``metrics.csv`` (and the ``tensorboard/`` event files) go.
+    tensorboard : bool, default True
+        Also log to TensorBoard when ``torch.utils.tensorboard`` can be imported (tensorboard installed).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> logger = MetricsLogger(tempfile.mkdtemp(), tensorboard=False)
+    >>> logger.write([{"epoch": 0, "train_loss": 1.5}, {"epoch": 1, "train_loss": 0.5}])
+    >>> logger.csv_path.read_text().splitlines()
+    ['epoch,train_loss', '0,1.5', '1,0.5']
+    """
+
+    def __init__(self, folder: str | os.PathLike, tensorboard: bool = True) -> None:
+        self.folder = Path(folder)
+        self.csv_path = self.folder / "metrics.csv"
+        self._writer = _tensorboard_writer(self.folder / "tensorboard") if tensorboard else None
+        self._logged_epochs: set[int] = set()
+
+    def write(self, history: Sequence[Mapping[str, Any]]) -> None:
+        """Rewrite the CSV from ``history`` and send rows not yet sent to TensorBoard."""
+        columns: dict[str, None] = {}
+        for row in history:
+            columns.update(dict.fromkeys(row))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(history)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temporary = self.csv_path.with_name(f".{self.csv_path.name}.tmp")
+        temporary.write_text(buffer.getvalue())
+        os.replace(temporary, self.csv_path)
+        if self._writer is not None:
+            for row in history:
+                epoch = int(row["epoch"])
+                if epoch in self._logged_epochs:
+                    continue
+                for key, value in row.items():
+                    if key != "epoch" and isinstance(value, int | float):
+                        self._writer.add_scalar(key, value, epoch)
+                self._logged_epochs.add(epoch)
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def progress(
+    iterable: Iterable, *, total: int | None = None, desc: str = "", enabled: bool = True
+) -> Iterable:
+    """A tqdm progress bar over ``iterable`` when tqdm is installed and ``enabled``; else the iterable."""
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _tensorboard_writer(folder: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is an optional extra
+        return None
+    return SummaryWriter(log_dir=str(folder))

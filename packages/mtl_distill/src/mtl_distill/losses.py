@@ -1,0 +1,217 @@
+"""The batch losses of the paper: the teacher loss (Eq. 13) and the student loss (Eq. 14).
+
+A batch is three dicts keyed by task name: ``outputs`` (logits ``[B, num_outputs]``), ``targets`` (any
+value where unlabelled) and ``masks`` (bool ``[B]``, True where the sample has that task's label). A sample
+may carry any subset of labels; the paper's batches (one labelled task per sample) are a special case.
+
+With ``reduction="sum"``, for each task ``j`` with supervision ``L_j``, distillation ``H_j``, optional batch
+term ``C_j`` (the CCC term of binned regression, over the labelled samples) and task weight ``w_j``::
+
+    teacher = sum_j w_j * (sum_{n labelled for j} L_j(n) + C_j)                                          (13)
+    student = sum_j w_j * (sum_{n labelled for j} [lam * L_j(n) + (1 - lam) * H_j(n)] + lam * C_j
+                           + sum_{n not labelled for j} H_j(n))                                          (14)
+
+``reduction="mean"`` divides the total by the batch size ``B``. The teacher's outputs are detached: the
+student loss never sends gradients into the teacher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from mtl_distill.tasks import Task, _at_least_float32
+
+__all__ = ["student_loss", "teacher_loss"]
+
+
+def teacher_loss(
+    tasks: Sequence[Task],
+    outputs: Mapping[str, Tensor],
+    targets: Mapping[str, Tensor],
+    masks: Mapping[str, Tensor],
+    reduction: str = "sum",
+    task_weights: Mapping[str, float] | None = None,
+) -> Tensor:
+    """Supervision loss of the teacher over a batch (Eq. 13): ground truth only.
+
+    Parameters
+    ----------
+    tasks : sequence of Task
+        The tasks to sum over; ``outputs`` may hold further entries, which are ignored.
+    outputs : dict of str to Tensor
+        Logits ``[B, task.num_outputs]`` per task.
+    targets : dict of str to Tensor
+        Targets per task (see each Task for its shape and dtype); unlabelled rows may hold any value.
+    masks : dict of str to Tensor
+        Bool ``[B]`` per task, True where the sample is labelled for the task. A task with no labelled sample
+        in the batch contributes exactly 0.
+    reduction : {"sum", "mean"}, default "sum"
+        ``"sum"`` is Eq. 13 as written; ``"mean"`` divides it by the batch size.
+    task_weights : dict of str to float, optional
+        Multiplies each task's part of the loss (default 1 for every task).
+
+    Returns
+    -------
+    Tensor
+        A scalar (float32, or float64 for float64 logits).
+
+    Example
+    -------
+    >>> import torch
+    >>> from mtl_distill import MultiClassTask
+    >>> tasks = [MultiClassTask("digit", num_classes=2)]
+    >>> outputs = {"digit": torch.zeros(2, 2)}
+    >>> targets, masks = {"digit": torch.tensor([1, -1])}, {"digit": torch.tensor([True, False])}
+    >>> loss = teacher_loss(tasks, outputs, targets, masks)
+    >>> round(float(loss), 4)  # -log(1/2), from the single labelled sample
+    0.6931
+    """
+    batch_size, weights = _check_batch(tasks, outputs, targets, masks, reduction, task_weights)
+    total = 0.0
+    for task in tasks:
+        logits = _at_least_float32(outputs[task.name])
+        mask = masks[task.name]
+        prepared = task.prepare_targets(targets[task.name], mask)
+        supervised = torch.where(mask, task.supervision_loss(logits, prepared), 0.0).sum()
+        total = total + weights[task.name] * (supervised + task.batch_loss(logits, prepared, mask))
+    return _reduce(total, batch_size, reduction)
+
+
+def student_loss(
+    tasks: Sequence[Task],
+    student_outputs: Mapping[str, Tensor],
+    teacher_outputs: Mapping[str, Tensor],
+    targets: Mapping[str, Tensor],
+    masks: Mapping[str, Tensor],
+    lam: float = 0.6,
+    temperature: float = 1.5,
+    reduction: str = "sum",
+    task_weights: Mapping[str, float] | None = None,
+    t2_scaling: bool = False,
+) -> Tensor:
+    """Student loss over a batch (Eq. 14): ground truth where labelled, the teacher's soft labels everywhere.
+
+    Parameters
+    ----------
+    tasks, targets, masks, reduction, task_weights
+        As in :func:`teacher_loss`.
+    student_outputs : dict of str to Tensor
+        The student's logits ``[B, task.num_outputs]`` per task.
+    teacher_outputs : dict of str to Tensor
+        The teacher's logits on the same samples (detached; any float dtype, e.g. a float16 cache).
+    lam : float, default 0.6
+        Weight of the ground truth on labelled samples (``lam * L + (1 - lam) * H``), in [0, 1]. It also
+        weights the CCC term of binned regression.
+    temperature : float, default 1.5
+        ``T`` of the softmax distillation losses (Eq. 11-12). The multi-label loss (Eq. 10) and plain
+        regression do not use it.
+    t2_scaling : bool, default False
+        Multiply the temperature-softened distillation losses by ``T^2`` (Hinton et al.); the paper does not.
+
+    Returns
+    -------
+    Tensor
+        A scalar (float32, or float64 for float64 logits).
+
+    Example
+    -------
+    >>> import torch
+    >>> from mtl_distill import MultiLabelTask
+    >>> tasks = [MultiLabelTask("attr", num_labels=1)]
+    >>> zeros = {"attr": torch.zeros(1, 1)}
+    >>> loss = student_loss(tasks, zeros, zeros, {"attr": torch.zeros(1, 1)}, {"attr": torch.tensor([False])})
+    >>> round(float(loss), 4)  # BCE(1/2, 1/2) = log 2: the teacher's uncertainty is the target's entropy
+    0.6931
+    """
+    batch_size, weights = _check_batch(tasks, student_outputs, targets, masks, reduction, task_weights)
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must lie in [0, 1], got {lam!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    _check_outputs(tasks, teacher_outputs, batch_size, "teacher_outputs")
+    total = 0.0
+    for task in tasks:
+        logits = _at_least_float32(student_outputs[task.name])
+        teacher_logits = teacher_outputs[task.name].detach().to(logits.dtype)
+        mask = masks[task.name]
+        prepared = task.prepare_targets(targets[task.name], mask)
+        distilled = task.distillation_loss(logits, teacher_logits, temperature)
+        if t2_scaling and task.uses_temperature:
+            distilled = distilled * temperature**2
+        labelled = lam * task.supervision_loss(logits, prepared) + (1 - lam) * distilled
+        per_sample = torch.where(mask, labelled, distilled).sum()
+        total = total + weights[task.name] * (per_sample + lam * task.batch_loss(logits, prepared, mask))
+    return _reduce(total, batch_size, reduction)
+
+
+def _check_batch(
+    tasks: Sequence[Task],
+    outputs: Mapping[str, Tensor],
+    targets: Mapping[str, Tensor],
+    masks: Mapping[str, Tensor],
+    reduction: str,
+    task_weights: Mapping[str, float] | None,
+) -> tuple[int, dict[str, float]]:
+    """Validate everything but the target values (each Task checks those); return B and the task weights."""
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    if isinstance(tasks, Task) or not tasks:
+        raise ValueError("tasks must be a non-empty sequence of Task objects")
+    names = []
+    for task in tasks:
+        if not isinstance(task, Task):
+            raise TypeError(f"tasks must hold Task objects, got {type(task).__name__}")
+        names.append(task.name)
+    if len(set(names)) != len(names):
+        raise ValueError(f"task names must be unique, got {names}")
+    batch_size = _check_outputs(tasks, outputs, None, "outputs")
+    for what, mapping in (("targets", targets), ("masks", masks)):
+        missing = [name for name in names if name not in mapping]
+        if missing:
+            raise ValueError(f"{what} has no entry for task(s) {missing}; it has {sorted(mapping)}")
+    for name in names:
+        mask = masks[name]
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != (batch_size,):
+            shape = list(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+            dtype = mask.dtype if isinstance(mask, Tensor) else ""
+            raise ValueError(
+                f"masks[{name!r}] must be a bool tensor of shape [{batch_size}], got {shape} {dtype}"
+            )
+        if not isinstance(targets[name], Tensor):
+            raise TypeError(f"targets[{name!r}] must be a torch.Tensor, got {type(targets[name]).__name__}")
+    weights = {name: 1.0 for name in names}
+    if task_weights is not None:
+        unknown = sorted(set(task_weights) - set(names))
+        if unknown:
+            raise ValueError(f"task_weights names unknown task(s) {unknown}; tasks are {names}")
+        for name, weight in task_weights.items():
+            if not float(weight) >= 0:
+                raise ValueError(f"task_weights[{name!r}] must be >= 0, got {weight!r}")
+            weights[name] = float(weight)
+    return batch_size, weights
+
+
+def _check_outputs(
+    tasks: Sequence[Task], outputs: Mapping[str, Tensor], batch_size: int | None, what: str
+) -> int:
+    """Check that ``outputs`` has logits of the right shape for every task and one batch size; return it."""
+    missing = [task.name for task in tasks if task.name not in outputs]
+    if missing:
+        raise ValueError(f"{what} has no entry for task(s) {missing}; it has {sorted(outputs)}")
+    for task in tasks:
+        logits = outputs[task.name]
+        task.check_logits(logits, what=what)
+        if batch_size is None:
+            batch_size = len(logits)
+        elif len(logits) != batch_size:
+            raise ValueError(
+                f"{what}[{task.name!r}] has batch size {len(logits)}, the other tasks {batch_size}"
+            )
+    return batch_size
+
+
+def _reduce(total: Tensor, batch_size: int, reduction: str) -> Tensor:
+    return total / batch_size if reduction == "mean" and batch_size > 0 else total

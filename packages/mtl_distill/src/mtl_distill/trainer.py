@@ -1,0 +1,799 @@
+"""Algorithm 1 of the paper: a teacher learns from ground truth, then K students from it and the ground truth.
+
+Reading order, top to bottom:
+
+1. :class:`TrainConfig` - the settings of one training run (a teacher or one student).
+2. :class:`Trainer` - one run: :meth:`Trainer.train_step` (forward, loss, backward, step on one batch) and
+   :meth:`Trainer.fit` (the epoch loop with evaluation, best-epoch selection, checkpoints and resume).
+3. :func:`train_teacher`, :func:`train_students` and :func:`distill` - Algorithm 1 built from Trainers:
+   the teacher, then ``num_students`` students per generation, all from the teacher's starting weights,
+   each with its own seed; optionally the students' ensemble teaches the next generation.
+
+A model maps an input batch to ``{task: logits [B, num_outputs]}``; a dataset item is
+``(inputs, targets, masks)`` (see :mod:`mtl_distill.losses`). Batches come from a
+:class:`~mtl_distill.batching.MultiTaskBatchSampler` (N samples per task per batch).
+
+Checkpoints (``<out_dir>/checkpoint.pt``, every ``checkpoint_every`` steps and at each epoch end) hold the
+model, optimiser, scheduler, grad scaler, position (epoch, step), history, best weights and RNG states; a
+run killed at any step and started again with the same arguments resumes from the last checkpoint and ends
+with the same weights as an uninterrupted run (CPU, deterministic ops). Under ``torchrun`` the model is
+wrapped in DistributedDataParallel and every rank trains on its share of the same global batches (see
+:mod:`mtl_distill.distributed`).
+
+For benchmarks (``benchmarks/bench_trainer.py``): ``Trainer(model, tasks, config).train_step(batch)`` is the
+teacher step and ``Trainer(model, tasks, config, soft_labels=OnlineSoftLabels(teacher) or
+CachedSoftLabels(cache)).train_step(batch)`` the student step; ``batch`` is
+``(inputs, targets, masks, indices)`` as a DataLoader over ``IndexedDataset(dataset)`` yields it.
+
+Public names: :class:`TrainConfig`, :class:`DistillConfig`, :class:`Trainer`, :class:`TrainResult`,
+:class:`DistillResult`, :func:`train_teacher`, :func:`train_students`, :func:`distill`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from mtl_distill import distributed
+from mtl_distill.batching import IndexedDataset, MultiTaskBatchSampler
+from mtl_distill.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from mtl_distill.evaluation import evaluate, flatten_sequence_batch, mean_task_score
+from mtl_distill.logging_utils import MetricsLogger, flatten_scores, progress
+from mtl_distill.losses import student_loss, teacher_loss
+from mtl_distill.soft_labels import CachedSoftLabels, EnsembleTeacher, OnlineSoftLabels, SoftLabelCache
+from mtl_distill.tasks import Task
+
+__all__ = [
+    "DistillConfig",
+    "DistillResult",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "distill",
+    "train_students",
+    "train_teacher",
+]
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+SoftLabelSource = Callable[[Tensor, Tensor | None], Mapping[str, Tensor]]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (the teacher, or one student).
+
+    Parameters
+    ----------
+    epochs : int, default 8
+        Epochs to train (the paper: teacher 8, students 3). The epoch length is the batch sampler's.
+    lr, lr_step_epochs, lr_gamma : float, int, float, default 1e-4, 3, 0.1
+        The default optimiser and schedule: Adam(lr), learning rate times ``lr_gamma`` every
+        ``lr_step_epochs`` epochs (the paper).
+    optimizer : callable, optional
+        ``optimizer(parameters) -> torch.optim.Optimizer``, replacing the default Adam.
+    scheduler : callable, optional
+        ``scheduler(optimizer) -> LR scheduler``, stepped once per epoch, replacing the default StepLR.
+    reduction, task_weights, lam, temperature, t2_scaling
+        Passed to :func:`mtl_distill.teacher_loss` / :func:`mtl_distill.student_loss` (the latter three
+        only matter for students).
+    num_workers : int, default 0
+        DataLoader workers for training and evaluation.
+    eval_batch_size : int, default 256
+        Batch size of the per-epoch evaluation.
+    device : str, optional
+        Default: ``cuda:LOCAL_RANK`` when CUDA is available, else CPU.
+    amp, amp_dtype : bool, str, default False, "float16"
+        Mixed precision (``torch.autocast``; a GradScaler for float16). CUDA only; ignored on CPU.
+    channels_last : bool, default False
+        Model and 4-D inputs in channels-last memory format. CUDA only; ignored on CPU.
+    sync_batchnorm : bool, default False
+        Under DDP, convert BatchNorm layers to SyncBatchNorm (batch statistics over all ranks).
+    checkpoint_every : int, optional
+        Also checkpoint every this many optimiser steps (a checkpoint is always written at each epoch end).
+    resume : bool, default True
+        Continue from ``<out_dir>/checkpoint.pt`` when it exists.
+    keep_best : bool, default True
+        End with the weights of the best epoch on the validation data (else the last epoch's).
+    selection : callable, optional
+        ``selection({task: scores}) -> float``, higher is better; default the mean of the tasks' ``"score"``.
+    progress : bool, default True
+        Progress bars (tqdm, when installed) and one summary line per epoch.
+    tensorboard : bool, default True
+        Log the per-epoch metrics to TensorBoard as well when it is installed.
+    """
+
+    epochs: int = 8
+    lr: float = 1e-4
+    lr_step_epochs: int = 3
+    lr_gamma: float = 0.1
+    optimizer: OptimizerFactory | None = None
+    scheduler: SchedulerFactory | None = None
+    reduction: str = "sum"
+    task_weights: Mapping[str, float] | None = None
+    lam: float = 0.6
+    temperature: float = 1.5
+    t2_scaling: bool = False
+    num_workers: int = 0
+    eval_batch_size: int = 256
+    device: str | None = None
+    amp: bool = False
+    amp_dtype: str = "float16"
+    channels_last: bool = False
+    sync_batchnorm: bool = False
+    checkpoint_every: int | None = None
+    resume: bool = True
+    keep_best: bool = True
+    selection: Callable[[Mapping[str, Mapping[str, float]]], float] | None = None
+    progress: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.epochs, bool) or int(self.epochs) != self.epochs or self.epochs < 0:
+            raise ValueError(f"epochs must be an int >= 0, got {self.epochs!r}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 or None, got {self.checkpoint_every!r}")
+        if self.amp_dtype not in ("float16", "bfloat16"):
+            raise ValueError(f"amp_dtype must be 'float16' or 'bfloat16', got {self.amp_dtype!r}")
+        if self.reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the trained ``model`` (best epoch's weights unless ``keep_best=False``), the
+    per-epoch ``history`` (the rows of ``metrics.csv``), the best epoch (0-based) and its selection score."""
+
+    model: nn.Module
+    history: list[dict[str, Any]]
+    best_epoch: int | None
+    best_score: float | None
+    out_dir: Path | None = None
+
+
+class Trainer:
+    """Trains one model: a teacher (``soft_labels=None``) or a student of a soft-label source.
+
+    The model is trained in place and moved to the trainer's device. ``fit`` calls ``model.train()`` at
+    the start of every epoch: a model with frozen parts (e.g. a frozen CNN under a GRU) should override
+    ``train()`` to keep them in eval mode (the trainer warns about frozen BatchNorm layers in train mode).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps an input batch to ``{task: logits}``.
+    tasks : sequence of Task
+        The tasks to train, with their losses and metrics.
+    config : TrainConfig, optional
+    soft_labels : callable, optional
+        ``soft_labels(inputs, indices) -> {task: teacher logits}``, e.g.
+        :class:`~mtl_distill.soft_labels.OnlineSoftLabels` or
+        :class:`~mtl_distill.soft_labels.CachedSoftLabels`.
+        Given: the student loss (Eq. 14); not given: the teacher loss (Eq. 13).
+    seed : int, default 0
+        Seeds torch / numpy / random at the start of a fresh run and the batch sampler's draws.
+    out_dir : path, optional
+        Checkpoints, ``metrics.csv`` and ``model.pt`` (final weights) go here; nothing is written without it.
+    name : str, default "model"
+        Used in progress bars and error messages.
+
+    Example
+    -------
+    >>> import torch
+    >>> from mtl_distill import MultiClassTask
+    >>> from mtl_distill.batching import MultiTaskBatchSampler
+    >>> class Model(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.linear = torch.nn.Linear(2, 2)
+    ...     def forward(self, x):
+    ...         return {"c": self.linear(x)}
+    >>> items = [(torch.randn(2), {"c": torch.tensor(i % 2)}, {"c": torch.tensor(True)}) for i in range(8)]
+    >>> sampler = MultiTaskBatchSampler({"c": range(8)}, batch_size=4)
+    >>> trainer = Trainer(Model(), [MultiClassTask("c", 2)], TrainConfig(epochs=2, progress=False))
+    >>> result = trainer.fit(items, sampler, val_dataset=items)
+    >>> len(result.history), result.best_epoch in (0, 1)
+    (2, True)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tasks: Sequence[Task],
+        config: TrainConfig | None = None,
+        *,
+        soft_labels: SoftLabelSource | None = None,
+        seed: int = 0,
+        out_dir: str | os.PathLike | None = None,
+        name: str = "model",
+    ) -> None:
+        self.config = config = config if config is not None else TrainConfig()
+        self.tasks = list(tasks)
+        self.seed, self.name = int(seed), name
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.device = _resolve_device(config.device)
+        on_gpu = self.device.type == "cuda"
+        if (config.amp or config.channels_last) and not on_gpu:
+            warnings.warn(
+                "amp and channels_last apply on CUDA only; training in float32 on CPU", stacklevel=2
+            )
+        self.amp = config.amp and on_gpu
+        self.amp_dtype = getattr(torch, config.amp_dtype)
+        self.channels_last = config.channels_last and on_gpu
+
+        if config.sync_batchnorm and distributed.is_distributed():
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.net = model  # what the forward pass calls: the DDP wrapper under torchrun
+        if distributed.is_distributed():
+            self.net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device] if on_gpu else None
+            )
+        self.soft_labels = soft_labels.to(self.device) if hasattr(soft_labels, "to") else soft_labels
+
+        params = model.parameters()
+        self.optimizer = (
+            config.optimizer(params) if config.optimizer else torch.optim.Adam(params, lr=config.lr)
+        )
+        self.scheduler = (
+            config.scheduler(self.optimizer)
+            if config.scheduler
+            else torch.optim.lr_scheduler.StepLR(self.optimizer, config.lr_step_epochs, config.lr_gamma)
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+
+        # Position and records: everything a checkpoint needs to continue exactly.
+        self.epoch = 0  # epochs finished
+        self.step = 0  # optimiser steps done in the current epoch
+        self.global_step = 0
+        self.epoch_loss = 0.0  # sum of this epoch's step losses so far
+        self.history: list[dict[str, Any]] = []
+        self.best_epoch: int | None = None
+        self.best_score: float | None = None
+        self.best_state: dict[str, Tensor] | None = None
+        self._steps_per_epoch: int | None = None  # of the batch sampler, checked on resume
+
+    # -- one optimiser step ------------------------------------------------------------------------------
+    def train_step(self, batch: Sequence[Any]) -> float:
+        """Forward, loss, backward and optimiser step on one batch; returns the loss.
+
+        ``batch`` is ``(inputs, targets, masks)`` or ``(inputs, targets, masks, indices)`` (the indices are
+        needed by cached soft labels). Raises FloatingPointError naming the task, epoch and step when the
+        loss is NaN or infinite.
+        """
+        inputs, targets, masks, indices = self._to_device(batch)
+        with _autocast(self.device, self.amp_dtype, self.amp):
+            outputs = self.net(inputs)
+            soft = self.soft_labels(inputs, indices) if self.soft_labels is not None else None
+        # The paper's losses are sums over the whole batch (and the CCC a batch statistic): under DDP every
+        # rank computes them on the gathered global batch (see mtl_distill.distributed).
+        outputs, targets, masks, soft = distributed.gather_batch(outputs, targets, masks, soft)
+        outputs, targets, soft, masks = flatten_sequence_batch(outputs, targets, soft, masks=masks)
+        loss = self._loss(self.tasks, outputs, targets, masks, soft)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise self._non_finite_error(value, outputs, targets, masks, soft)
+
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return value
+
+    # -- the training loop -------------------------------------------------------------------------------
+    def fit(
+        self,
+        train_dataset: Dataset,
+        batch_sampler: MultiTaskBatchSampler,
+        val_dataset: Dataset | None = None,
+    ) -> TrainResult:
+        """Train for ``config.epochs`` epochs, evaluating on ``val_dataset`` after each one.
+
+        ``batch_sampler`` indexes ``train_dataset``; the trainer draws with its own seed from a copy of it.
+        Without ``val_dataset`` the last epoch counts as the best. Resumes from ``<out_dir>/checkpoint.pt``
+        when ``config.resume`` and the file exists (an already finished run just loads its weights).
+        """
+        config, is_main = self.config, distributed.rank() == 0
+        checkpoint = self.out_dir / "checkpoint.pt" if self.out_dir else None
+        if config.resume and checkpoint is not None and checkpoint.is_file():
+            self.load_state_dict(load_checkpoint(checkpoint))
+        else:
+            seed_everything(self.seed)
+        sampler = batch_sampler.with_seed(self.seed)
+        sampler.item_seeds = True  # per-slot seeds: augmentations independent of workers and resumes
+        self._check_sampler(sampler, checkpoint)
+        loader = DataLoader(
+            IndexedDataset(train_dataset),
+            batch_sampler=sampler,
+            num_workers=config.num_workers,
+            pin_memory=self.device.type == "cuda",
+            # Its own generator: drawing the workers' base seed must not advance the global RNG, whose state
+            # the checkpoints restore (the items are seeded per slot anyway).
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+        logger = MetricsLogger(self.out_dir, config.tensorboard) if self.out_dir and is_main else None
+
+        while self.epoch < config.epochs:
+            sampler.set_epoch(self.epoch, start_step=self.step)
+            self.net.train()
+            _warn_about_frozen_batchnorm_in_train_mode(self.model)
+            bar = progress(
+                loader,
+                total=len(sampler),
+                desc=f"{self.name} epoch {self.epoch + 1}/{config.epochs}",
+                enabled=config.progress and is_main,
+            )
+            for batch in bar:
+                loss = self.train_step(batch)
+                self.step += 1
+                self.global_step += 1
+                self.epoch_loss += loss
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+                every = config.checkpoint_every
+                if every and self.global_step % every == 0 and self.step < sampler.steps_per_epoch:
+                    self.save_checkpoint()
+            self._end_epoch(val_dataset, sampler.steps_per_epoch, logger)
+
+        if config.keep_best and self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        if self.out_dir is not None and is_main:
+            save_checkpoint(self.model.state_dict(), self.out_dir / "model.pt")
+        if logger is not None:
+            logger.close()
+        return TrainResult(self.model, self.history, self.best_epoch, self.best_score, self.out_dir)
+
+    def _end_epoch(self, val_dataset: Dataset | None, steps: int, logger: MetricsLogger | None) -> None:
+        """Evaluate, keep the best weights, step the schedule, record the epoch and checkpoint."""
+        config = self.config
+        row: dict[str, Any] = {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": self.epoch_loss / steps,
+        }
+        selection = None
+        if val_dataset is not None:
+            scores = evaluate(
+                self.model,
+                self.tasks,
+                val_dataset,
+                batch_size=config.eval_batch_size,
+                num_workers=config.num_workers,
+                device=self.device,
+                amp=self.amp,
+            )
+            selection = float((config.selection or mean_task_score)(scores))
+            row.update(flatten_scores(scores))
+            row["val/selection"] = selection
+        improved = (
+            self.best_state is None
+            or selection is None  # no validation data: the latest epoch is the best
+            or (math.isfinite(selection) and not selection <= self.best_score)
+        )
+        if improved:
+            self.best_epoch, self.best_score = self.epoch, selection
+            self.best_state = {
+                key: value.detach().cpu().clone() for key, value in self.model.state_dict().items()
+            }
+        row["best_epoch"] = self.best_epoch
+        self.scheduler.step()
+        self.history.append(row)
+        self.epoch, self.step, self.epoch_loss = self.epoch + 1, 0, 0.0
+        self.save_checkpoint()
+        if logger is not None:
+            logger.write(self.history)
+        if config.progress and distributed.rank() == 0:
+            scored = f", val {selection:.4f}" if selection is not None else ""
+            print(
+                f"{self.name} epoch {self.epoch}/{config.epochs}: train loss {row['train_loss']:.4f}{scored}"
+            )
+
+    # -- checkpoints -------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: tensors and primitives only (``weights_only`` loadable).
+
+        Keys: ``model``, ``optimizer``, ``scheduler``, ``scaler``, ``epoch`` (finished), ``step`` (in the
+        current epoch), ``global_step``, ``epoch_loss``, ``history``, ``best_epoch``, ``best_score``,
+        ``best_model``, ``rng`` (torch, CUDA, numpy, Python), ``seed`` (drives the batch sampler and the
+        per-sample augmentation seeds of the DataLoader workers), ``steps_per_epoch``.
+        """
+        return {
+            "format": "mtl_distill.Trainer/1",
+            "name": self.name,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "global_step": self.global_step,
+            "epoch_loss": self.epoch_loss,
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+            "best_score": self.best_score,
+            "best_model": self.best_state,
+            "rng": rng_state(),
+            "seed": self.seed,
+            "steps_per_epoch": self._steps_per_epoch,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (weights, optimiser, schedule, position, records, RNG states)."""
+        missing = [
+            key for key in ("model", "optimizer", "scheduler", "epoch", "step", "rng") if key not in state
+        ]
+        if missing:
+            raise ValueError(f"not a Trainer checkpoint: keys {missing} are missing (it has {sorted(state)})")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:  # empty when the run was saved without float16 mixed precision
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.global_step, self.epoch_loss = state["global_step"], state["epoch_loss"]
+        self.history = list(state["history"])
+        self.best_epoch, self.best_score, self.best_state = (
+            state["best_epoch"],
+            state["best_score"],
+            state["best_model"],
+        )
+        self.seed = state["seed"]
+        self._steps_per_epoch = state["steps_per_epoch"]
+        set_rng_state(state["rng"])
+
+    def save_checkpoint(self) -> Path | None:
+        """Write :meth:`state_dict` atomically to ``<out_dir>/checkpoint.pt`` (rank 0 only)."""
+        if self.out_dir is None or distributed.rank() != 0:
+            return None
+        return save_checkpoint(self.state_dict(), self.out_dir / "checkpoint.pt")
+
+    def _check_sampler(self, sampler: MultiTaskBatchSampler, checkpoint: Path | None) -> None:
+        saved = self._steps_per_epoch
+        if saved is not None and saved != sampler.steps_per_epoch:
+            raise ValueError(
+                f"{checkpoint} was written with {saved} steps per epoch but the batch sampler has "
+                f"{sampler.steps_per_epoch}: resume with the same data settings, or use another out_dir"
+            )
+        self._steps_per_epoch = sampler.steps_per_epoch
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def _to_device(self, batch: Sequence[Any]) -> tuple[Tensor, dict, dict, Tensor | None]:
+        if len(batch) not in (3, 4):
+            raise ValueError(f"a batch must be (inputs, targets, masks[, indices]), got {len(batch)} parts")
+        inputs, targets, masks = batch[:3]
+        indices = batch[3] if len(batch) == 4 else None
+        inputs = inputs.to(self.device, non_blocking=True)
+        if self.channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        targets = {name: value.to(self.device, non_blocking=True) for name, value in targets.items()}
+        masks = {name: value.to(self.device, non_blocking=True) for name, value in masks.items()}
+        return inputs, targets, masks, indices
+
+    def _loss(
+        self,
+        tasks: Sequence[Task],
+        outputs: Mapping[str, Tensor],
+        targets: Mapping[str, Tensor],
+        masks: Mapping[str, Tensor],
+        soft: Mapping[str, Tensor] | None,
+    ) -> Tensor:
+        config = self.config
+        weights = config.task_weights
+        if weights is not None:
+            weights = {task.name: weights[task.name] for task in tasks if task.name in weights}
+        if soft is None:
+            return teacher_loss(tasks, outputs, targets, masks, config.reduction, weights)
+        return student_loss(
+            tasks,
+            outputs,
+            soft,
+            targets,
+            masks,
+            lam=config.lam,
+            temperature=config.temperature,
+            reduction=config.reduction,
+            task_weights=weights,
+            t2_scaling=config.t2_scaling,
+        )
+
+    def _non_finite_error(self, value: float, outputs, targets, masks, soft) -> FloatingPointError:
+        """Name the task(s) whose part of the loss is not finite (each task's part computed alone)."""
+        parts = {}
+        for task in self.tasks:
+            with torch.no_grad():
+                parts[task.name] = float(self._loss([task], outputs, targets, masks, soft))
+        bad = [name for name, part in parts.items() if not math.isfinite(part)]
+        bad_outputs = [name for name in bad if not bool(torch.isfinite(outputs[name]).all())]
+        detail = f"; the model's outputs are not finite for {bad_outputs}" if bad_outputs else ""
+        return FloatingPointError(
+            f"{self.name}: the loss is {value} at epoch {self.epoch + 1}, step {self.step + 1} "
+            f"(global step {self.global_step + 1}): task(s) {bad or sorted(parts)} gave a non-finite loss "
+            f"(per-task losses {parts}){detail}"
+        )
+
+
+# -- Algorithm 1 -------------------------------------------------------------------------------------------
+@dataclass
+class DistillConfig:
+    """Settings of Algorithm 1: a teacher run, then ``num_students`` student runs per generation.
+
+    Parameters
+    ----------
+    teacher, student : TrainConfig
+        Settings of the teacher run and of every student run (the paper: 8 and 3 epochs).
+    num_students : int, default 5
+        Students per generation (K).
+    generations : int, default 1
+        1 is the paper. With more, the previous generation's students, as an
+        :class:`~mtl_distill.soft_labels.EnsembleTeacher` (averaged probabilities), teach the next one.
+    soft_labels : {"online", "cached"}, default "online"
+        "online": the teacher runs on every (augmented) training batch (the paper). "cached": its outputs
+        are computed once per sample on ``cache_dataset`` (un-augmented) and looked up - much faster.
+    cache_dtype : str, default "float16"
+        Storage type of the cached teacher logits ("float16", "bfloat16" or "float32").
+    seed : int, default 0
+        The teacher's seed; each student's seed is derived from ``(seed, generation, student)``.
+    """
+
+    teacher: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=8))
+    student: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3))
+    num_students: int = 5
+    generations: int = 1
+    soft_labels: str = "online"
+    cache_dtype: str = "float16"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.soft_labels not in ("online", "cached"):
+            raise ValueError(f"soft_labels must be 'online' or 'cached', got {self.soft_labels!r}")
+        if self.cache_dtype not in ("float16", "bfloat16", "float32"):
+            raise ValueError(f"cache_dtype must be float16, bfloat16 or float32, got {self.cache_dtype!r}")
+        if self.num_students < 1 or self.generations < 1:
+            raise ValueError(
+                f"num_students and generations must be >= 1, got {self.num_students}, {self.generations}"
+            )
+
+
+@dataclass
+class DistillResult:
+    """The teacher's run and, per generation, the students' runs (``generations[g][k]``)."""
+
+    teacher: TrainResult
+    generations: list[list[TrainResult]]
+
+    @property
+    def students(self) -> list[nn.Module]:
+        """The last generation's student models."""
+        return [run.model for run in self.generations[-1]]
+
+
+def train_teacher(
+    model: nn.Module,
+    tasks: Sequence[Task],
+    train_dataset: Dataset,
+    batch_sampler: MultiTaskBatchSampler,
+    val_dataset: Dataset | None = None,
+    config: TrainConfig | None = None,
+    *,
+    seed: int = 0,
+    out_dir: str | os.PathLike | None = None,
+) -> TrainResult:
+    """Algorithm 1, procedure TEACHER: train ``model`` (in place) on ground truth only (Eq. 13).
+
+    With ``out_dir``, the model's starting weights are saved first to ``<out_dir>/initial.pt`` (once), so
+    that students started later - e.g. in another process - can begin from the same weights
+    (``model.load_state_dict(mtl_distill.load_checkpoint(out_dir / "initial.pt"))``).
+    """
+    if out_dir is not None and distributed.rank() == 0 and not (Path(out_dir) / "initial.pt").is_file():
+        save_checkpoint(model.state_dict(), Path(out_dir) / "initial.pt")
+    trainer = Trainer(model, tasks, config, seed=seed, out_dir=out_dir, name="teacher")
+    return trainer.fit(train_dataset, batch_sampler, val_dataset)
+
+
+def train_students(
+    initial_model: nn.Module,
+    teacher: nn.Module,
+    tasks: Sequence[Task],
+    train_dataset: Dataset,
+    batch_sampler: MultiTaskBatchSampler,
+    val_dataset: Dataset | None = None,
+    config: TrainConfig | None = None,
+    *,
+    num_students: int = 5,
+    soft_labels: str = "online",
+    cache_dataset: Dataset | None = None,
+    cache_dtype: str = "float16",
+    seed: int = 0,
+    generation: int = 1,
+    out_dir: str | os.PathLike | None = None,
+) -> list[TrainResult]:
+    """Algorithm 1, procedure STUDENT, ``num_students`` times: students of a frozen ``teacher`` (Eq. 14).
+
+    Every student is a deep copy of ``initial_model`` (give it the teacher's *starting* weights) trained
+    with its own seed, derived from ``(seed, generation, student index)``. The teacher (a model or an
+    :class:`~mtl_distill.soft_labels.EnsembleTeacher`) is copied, frozen and put in eval mode; the caller's
+    modules are not modified. ``soft_labels="cached"`` computes the teacher's outputs once on
+    ``cache_dataset`` (default ``train_dataset``; give an un-augmented view of the same samples), stored in
+    ``cache_dtype`` (and in ``<out_dir>/soft_labels.pt``, reused on resume). Student ``k`` writes to
+    ``<out_dir>/student_<k>``.
+    """
+    out_dir = Path(out_dir) if out_dir is not None else None
+    config = config if config is not None else TrainConfig(epochs=3)
+    device = _resolve_device(config.device)
+    if soft_labels == "online":
+        source: SoftLabelSource = OnlineSoftLabels(teacher, device)
+    elif soft_labels == "cached":
+        source = CachedSoftLabels(
+            _teacher_cache(teacher, cache_dataset or train_dataset, config, device, cache_dtype, out_dir)
+        )
+    else:
+        raise ValueError(f"soft_labels must be 'online' or 'cached', got {soft_labels!r}")
+    results = []
+    for index in range(num_students):
+        student = copy.deepcopy(initial_model)
+        trainer = Trainer(
+            student,
+            tasks,
+            config,
+            soft_labels=source,
+            seed=_student_seed(seed, generation, index),
+            out_dir=out_dir / f"student_{index}" if out_dir is not None else None,
+            name=f"generation {generation} student {index + 1}/{num_students}",
+        )
+        results.append(trainer.fit(train_dataset, batch_sampler, val_dataset))
+    return results
+
+
+def distill(
+    model: nn.Module,
+    tasks: Sequence[Task],
+    train_dataset: Dataset,
+    batch_sampler: MultiTaskBatchSampler,
+    val_dataset: Dataset | None = None,
+    config: DistillConfig | None = None,
+    *,
+    cache_dataset: Dataset | None = None,
+    out_dir: str | os.PathLike | None = None,
+) -> DistillResult:
+    """Algorithm 1 end to end: the teacher, then ``num_students`` students for each generation.
+
+    ``model`` is not modified: the teacher and every student start from copies of its current weights.
+    Everything resumes from ``out_dir`` (``teacher/``, ``generation_<g>/student_<k>/``) when run again; the
+    students then start from the weights saved in ``teacher/initial.pt`` by the first run.
+
+    Example
+    -------
+    >>> import torch
+    >>> from mtl_distill import MultiClassTask, MultiLabelTask
+    >>> from mtl_distill.batching import MultiTaskBatchSampler
+    >>> class Model(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.heads = torch.nn.ModuleDict({"c": torch.nn.Linear(3, 2), "m": torch.nn.Linear(3, 2)})
+    ...     def forward(self, x):
+    ...         return {name: head(x) for name, head in self.heads.items()}
+    >>> def item(i):
+    ...     x = torch.randn(3)
+    ...     return x, {"c": torch.tensor(int(x[0] > 0)), "m": (x[1:] > 0).float()}, {
+    ...         "c": torch.tensor(i < 6), "m": torch.tensor(i >= 6)}
+    >>> data = [item(i) for i in range(12)]
+    >>> sampler = MultiTaskBatchSampler({"c": range(6), "m": range(6, 12)}, batch_size=2)
+    >>> quiet = TrainConfig(epochs=1, progress=False)
+    >>> result = distill(Model(), [MultiClassTask("c", 2), MultiLabelTask("m", 2)], data, sampler, data,
+    ...                  DistillConfig(teacher=quiet, student=quiet, num_students=2))
+    >>> len(result.students)
+    2
+    """
+    config = config if config is not None else DistillConfig()
+    root = Path(out_dir) if out_dir is not None else None
+    initial_model = copy.deepcopy(model)
+    saved_initial = root / "teacher" / "initial.pt" if root is not None else None
+    if saved_initial is not None and saved_initial.is_file():  # resuming: the first run's starting weights
+        initial_model.load_state_dict(load_checkpoint(saved_initial))
+    teacher = train_teacher(
+        copy.deepcopy(initial_model),
+        tasks,
+        train_dataset,
+        batch_sampler,
+        val_dataset,
+        config.teacher,
+        seed=config.seed,
+        out_dir=root / "teacher" if root is not None else None,
+    )
+    generations: list[list[TrainResult]] = []
+    current_teacher: nn.Module = teacher.model
+    for generation in range(1, config.generations + 1):
+        students = train_students(
+            initial_model,
+            current_teacher,
+            tasks,
+            train_dataset,
+            batch_sampler,
+            val_dataset,
+            config.student,
+            num_students=config.num_students,
+            soft_labels=config.soft_labels,
+            cache_dataset=cache_dataset,
+            cache_dtype=config.cache_dtype,
+            seed=config.seed,
+            generation=generation,
+            out_dir=root / f"generation_{generation}" if root is not None else None,
+        )
+        generations.append(students)
+        current_teacher = EnsembleTeacher([run.model for run in students], tasks)
+    return DistillResult(teacher, generations)
+
+
+def _teacher_cache(
+    teacher: nn.Module,
+    dataset: Dataset,
+    config: TrainConfig,
+    device: torch.device,
+    dtype: str,
+    out_dir: Path | None,
+) -> SoftLabelCache:
+    path = out_dir / "soft_labels.pt" if out_dir is not None else None
+    if path is not None and path.is_file():
+        return SoftLabelCache.load(path)
+    cache = SoftLabelCache.build(
+        teacher,
+        dataset,
+        batch_size=config.eval_batch_size,
+        num_workers=config.num_workers,
+        device=device,
+        dtype=getattr(torch, dtype),
+    )
+    if path is not None and distributed.rank() == 0:
+        cache.save(path)
+    return cache
+
+
+def _warn_about_frozen_batchnorm_in_train_mode(model: nn.Module) -> None:
+    """A frozen BatchNorm (no trainable parameters) in train mode still updates its running statistics."""
+    drifting = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        and module.training
+        and module.track_running_stats
+        and module.affine
+        and not any(parameter.requires_grad for parameter in module.parameters())
+    ]
+    if drifting:
+        warnings.warn(
+            "frozen BatchNorm layers are in train mode, so their running statistics change during "
+            f"training: {drifting[:3]}{' ...' if len(drifting) > 3 else ''}; the trainer calls model.train() "
+            "every epoch, so override the model's train() to keep frozen parts in eval mode",
+            stacklevel=3,
+        )
+
+
+def _student_seed(seed: int, generation: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, generation, index + 1]).generate_state(1)[0])
+
+
+def _resolve_device(device: str | None) -> torch.device:
+    default = distributed.setup_distributed()  # joins the torchrun process group when there is one
+    return torch.device(device) if device is not None else default
+
+
+def _autocast(device: torch.device, dtype: torch.dtype, enabled: bool) -> Any:
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
