@@ -124,3 +124,31 @@ def test_mismatches_are_clear_errors(tmp_path):
 
     with pytest.raises(ValueError, match="on_error"):
         build_frame_cache([], tmp_path / "other", size=SIDE, on_error="ignore")
+
+
+def test_paths_that_pandas_would_read_as_missing_round_trip(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("NA", "null"):
+        Image.new("RGB", (30, 30), (200, 10, 10)).save(name, format="PNG")
+    cache = build_frame_cache(["NA", "null"], tmp_path / "cache", size=SIDE)
+    reopened = FrameCache(tmp_path / "cache")
+    assert reopened.paths == ["NA", "null"] == cache.paths
+    assert reopened.rows_for(["null", "NA"]).tolist() == [1, 0]
+
+
+def test_damaged_meta_or_index_is_a_clear_error(tmp_path):
+    folder = tmp_path / "cache"
+    build_frame_cache(write_images(tmp_path / "img"), folder, size=SIDE)
+    meta_path = folder / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text('{"format": 1, "size": ')
+    with pytest.raises(ValueError, match=r"meta\.json: not valid JSON"):
+        FrameCache(folder)
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "n_rows"}))
+    with pytest.raises(ValueError, match=r"meta\.json lacks key\(s\) \['n_rows'\]"):
+        FrameCache(folder)
+    meta_path.write_text(json.dumps(meta))
+    index = folder / "index.csv"
+    index.write_text(index.read_text().replace("\n5,", "\n6,"))
+    with pytest.raises(ValueError, match=r"index\.csv refers to row 6 outside the 6 rows"):
+        FrameCache(folder)

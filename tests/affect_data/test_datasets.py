@@ -100,6 +100,8 @@ def test_normalisation_parameter(table):
     torch.testing.assert_close(normed, expected)
     with pytest.raises(ValueError, match="normalize"):
         FrameTransform(size=SIZE, normalize=((0.5, 0.5), (1, 1)))
+    with pytest.raises(ValueError, match="scale must be at least 1"):
+        FrameTransform(size=SIZE, scale=0.8)
 
 
 def test_workers_are_reproducible_from_the_loader_seed(table):
@@ -184,3 +186,22 @@ def test_dataset_errors(table, tmp_path):
         FrameDataset(table, size=SIZE, cache=cache)
     with pytest.raises(OSError, match=r"cannot read image .*missing\.jpg"):
         FrameDataset(table.assign(path="/nowhere/missing.jpg"), size=SIZE)[0]
+
+
+def test_windows_never_start_past_the_last_frame():
+    """stride > length skips frames but never yields a clip of padding alone; stride <= length covers all."""
+    for n in range(1, 14):
+        table = pd.DataFrame({"dataset": "d", "video": "a", "frame": range(n), "path": "unused.jpg"})
+        for length in (1, 3, 4):
+            for stride in (1, 2, 4, 5, 6, 9):
+                clips = SequenceDataset(table, length=length, stride=stride, task_names=[])
+                starts = clips.positions[:, 0]
+                assert clips.valid[:, 0].all(), (n, length, stride)
+                assert starts.tolist() == list(range(0, len(starts) * stride, stride))
+                if stride <= length:  # windows overlap or touch: the last one, and only it, reaches the end
+                    assert starts[-1] + length >= n and (len(starts) == 1 or starts[-2] + length < n)
+                else:  # one window per start inside the video
+                    assert len(starts) == -(-n // stride)
+    table = pd.DataFrame({"dataset": "d", "video": "a", "frame": range(11), "path": "unused.jpg"})
+    clips = SequenceDataset(table, length=4, stride=6, task_names=[])
+    assert clips.positions.tolist() == [[0, 1, 2, 3], [6, 7, 8, 9]] and clips.valid.all()

@@ -100,5 +100,7 @@ def test_frame_counts_must_agree_and_every_au_file_exist(tmp_path):
 def test_bad_arguments_and_missing_root(tmp_path):
     with pytest.raises(FileNotFoundError, match="ActionUnit_Labels"):
         load_disfa(tmp_path)
+    with pytest.raises(ValueError, match=r"image_pattern '\{subj\}/\{frame\}\.bmp' must be"):
+        load_disfa(tmp_path, image_pattern="{subj}/{frame}.bmp")
     with pytest.raises(ValueError, match="threshold"):
         load_disfa(tmp_path, threshold=0)

@@ -148,3 +148,19 @@ def test_va_score_per_dimension_missing_and_torch_input():
 def test_clear_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_au_score_leaves_out_an_au_that_is_never_labelled():
+    # ABAW 2021+ AU files lack AU20: its column is all missing, so it has no F1 rather than F1 = 0.
+    rng = np.random.default_rng(2)
+    truth = (rng.random((40, 8)) < 0.4).astype(float)
+    pred = (rng.random((40, 8)) < 0.4).astype(float)
+    truth[:, 6] = np.nan
+    result = au_score(truth, pred)
+    assert np.isnan(result["f1"]["AU20"])
+    seven = [0, 1, 2, 3, 4, 5, 7]
+    expected = f1_score(truth[:, seven], pred[:, seven], average=None, zero_division=0.0)
+    assert result["mean_f1"] == pytest.approx(expected.mean())
+    assert result["accuracy"] == pytest.approx(
+        accuracy_score(truth[:, seven].ravel(), pred[:, seven].ravel())
+    )

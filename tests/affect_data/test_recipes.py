@@ -195,3 +195,19 @@ def test_missing_source_table_is_named(tables):
         prepare_task({"aff_wild2": tables["aff_wild2"]}, "AU")
     with pytest.raises(ValueError, match="has no task 'VA'"):
         prepare_task(tables, "VA", {"tasks": {"AU": PAPER_RECIPE["tasks"]["AU"]}})
+
+
+def test_a_source_without_labelled_rows_is_named(tables):
+    # e.g. Aff-Wild2 loaded from an ABAW 2021+ release, whose AU files lack AU20: no complete AU row.
+    without_au20 = {**tables, "aff_wild2": tables["aff_wild2"].assign(AU20=pd.NA)}
+    with pytest.warns(
+        UserWarning, match=r"source 'aff_wild2' has no row in split 'train' with the complete AU"
+    ):
+        data = prepare_task(without_au20, "AU", random_state=0)
+    assert data.sources["aff_wild2"]["rows"] == 0 and len(data.train) == 300  # DISFA only
+    no_disfa = {**without_au20, "disfa": tables["disfa"].iloc[:0]}
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(ValueError, match=r"AU recipe's sources \['aff_wild2', 'disfa'\] hold no training row"),
+    ):
+        prepare_task(no_disfa, "AU", random_state=0)

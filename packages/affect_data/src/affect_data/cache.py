@@ -80,9 +80,7 @@ class FrameCache:
                 f"{meta_path} does not exist: {self.folder} is not a finished crop cache "
                 "(build one with affect_data.cache.build_frame_cache)"
             )
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{meta_path}: cache format {meta.get('format')!r}, expected {FORMAT_VERSION}")
+        meta = _read_meta(meta_path)
         self.size: int = int(meta["size"])
         self.n_rows: int = int(meta["n_rows"])
         self.skipped: list[dict[str, str]] = list(meta["skipped"])
@@ -96,11 +94,21 @@ class FrameCache:
                 f"{array_path} holds {actual} bytes; meta.json's shape "
                 f"({self.n_rows}, {self.size}, {self.size}, 3) needs {expected} (truncated or replaced file?)"
             )
-        index = pd.read_csv(self.folder / INDEX_FILE, dtype={"row": np.int64, "path": str})
+        # Paths are read verbatim: without keep_default_na a file called "NA" or "null" would become NaN.
+        index = pd.read_csv(
+            self.folder / INDEX_FILE, dtype={"row": np.int64, "path": str}, keep_default_na=False
+        )
         if len(index) != self.n_rows - len(self.skipped):
             raise ValueError(
                 f"{self.folder / INDEX_FILE} lists {len(index)} images; meta.json says "
                 f"{self.n_rows - len(self.skipped)} ({self.n_rows} rows, {len(self.skipped)} skipped)"
+            )
+        rows = index["row"].to_numpy()
+        outside = rows[(rows < 0) | (rows >= self.n_rows)]
+        if outside.size:
+            raise ValueError(
+                f"{self.folder / INDEX_FILE} refers to row {outside[0]} outside the {self.n_rows} rows of "
+                f"{ARRAY_FILE}"
             )
         self.paths: list[str] = index["path"].tolist()
         self._row_of = pd.Series(index["row"].to_numpy(), index=pd.Index(index["path"]))
@@ -235,6 +243,21 @@ def build_frame_cache(
             stacklevel=2,
         )
     return FrameCache(folder, size=size)
+
+
+def _read_meta(path: Path) -> dict:
+    """``meta.json`` of a cache, checked for its format version and keys."""
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); rebuild the cache") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        raise ValueError(f"{path}: cache format {found!r}, expected {FORMAT_VERSION}")
+    absent = [key for key in ("size", "n_rows", "skipped") if key not in meta]
+    if absent:
+        raise ValueError(f"{path} lacks key(s) {absent}; rebuild the cache")
+    return meta
 
 
 def _fill_rows(task: tuple) -> list[tuple[int, str, str]]:

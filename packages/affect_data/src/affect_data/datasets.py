@@ -28,12 +28,37 @@ from torch.utils.data import Dataset
 
 from affect_data.cache import FrameCache
 from affect_data.schema import TASK_COLUMNS
+from affect_data.splits import video_runs
 from affect_data.transforms import IMAGENET_MEAN, IMAGENET_STD, FrameTransform, load_image
 
 Normalize = tuple[Sequence[float], Sequence[float]] | None
 
 
-class FrameDataset(Dataset):
+class _FrameTableDataset(Dataset):
+    """What both datasets share: the table, the view transform, label tensors and the pixel source."""
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        task_names: Sequence[str],
+        train: bool,
+        size: int,
+        normalize: Normalize,
+        cache: FrameCache | None,
+        return_index: bool,
+    ) -> None:
+        self.table = table
+        self.task_names = _check_tasks(task_names, table)
+        self.transform = FrameTransform(size=size, train=train, normalize=normalize)
+        self.return_index = return_index
+        self.cache = cache
+        self._paths = _image_paths(table) if cache is None else None
+        self._cache_rows = _cache_rows(cache, table, self.transform.input_size)
+        self._labels = {task: _task_labels(table, task) for task in self.task_names}
+        self._row_ids = _row_ids(table) if return_index else None
+
+
+class FrameDataset(_FrameTableDataset):
     """One face crop per item, with the labels of the requested tasks and their masks.
 
     Parameters
@@ -78,15 +103,7 @@ class FrameDataset(Dataset):
         cache: FrameCache | None = None,
         return_index: bool = False,
     ) -> None:
-        self.table = table
-        self.task_names = _check_tasks(task_names, table)
-        self.transform = FrameTransform(size=size, train=train, normalize=normalize)
-        self.return_index = return_index
-        self._paths = _image_paths(table) if cache is None else None
-        self._labels = {task: _task_labels(table, task) for task in self.task_names}
-        self._row_ids = _row_ids(table) if return_index else None
-        self.cache = cache
-        self._cache_rows = _cache_rows(cache, table, self.transform.input_size)
+        super().__init__(table, task_names, train, size, normalize, cache, return_index)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -106,12 +123,13 @@ class FrameDataset(Dataset):
         return image, targets, masks
 
 
-class SequenceDataset(Dataset):
+class SequenceDataset(_FrameTableDataset):
     """Clips of ``length`` consecutive frames of one video per item, for temporal models.
 
     Rows are grouped by ``(dataset, video)`` and ordered by ``frame``; "consecutive" means consecutive rows
     (Aff-Wild2 has no image for frames without a detected face, and those are skipped, not padded). Windows
-    start at frame positions ``0, stride, 2 * stride, ...`` of each video until one reaches its last frame. A
+    start at frame positions ``0, stride, 2 * stride, ...`` of each video until one reaches its last frame
+    (with ``stride > length``, until the next start would lie past it: no clip is padding alone). A
     window that runs past the end (and every window of a video shorter than ``length``) is padded by repeating
     the last frame; padded frames have all masks False, so they never count in a loss or metric, and their
     index entry repeats the last frame's row (the image they show). The whole clip shares one random crop and
@@ -162,17 +180,9 @@ class SequenceDataset(Dataset):
         missing = [c for c in ("dataset", "video", "frame") if c not in table.columns]
         if missing:
             raise ValueError(f"SequenceDataset: table lacks column(s) {missing}")
-        self.table = table
+        super().__init__(table, task_names, train, size, normalize, cache, return_index)
         self.length, self.stride = length, stride
-        self.task_names = _check_tasks(task_names, table)
-        self.transform = FrameTransform(size=size, train=train, normalize=normalize)
-        self.return_index = return_index
         self.positions, self.valid = _windows(table, length, stride)
-        self._paths = _image_paths(table) if cache is None else None
-        self._labels = {task: _task_labels(table, task) for task in self.task_names}
-        self._row_ids = _row_ids(table) if return_index else None
-        self.cache = cache
-        self._cache_rows = _cache_rows(cache, table, self.transform.input_size)
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -197,15 +207,13 @@ class SequenceDataset(Dataset):
 
 def _windows(table: pd.DataFrame, length: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """Clip windows as table positions ``[n_clips, length]`` (edge-padded) and their validity."""
-    keys = pd.MultiIndex.from_arrays([table["dataset"].astype("string"), table["video"].astype("string")])
-    codes = pd.factorize(keys)[0]
-    order = np.lexsort((table["frame"].to_numpy(), codes))
-    starts = np.r_[0, np.flatnonzero(np.diff(codes[order])) + 1]
-    counts = np.diff(np.r_[starts, len(order)])
+    order, starts, counts = video_runs(table)
     if len(order) == 0:
         return np.zeros((0, length), dtype=np.int64), np.zeros((0, length), dtype=bool)
-    # ceil((n - length) / stride) + 1 windows reach the last frame; at least one per video.
-    n_windows = np.where(counts > length, -(-(counts - length) // stride) + 1, 1)
+    # Windows start at 0, stride, 2 * stride, ... until one reaches the last frame:
+    # ceil((n - length) / stride) + 1 of them, but with stride > length none may start past the last frame,
+    # so at most ceil(n / stride).
+    n_windows = np.minimum(np.maximum(-(-(counts - length) // stride), 0) + 1, -(-counts // stride))
     video = np.repeat(np.arange(len(starts)), n_windows)
     window_in_video = np.arange(n_windows.sum()) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
     offset = window_in_video[:, None] * stride + np.arange(length)[None, :]

@@ -21,7 +21,8 @@ from PIL import Image
 LEFT_EYE = slice(36, 42)
 RIGHT_EYE = slice(42, 48)
 
-#: Errors Pillow raises for files that exist but do not decode (truncated, not an image, bomb-sized, ...).
+#: Errors Pillow raises for a missing file or one that does not decode (truncated, not an image, bomb-sized;
+#: SyntaxError comes from a few older plugins).
 IMAGE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     SyntaxError,

@@ -51,7 +51,8 @@ def au_score(
     -------
     dict
         ``score`` (the total), ``mean_f1``, ``accuracy``, ``f1`` (dict AU name -> F1) and ``n_frames`` (rows
-        with at least one AU label).
+        with at least one AU label). An AU that ``y_true`` never labels (a whole column missing) has F1 NaN
+        and is left out of ``mean_f1``.
 
     Raises
     ------
@@ -86,8 +87,11 @@ def au_score(
     f1 = _f1(
         tp=(t & p).sum(axis=0), fp=(~t & p).sum(axis=0), fn=(t & ~p).sum(axis=0), zero_division=zero_division
     )
+    # An AU without a single label (AU20 in the ABAW 2021+ files) has no F1; scoring it 0 would cap the mean.
+    scored = labelled.any(axis=0)
+    f1 = np.where(scored, f1, np.nan)
     accuracy = float(((t == p) & labelled).sum() / labelled.sum())
-    mean_f1 = float(f1.mean())
+    mean_f1 = float(f1[scored].mean())
     return {
         "score": AU_F1_WEIGHT * mean_f1 + (1 - AU_F1_WEIGHT) * accuracy,
         "mean_f1": mean_f1,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -243,6 +244,8 @@ def prepare_task(
         keep = labelled_rows(table, task) & (table["split"] == source["split"]).fillna(False).to_numpy()
         candidates[name] = table[keep]
         summary[name] = {"rows": int(keep.sum())}
+        if not keep.any():
+            warnings.warn(_no_rows(task, name, source["split"], table), stacklevel=2)
     parts = []
     for name, source in spec["sources"].items():
         step = source["step"]
@@ -255,6 +258,11 @@ def prepare_task(
         summary[name] |= {"step": int(step), "kept": len(part)}
         parts.append(part)
     train = _concat(parts)
+    if train.empty:
+        raise ValueError(
+            f"the {task} recipe's sources {sorted(spec['sources'])} hold no training row: "
+            + "; ".join(_no_rows(task, n, s["split"], tables[n]) for n, s in spec["sources"].items())
+        )
 
     validation_spec = recipe["validation"]
     source = tables[validation_spec["source"]]
@@ -306,6 +314,14 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
         part.attrs = {}
         cleaned.append(as_frame_table(part))
     return pd.concat(cleaned, ignore_index=True)
+
+
+def _no_rows(task: str, name: str, split: str, table: pd.DataFrame) -> str:
+    columns = ", ".join(TASK_COLUMNS[task])
+    return (
+        f"source {name!r} has no row in split {split!r} with the complete {task} label ({columns}) "
+        f"among its {len(table)} rows"
+    )
 
 
 def _require_sources(tables: Mapping[str, pd.DataFrame], names: list[str], task: str) -> None:

@@ -89,7 +89,7 @@ def validate_frame_table(df: pd.DataFrame) -> None:
         present = values.notna()
         bad = present & ~ok(values).fillna(False).astype(bool)
         if bad.any():
-            row = df.loc[bad.idxmax()]
+            row = df.iloc[int(bad.to_numpy().argmax())]  # by position: the index may hold duplicates
             raise ValueError(
                 f"frame table column {name!r} holds {row[name]} (video {row.get('video')}, "
                 f"frame {row.get('frame')}); allowed: {_allowed(name)}"

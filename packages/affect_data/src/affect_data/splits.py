@@ -12,7 +12,10 @@ Why not scikit-multilearn's ``IterativeStratification``: version 0.2.0 (the late
 scikit-learn >= 0.24 (passing ``random_state`` raises "Setting a random_state has no effect since shuffle is
 False", and without it the ties are broken with the global ``np.random``), it treats any non-zero value as a
 positive label (so counts or shares are reduced to presence), and with ``order=1`` it processes labels in
-order of first appearance rather than the rarest label first as the algorithm prescribes.
+order of first appearance rather than the rarest label first as the algorithm prescribes; its tie between
+folds that desire a label equally is broken at random instead of by the desired size (it passes the label's
+desires where the size desires belong), and label-free samples go to a random fold with room rather than the
+one that most desires size.
 :func:`iterative_stratification` below is the published algorithm, seeded with a ``numpy.random.Generator``
 and generalised to weighted evidence.
 """
@@ -62,11 +65,8 @@ def temporal_downsample(table: pd.DataFrame, step: int, offset: int = 0) -> pd.D
         raise ValueError(f"temporal_downsample: table lacks column(s) {missing}")
     if step == 1:
         return table.copy()
-    codes = _group_codes(table, "video")
-    order = np.lexsort((table["frame"].to_numpy(), codes))
+    order, starts, lengths = video_runs(table)
     # Rank within a video = position in the sorted order minus the position where that video starts.
-    starts = np.r_[0, np.flatnonzero(np.diff(codes[order])) + 1]
-    lengths = np.diff(np.r_[starts, len(order)])
     rank = np.empty(len(table), dtype=np.int64)
     rank[order] = np.arange(len(order)) - np.repeat(starts, lengths)
     return table[rank % step == offset].copy()
@@ -177,9 +177,13 @@ def iterative_stratification(
     sizes = np.ones(n_units) if sizes is None else np.asarray(sizes, dtype=np.float64)
     if sizes.shape != (n_units,):
         raise ValueError(f"sizes has shape {sizes.shape}; expected ({n_units},)")
+    if not (sizes >= 0).all():  # NaN fails too
+        raise ValueError("sizes must be non-negative and not NaN")
     ratios = np.asarray(proportions, dtype=np.float64)
-    if ratios.ndim != 1 or len(ratios) < 2 or (ratios < 0).any() or ratios.sum() <= 0:
+    if ratios.ndim != 1 or len(ratios) < 2 or not (ratios >= 0).all() or ratios.sum() <= 0:
         raise ValueError(f"proportions must be at least two non-negative shares, got {proportions!r}")
+    if not 0 <= min_share <= 1:
+        raise ValueError(f"min_share must be in [0, 1], got {min_share!r}")
     ratios = ratios / ratios.sum()
     rng = np.random.default_rng(random_state)
 
@@ -226,7 +230,9 @@ def stratified_group_split(
     Groups are assigned by :func:`iterative_stratification` over their per-label frame counts for ``task``
     (see :func:`group_label_counts`), weighted by their number of labelled frames, so that the validation part
     holds about ``validation_size`` of the labelled frames and of each label's frames. A group carries a label
-    when at least ``min_share`` of its labelled frames show it.
+    when at least ``min_share`` of its labelled frames show it. Groups with no label for ``task`` are split
+    apart from the others, by their number of rows, so that they too go about ``validation_size`` to the
+    validation part.
 
     Parameters
     ----------
@@ -263,16 +269,21 @@ def stratified_group_split(
         raise ValueError(f"validation_size must be in (0, 1), got {validation_size!r}")
     counts = group_label_counts(table, task, group=group, va_bins=va_bins)
     sizes = counts.pop("n_frames").to_numpy()
+    proportions = [1 - validation_size, validation_size]
+    rng = np.random.default_rng(random_state)
     folds = iterative_stratification(
-        counts.to_numpy(),
-        [1 - validation_size, validation_size],
-        sizes=sizes,
-        min_share=min_share,
-        random_state=random_state,
+        counts.to_numpy(), proportions, sizes=sizes, min_share=min_share, random_state=rng
     )
-    validation_groups = counts.index[folds == 1]
     keys = pd.MultiIndex.from_arrays([table["dataset"].astype("string"), table[group].astype("string")])
-    in_validation = keys.isin(validation_groups)
+    # Groups without a single label for the task (videos of another task set) weigh nothing above and would
+    # all fall to one side; spread them by their row counts instead.
+    unlabelled = sizes == 0
+    if unlabelled.any():
+        rows = pd.Series(1, index=keys).groupby(level=[0, 1]).size().reindex(counts.index[unlabelled])
+        folds[unlabelled] = iterative_stratification(
+            np.zeros((int(unlabelled.sum()), 0)), proportions, sizes=rows.to_numpy(), random_state=rng
+        )
+    in_validation = keys.isin(counts.index[folds == 1])
     train, validation = table[~in_validation].copy(), table[in_validation].copy()
     train["split"] = pd.Series("train", index=train.index, dtype="string")
     validation["split"] = pd.Series("validation", index=validation.index, dtype="string")
@@ -286,7 +297,21 @@ def _most_desiring_fold(desire: np.ndarray, desired_size: np.ndarray, rng: np.ra
     return int(best[0] if len(best) == 1 else rng.choice(best))
 
 
-def _group_codes(table: pd.DataFrame, group: str) -> np.ndarray:
-    """One integer per (dataset, group) pair, for fast sorting and grouping."""
-    keys = pd.MultiIndex.from_arrays([table["dataset"].astype("string"), table[group].astype("string")])
-    return pd.factorize(keys)[0]
+def video_runs(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of a frame table ordered by video, then frame, as runs of one video each.
+
+    Returns ``order`` (row positions sorted by ``(dataset, video)`` in order of first appearance, then by
+    ``frame``), and the start and length of each video's run within ``order``.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"dataset": "d", "video": ["b", "a", "b", "a", "a"], "frame": [1, 5, 0, 2, 9]})
+    >>> [part.tolist() for part in video_runs(t)]
+    [[2, 0, 3, 1, 4], [0, 2], [2, 3]]
+    """
+    keys = pd.MultiIndex.from_arrays([table["dataset"].astype("string"), table["video"].astype("string")])
+    codes = pd.factorize(keys)[0]
+    order = np.lexsort((table["frame"].to_numpy(), codes))
+    starts = np.r_[0, np.flatnonzero(np.diff(codes[order])) + 1]
+    lengths = np.diff(np.r_[starts, len(order)])
+    return order, starts, lengths

@@ -20,12 +20,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from affect_data.faces import IMAGE_ERRORS
+
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 RESIZE_SCALE = 1.2
-
-#: What PIL raises for a missing, corrupt or truncated file (SyntaxError comes from a few older plugins).
-IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def resized_size(size: int, scale: float = RESIZE_SCALE) -> int:
@@ -92,6 +91,8 @@ class FrameTransform:
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be positive, got {size}")
+        if not scale >= 1:
+            raise ValueError(f"scale must be at least 1 (crops are cut from the resized image), got {scale}")
         self.size = size
         self.train = train
         self.input_size = resized_size(size, scale)

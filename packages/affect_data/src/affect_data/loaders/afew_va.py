@@ -22,8 +22,7 @@ from PIL import Image
 
 from affect_data.faces import IMAGE_ERRORS, CropCache, align_face, alignment_transform, default_cache_dir
 from affect_data.loaders._io import AnnotationError
-from affect_data.loaders.report import CORRUPT_IMAGE, MISSING_IMAGE, LoadReport
-from affect_data.schema import as_frame_table
+from affect_data.loaders.report import CORRUPT_IMAGE, MISSING_IMAGE, LoadReport, finish_table
 
 DATASET = "afew_va"
 
@@ -103,13 +102,7 @@ def load_afew_va(
             rows.append((clip, int(key), str(cache.path(name)), subject, valence, arousal, str(source)))
 
     table = pd.DataFrame(rows, columns=["video", "frame", "path", "subject", "valence", "arousal", "source"])
-    table.insert(0, "dataset", DATASET)
-    table["split"] = "train"
-    table = as_frame_table(table)
-    report.rows_kept = len(table)
-    table.attrs["report"] = report
-    report.log()
-    return table
+    return finish_table(table, report, split="train")
 
 
 def _read_clip(path: Path, clip: str) -> tuple[str, list[tuple[str, float, float, np.ndarray]]]:

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from affect_data.loaders._io import AnnotationError, check_values, list_folder, parse_numeric, split_header
-from affect_data.loaders.report import MISSING_IMAGE, NOT_ANNOTATED, OTHER_CLASS, LoadReport
-from affect_data.schema import AU_NAMES, DTYPES, EXPR_NAMES, TASK_COLUMNS, VA_NAMES, as_frame_table
+from affect_data.loaders.report import MISSING_IMAGE, NOT_ANNOTATED, OTHER_CLASS, LoadReport, finish_table
+from affect_data.schema import AU_NAMES, DTYPES, EXPR_NAMES, TASK_COLUMNS, VA_NAMES
 
 DATASET = "aff_wild2"
 
@@ -163,10 +163,7 @@ def load_aff_wild2(
     table = _assemble(blocks, images)
     if merge_tasks:
         table = _merge_task_rows(table)
-    report.rows_kept = len(table)
-    table.attrs["report"] = report
-    report.log()
-    return table
+    return finish_table(table, report)
 
 
 def _checked(values: Iterable[str], allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
@@ -292,7 +289,7 @@ def _where(path: Path, keep: np.ndarray) -> str | None:
 
 
 def _assemble(blocks: Sequence[tuple[str, _Block]], images: Path) -> pd.DataFrame:
-    """Concatenate the blocks into a frame table, building each column once in its final dtype."""
+    """Concatenate the blocks into the frame table's columns, building each once in its final dtype."""
     frames = np.concatenate([b.frames for _, b in blocks]) if blocks else np.empty(0, dtype=np.int64)
     lengths = [len(b.frames) for _, b in blocks]
     videos = np.repeat(np.array([b.video for _, b in blocks], dtype=object), lengths)
@@ -323,11 +320,11 @@ def _assemble(blocks: Sequence[tuple[str, _Block]], images: Path) -> pd.DataFram
                 columns[name] = pd.arrays.IntegerArray(np.where(missing, 0, column).astype(np.int8), missing)
             else:
                 columns[name] = column.astype(DTYPES[name])
-    return as_frame_table(pd.DataFrame(columns, copy=False))
+    return pd.DataFrame(columns, copy=False)
 
 
 def _merge_task_rows(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (video, frame, split): the labels of every task set that annotates that frame."""
     keys = ["video", "frame", "split"]
     merged = table.groupby(keys, sort=False, as_index=False).first()
-    return as_frame_table(merged).sort_values(["split", "video", "frame"], kind="stable", ignore_index=True)
+    return merged.sort_values(["split", "video", "frame"], kind="stable", ignore_index=True)

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from affect_data.loaders._io import AnnotationError, check_values, list_folder, parse_numeric
-from affect_data.loaders.report import MISSING_IMAGE, LoadReport
-from affect_data.schema import AU_NAMES, as_frame_table
+from affect_data.loaders.report import MISSING_IMAGE, LoadReport, finish_table
+from affect_data.schema import AU_NAMES
 
 DATASET = "disfa"
 
@@ -79,6 +79,13 @@ def load_disfa(
     """
     if not (isinstance(threshold, int | np.integer) and 1 <= threshold <= 5):
         raise ValueError(f"threshold must be an integer intensity in 1..5, got {threshold!r}")
+    try:
+        image_pattern.format(subject="SN001", frame=1)
+    except (KeyError, IndexError, ValueError) as err:
+        raise ValueError(
+            f"image_pattern {image_pattern!r} must be a str.format pattern using only {{subject}} and "
+            f"{{frame}}: {type(err).__name__} {err}"
+        ) from None
     root = Path(root)
     labels_dir = root / "ActionUnit_Labels"
     if not labels_dir.is_dir():
@@ -109,14 +116,7 @@ def load_disfa(
         columns.update({name: present[keep, i] for i, name in enumerate(AU_NAMES)})
         parts.append(pd.DataFrame(columns))
     table = pd.concat(parts, ignore_index=True)
-    table.insert(0, "dataset", DATASET)
-    table.insert(1, "video", table["subject"])
-    table["split"] = "train"
-    table = as_frame_table(table)
-    report.rows_kept = len(table)
-    table.attrs["report"] = report
-    report.log()
-    return table
+    return finish_table(table.assign(video=table["subject"]), report, split="train")
 
 
 def _read_subject(folder: Path, subject: str, threshold: int) -> np.ndarray:

@@ -11,6 +11,7 @@ Aff-Wild2's order (0 Neutral, 1 Anger, ..., 6 Surprise).
 
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -29,8 +30,8 @@ from affect_data.loaders.report import (
     LOW_CONFIDENCE,
     MISSING_IMAGE,
     LoadReport,
+    finish_table,
 )
-from affect_data.schema import as_frame_table
 
 DATASET = "expw"
 
@@ -133,13 +134,7 @@ def load_expw(
         rows.extend(_row(f, cache.path(names[f]), source) for f in image_faces if f not in failed)
 
     table = pd.DataFrame(rows, columns=["video", "frame", "path", "subject", "expr", *EXTRA_COLUMNS])
-    table.insert(0, "dataset", DATASET)
-    table["split"] = "train"
-    table = as_frame_table(table)
-    report.rows_kept = len(table)
-    table.attrs["report"] = report
-    report.log()
-    return table
+    return finish_table(table, report, split="train")
 
 
 def _read_label_file(path: Path, report: LoadReport) -> list[_Face]:
@@ -180,7 +175,9 @@ def _parse_line(path: Path, number: int, fields: list[str]) -> _Face:
     try:
         confidence = float(numbers[5])
     except ValueError:
-        raise AnnotationError(path, f"confidence {numbers[5]!r} is not a number", number) from None
+        confidence = math.nan
+    if not math.isfinite(confidence):
+        raise AnnotationError(path, f"confidence {numbers[5]!r} is not a finite number", number)
     if not 0 <= label < len(EXPW_TO_AFF_WILD2):
         raise AnnotationError(path, f"label {label} is outside 0..{len(EXPW_TO_AFF_WILD2) - 1}", number)
     if face_id < 0:

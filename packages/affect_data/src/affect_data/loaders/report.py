@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from affect_data.schema import as_frame_table
+
 NOT_ANNOTATED = "not_annotated"
 OTHER_CLASS = "other_class"
 MISSING_IMAGE = "missing_image"
@@ -130,3 +132,18 @@ class LoadReport:
     def log(self, log: logging.Logger | None = None, level: int = logging.INFO) -> None:
         """Write :meth:`summary` to ``log`` (default: the ``affect_data.loaders`` logger)."""
         (log or logger).log(level, self.summary())
+
+
+def finish_table(table: pd.DataFrame, report: LoadReport, split: str | None = None) -> pd.DataFrame:
+    """A loader's last step: the frame table in standard form, with ``report`` completed, attached and logged.
+
+    ``split``, when given, fills the ``split`` column, and ``report.dataset`` fills ``dataset`` (the data sets
+    without a split of their own).
+    """
+    if split is not None:
+        table = table.assign(dataset=report.dataset, split=split)
+    table = as_frame_table(table)
+    report.rows_kept = len(table)
+    table.attrs["report"] = report
+    report.log()
+    return table
