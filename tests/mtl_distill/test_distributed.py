@@ -68,6 +68,7 @@ def test_outside_a_process_group_the_helpers_are_no_ops():
     assert (distributed.world_size(), distributed.rank()) == (1, 0)
     tensor = torch.ones(2, requires_grad=True)
     assert distributed.all_gather_tensor(tensor) is tensor
-    outputs, none = distributed.gather_batch({"a": tensor}, None)
-    assert outputs["a"] is tensor and none is None
+    mask = torch.tensor([True, False])
+    outputs, masks, none = distributed.gather_batch({"a": tensor}, {"a": mask}, None)
+    assert outputs["a"] is tensor and masks["a"] is mask and none is None  # no per-step conversions
     assert distributed.setup_distributed().type in ("cpu", "cuda")

@@ -165,6 +165,33 @@ def test_binned_regression_perfect_concordance_adds_nothing():
     assert float(loss) == pytest.approx(0.0, abs=1e-5)
 
 
+def test_multilabel_distillation_literal_equation_10():
+    # Teacher logit 0 -> soft target 1/2; no temperature in Eq. 10.
+    student, teacher = {"au": torch.tensor([[2.0, 0.0, -1.0]])}, {"au": torch.zeros(1, 3)}
+    loss = student_loss([AU], student, teacher, {"au": torch.zeros(1, 3)}, {"au": torch.tensor([False])})
+    per_logit = [0.5 * (math.log(1 + math.exp(-s)) + math.log(1 + math.exp(s))) for s in (2.0, 0.0, -1.0)]
+    assert float(loss) == pytest.approx(sum(per_logit), rel=1e-6)
+    scaled = student_loss(
+        [AU], student, teacher, {"au": torch.zeros(1, 3)}, {"au": torch.tensor([False])}, temperature=3.0
+    )
+    assert float(scaled) == pytest.approx(float(loss))
+
+
+def test_binned_distillation_literal_equation_12():
+    # Uniform teacher over 5 bins: CE(uniform, SF(s_i, T)) = logsumexp(s_i / T) - mean(s_i / T) per dim.
+    student = torch.tensor([[3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.5, 0.0, 0.0, 0.0]])
+    loss = student_loss(
+        [VA],
+        {"va": student},
+        {"va": torch.zeros(1, 10)},
+        {"va": torch.zeros(1, 2)},
+        {"va": torch.tensor([False])},
+    )
+    # s / T is [2, 0, 0, 0, 0] and [0, 1, 0, 0, 0] with T = 1.5
+    expected = (math.log(4 + math.exp(2.0)) - 2.0 / 5) + (math.log(4 + math.exp(1.0)) - 1.0 / 5)
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+
+
 def test_soft_cross_entropy_includes_the_target_entropy():
     # Student equal to teacher: KL would be 0; the paper's CE is the entropy of SF(t, T).
     logits = torch.tensor([[1.0, 0.0, -1.0, 0.5]])

@@ -123,6 +123,32 @@ def test_resume_in_process_from_a_mid_epoch_checkpoint(tmp_path):
     assert second.history == whole.history
 
 
+def test_a_resumed_run_sends_each_epoch_to_tensorboard_once(tmp_path, monkeypatch):
+    import mtl_distill.logging_utils as logging_utils
+
+    sent = []
+
+    class Recorder:
+        def add_scalar(self, key, value, step):
+            sent.append((key, step))
+
+        def flush(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(logging_utils, "_tensorboard_writer", lambda folder: Recorder())
+    train, sources, _ = toy.make_data()
+    sampler = toy.MultiTaskBatchSampler(sources, batch_size=4, steps_per_epoch=2)
+    for epochs in (2, 3):  # the second run resumes from the first one's checkpoint after epoch 2
+        config = TrainConfig(epochs=epochs, progress=False)
+        Trainer(toy.make_model(), toy.make_tasks(), config, out_dir=tmp_path).fit(train, sampler)
+    assert [step for key, step in sent if key == "train_loss"] == [0, 1, 2]
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["0", "1", "2"]
+
+
 def test_resume_rejects_a_checkpoint_from_other_data_settings(tmp_path):
     train, sources, _ = toy.make_data()
     config = TrainConfig(epochs=1, progress=False)

@@ -7,6 +7,7 @@ import csv
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -239,6 +240,28 @@ def test_gpu_switches_are_ignored_on_cpu_with_a_warning(data):
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
 
 
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"epochs": -1}, "epochs must be an int >= 0, got -1"),
+        ({"epochs": 2.5}, "epochs must be an int >= 0, got 2.5"),
+        ({"lr_step_epochs": 0}, "lr_step_epochs must be an int >= 1, got 0"),  # else: ZeroDivisionError later
+        ({"eval_batch_size": 0}, "eval_batch_size must be an int >= 1, got 0"),
+        ({"num_workers": -1}, "num_workers must be an int >= 0, got -1"),
+        ({"checkpoint_every": 1.5}, "checkpoint_every must be an int >= 1 or None, got 1.5"),
+        ({"amp_dtype": "float8"}, "amp_dtype must be 'float16' or 'bfloat16'"),
+        ({"reduction": "none"}, "reduction must be 'sum' or 'mean'"),
+    ],
+)
+def test_bad_settings_are_rejected_before_training(settings, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**settings)
+
+
+def test_a_custom_scheduler_makes_lr_step_epochs_irrelevant():
+    TrainConfig(lr_step_epochs=0, scheduler=lambda optimizer: None)
+
+
 def test_any_optimiser_and_scheduler_factories_are_accepted(data):
     train, sampler, _ = data
     config = quiet(
@@ -274,6 +297,54 @@ def test_sequence_batches_are_flattened_to_frames():
     assert loss == pytest.approx(float(expected), rel=1e-6)
 
 
+def test_cached_soft_labels_of_a_sequence_model_match_online_ones():
+    task = MultiClassTask("c", 3)
+    torch.manual_seed(0)
+    items = [
+        (torch.randn(4, 2), {"c": torch.randint(0, 3, (4,))}, {"c": torch.rand(4) < 0.5}) for _ in range(6)
+    ]
+    teacher = SequenceModel()
+    cache = SoftLabelCache.build(teacher, items)
+    assert cache.logits["c"].shape == (6, 4, 3)  # one [L, C] block per sequence
+    indices = torch.tensor([4, 1])
+    x, targets, masks = torch.utils.data.default_collate([items[i] for i in indices.tolist()])
+    torch.testing.assert_close(cache.lookup(indices)["c"], teacher(x)["c"], rtol=2e-3, atol=2e-3)
+    losses = {}
+    for name, source in (("online", OnlineSoftLabels(teacher)), ("cached", CachedSoftLabels(cache))):
+        torch.manual_seed(1)
+        student = Trainer(SequenceModel(), [task], quiet(1), soft_labels=source)
+        losses[name] = student.train_step((x, targets, masks, indices))
+    assert losses["cached"] == pytest.approx(losses["online"], rel=1e-3)
+
+
+def test_evaluation_runs_under_the_configured_mixed_precision_type(data, monkeypatch):
+    train, sampler, val = data
+    import mtl_distill.evaluation as evaluation
+    import mtl_distill.trainer as trainer_module
+
+    seen = []
+    real_evaluate = trainer_module.evaluate
+
+    def recording_evaluate(*args, **kwargs):
+        seen.append(kwargs["amp_dtype"])
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "evaluate", recording_evaluate)
+    Trainer(toy.make_model(), TASKS, quiet(1, amp_dtype="bfloat16")).fit(train, sampler, val)
+    assert seen == [torch.bfloat16]
+
+    autocast_dtypes = []
+    real_autocast = torch.autocast
+
+    def recording_autocast(device_type, dtype=None, enabled=True):
+        autocast_dtypes.append(dtype)
+        return real_autocast(device_type, dtype=dtype, enabled=enabled)
+
+    monkeypatch.setattr(evaluation.torch, "autocast", recording_autocast)
+    predict(toy.make_model(), TASKS, val, batch_size=96, amp=True, amp_dtype=torch.bfloat16)
+    assert autocast_dtypes == [torch.bfloat16]
+
+
 def test_predict_and_score_use_only_labelled_rows(data):
     train, _, _ = data
     model = toy.make_model()
@@ -291,6 +362,27 @@ def test_predict_and_score_use_only_labelled_rows(data):
     )
     with pytest.warns(UserWarning, match="no labelled sample for task 'attr'"):
         assert "attr" not in score_predictions(TASKS, empty)
+
+
+def test_predict_gathers_ranks_that_had_no_item_and_rejects_an_empty_dataset(monkeypatch):
+    import mtl_distill.evaluation as evaluation
+
+    # 3 items on 4 ranks: rank 3 predicted nothing, so it has no per-task arrays at all
+    shares = [
+        (np.array([rank]), {kind: {"c": np.full((1, 2), rank)} for kind in ("outputs", "targets", "masks")})
+        for rank in range(3)
+    ] + [(np.array([], dtype=np.int64), {"outputs": {}, "targets": {}, "masks": {}})]
+
+    def all_gather_object(out: list, obj) -> None:
+        out[:] = shares
+
+    monkeypatch.setattr(evaluation.distributed, "world_size", lambda: 4)
+    monkeypatch.setattr(evaluation.torch.distributed, "all_gather_object", all_gather_object)
+    for rank in (0, 3):
+        merged = evaluation._gather_in_dataset_order(shares[rank][1], shares[rank][0], total=3)
+        assert merged["outputs"]["c"][:, 0].tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="at least one item"):
+        predict(toy.make_model(), TASKS, [])
 
 
 def test_metrics_logger_sends_each_epoch_to_tensorboard_once(tmp_path, monkeypatch):

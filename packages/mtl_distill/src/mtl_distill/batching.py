@@ -310,11 +310,11 @@ class IndexedDataset(Dataset):
         if seed is None:
             item = self.dataset[index]
         elif torch.utils.data.get_worker_info() is not None:
-            seed_everything(seed)
+            seed_everything(seed, accelerators=False)
             item = self.dataset[index]
         else:
             saved = torch.get_rng_state(), np.random.get_state(), random.getstate()  # noqa: NPY002
-            seed_everything(seed)
+            seed_everything(seed, accelerators=False)
             try:
                 item = self.dataset[index]
             finally:

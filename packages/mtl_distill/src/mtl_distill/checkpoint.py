@@ -115,8 +115,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((python_state["version"], tuple(python_state["keys"]), python_state["gauss"]))
 
 
-def seed_everything(seed: int) -> None:
-    """Seed torch's, numpy's (legacy global) and Python's generators with ``seed``."""
-    torch.manual_seed(seed)
+def seed_everything(seed: int, *, accelerators: bool = True) -> None:
+    """Seed torch's, numpy's (legacy global) and Python's generators with ``seed``.
+
+    ``accelerators=False`` leaves the CUDA (and other device) generators alone and seeds torch's CPU
+    generator only: what data loading uses, and about 100 times faster than ``torch.manual_seed``, which
+    matters when every loaded item is seeded (:class:`mtl_distill.batching.IndexedDataset`).
+    """
+    if accelerators:
+        torch.manual_seed(seed)
+    else:
+        torch.default_generator.manual_seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002
     random.seed(seed)

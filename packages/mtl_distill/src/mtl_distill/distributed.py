@@ -103,8 +103,11 @@ def all_gather_tensor(tensor: torch.Tensor) -> torch.Tensor:
 def gather_batch(*batches: Mapping[str, torch.Tensor] | None) -> tuple[dict[str, torch.Tensor] | None, ...]:
     """Gather every tensor of each task-keyed dict across ranks (see :func:`all_gather_tensor`).
 
-    Bool tensors travel as uint8 (not every backend gathers bool). ``None`` entries pass through.
+    Bool tensors travel as uint8 (not every backend gathers bool). ``None`` entries pass through. Outside a
+    process group nothing is gathered or converted (this runs on every training step).
     """
+    if not is_distributed():
+        return tuple(None if batch is None else dict(batch) for batch in batches)
     gathered = []
     for batch in batches:
         if batch is None:

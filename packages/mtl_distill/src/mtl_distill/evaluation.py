@@ -91,11 +91,13 @@ def predict(
     device: torch.device | str | None = None,
     amp: bool = False,
     logits: bool = False,
+    amp_dtype: torch.dtype = torch.float16,
 ) -> Predictions:
     """Run ``model`` in eval mode over ``dataset`` and collect per-task predictions, targets and masks.
 
     Under ``torch.distributed`` every rank predicts a share of the samples and all ranks receive all
-    predictions, in dataset order. The model's train/eval mode is restored afterwards.
+    predictions, in dataset order. The model's train/eval mode is restored afterwards. ``amp`` runs the
+    model under ``torch.autocast`` with ``amp_dtype`` (CUDA only; ignored on other devices).
 
     Example
     -------
@@ -109,6 +111,8 @@ def predict(
     >>> probabilities.shape, [round(float(p), 3) for p in probabilities[0]]
     ((2, 2), [0.881, 0.119])
     """
+    if len(dataset) == 0:
+        raise ValueError("predict needs a dataset with at least one item, got an empty one")
     module = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     device = torch.device(device) if device is not None else _device_of(module)
     rank, world = distributed.rank(), distributed.world_size()
@@ -119,7 +123,7 @@ def predict(
     module.eval()
     try:
         for inputs, targets, masks in loader:
-            with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp and device.type == "cuda"):
                 outputs = module(inputs.to(device))
             outputs, targets, masks = flatten_sequence_batch(outputs, targets, masks=masks)
             for task in tasks:
@@ -186,11 +190,13 @@ def _gather_in_dataset_order(
     positions = np.concatenate([share[0] for share in shares])
     inverse = np.empty(total, dtype=np.int64)
     inverse[positions] = np.arange(len(positions))
+    # A rank with no item (fewer items than ranks) has no arrays at all: the other ranks' shares tell.
+    filled = [share[1] for share in shares if len(share[0])]
     merged = {}
-    for kind, per_task in arrays.items():
+    for kind, per_task in filled[0].items():
         merged[kind] = {}
         for name in per_task:
-            stacked = np.concatenate([share[1][kind][name] for share in shares])
+            stacked = np.concatenate([share[kind][name] for share in filled])
             rows_per_item = len(stacked) // total  # sequence datasets give L rows per item
             blocks = stacked.reshape(total, rows_per_item, *stacked.shape[1:])
             merged[kind][name] = blocks[inverse].reshape(stacked.shape)

@@ -42,6 +42,8 @@ class MetricsLogger:
         Where ``metrics.csv`` (and the ``tensorboard/`` event files) go.
     tensorboard : bool, default True
         Also log to TensorBoard when ``torch.utils.tensorboard`` can be imported (tensorboard installed).
+    logged_epochs : iterable of int, optional
+        Epochs already sent to TensorBoard by an earlier process (a resumed run): not sent again.
 
     Example
     -------
@@ -52,11 +54,13 @@ class MetricsLogger:
     ['epoch,train_loss', '0,1.5', '1,0.5']
     """
 
-    def __init__(self, folder: str | os.PathLike, tensorboard: bool = True) -> None:
+    def __init__(
+        self, folder: str | os.PathLike, tensorboard: bool = True, *, logged_epochs: Iterable[int] = ()
+    ) -> None:
         self.folder = Path(folder)
         self.csv_path = self.folder / "metrics.csv"
         self._writer = _tensorboard_writer(self.folder / "tensorboard") if tensorboard else None
-        self._logged_epochs: set[int] = set()
+        self._logged_epochs = {int(epoch) for epoch in logged_epochs}
 
     def write(self, history: Sequence[Mapping[str, Any]]) -> None:
         """Rewrite the CSV from ``history`` and send rows not yet sent to TensorBoard."""

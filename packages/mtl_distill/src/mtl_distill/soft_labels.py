@@ -108,6 +108,8 @@ class OnlineSoftLabels:
 class SoftLabelCache:
     """Teacher logits of every sample of a dataset, ``[num_samples, num_outputs]`` per task, by index.
 
+    A sequence model's items of ``L`` frames give ``[num_samples, L, num_outputs]``.
+
     Stored in ``dtype`` (float16 by default: 2 bytes per logit; values beyond float16's range are clipped
     to it). :meth:`lookup` returns float32.
 
@@ -184,7 +186,8 @@ class SoftLabelCache:
             chunks = {name: [_to_storage(values, dtype)[:0]] for name, values in outputs.items()}
         logits, computed = {}, torch.zeros(len(dataset), dtype=torch.bool)
         for name, parts in chunks.items():
-            table = torch.zeros(len(dataset), parts[0].shape[1], dtype=dtype)
+            # [num_samples, *item shape]: [N, C] for frame models, [N, L, C] for sequence models
+            table = torch.zeros(len(dataset), *parts[0].shape[1:], dtype=dtype)
             table[torch.from_numpy(mine)] = torch.cat(parts)
             logits[name] = table
         computed[torch.from_numpy(wanted)] = True

@@ -141,10 +141,15 @@ class TrainConfig:
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or int(self.epochs) != self.epochs or self.epochs < 0:
-            raise ValueError(f"epochs must be an int >= 0, got {self.epochs!r}")
-        if self.checkpoint_every is not None and self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1 or None, got {self.checkpoint_every!r}")
+        # Checked here rather than when first used, which can be an epoch into the run (the schedule's step,
+        # the evaluation's DataLoader).
+        _check_int(self.epochs, "epochs", minimum=0)
+        if self.checkpoint_every is not None:
+            _check_int(self.checkpoint_every, "checkpoint_every", minimum=1, or_none=True)
+        if self.scheduler is None:
+            _check_int(self.lr_step_epochs, "lr_step_epochs", minimum=1)
+        _check_int(self.eval_batch_size, "eval_batch_size", minimum=1)
+        _check_int(self.num_workers, "num_workers", minimum=0)
         if self.amp_dtype not in ("float16", "bfloat16"):
             raise ValueError(f"amp_dtype must be 'float16' or 'bfloat16', got {self.amp_dtype!r}")
         if self.reduction not in ("sum", "mean"):
@@ -326,7 +331,11 @@ class Trainer:
             # the checkpoints restore (the items are seeded per slot anyway).
             generator=torch.Generator().manual_seed(self.seed),
         )
-        logger = MetricsLogger(self.out_dir, config.tensorboard) if self.out_dir and is_main else None
+        logger = None
+        if self.out_dir is not None and is_main:
+            # A resumed run's history was logged before its checkpoint was written (see _end_epoch).
+            logged = [row["epoch"] for row in self.history]
+            logger = MetricsLogger(self.out_dir, config.tensorboard, logged_epochs=logged)
 
         while self.epoch < config.epochs:
             sampler.set_epoch(self.epoch, start_step=self.step)
@@ -377,6 +386,7 @@ class Trainer:
                 num_workers=config.num_workers,
                 device=self.device,
                 amp=self.amp,
+                amp_dtype=self.amp_dtype,
             )
             selection = float((config.selection or mean_task_score)(scores))
             row.update(flatten_scores(scores))
@@ -395,9 +405,11 @@ class Trainer:
         self.scheduler.step()
         self.history.append(row)
         self.epoch, self.step, self.epoch_loss = self.epoch + 1, 0, 0.0
-        self.save_checkpoint()
+        # Records first, then the checkpoint: every epoch that a checkpoint holds is already in metrics.csv
+        # and TensorBoard, so a resumed run loses no row and does not send those epochs again.
         if logger is not None:
             logger.write(self.history)
+        self.save_checkpoint()
         if config.progress and distributed.rank() == 0:
             scored = f", val {selection:.4f}" if selection is not None else ""
             print(
@@ -782,6 +794,11 @@ def _warn_about_frozen_batchnorm_in_train_mode(model: nn.Module) -> None:
             "every epoch, so override the model's train() to keep frozen parts in eval mode",
             stacklevel=3,
         )
+
+
+def _check_int(value: Any, name: str, minimum: int, or_none: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}{' or None' if or_none else ''}, got {value!r}")
 
 
 def _student_seed(seed: int, generation: int, index: int) -> int:
