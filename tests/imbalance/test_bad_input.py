@@ -19,6 +19,10 @@ MULTILABEL = [MLROS, MLRUS, LPROS, LPRUS]
         (np.array([[1.0, 0.0], [0.0, np.nan]]), r"row 1, label '1' holds nan"),
         (pd.DataFrame({"AU1": [1, 0], "AU2": [0.5, 1]}), r"row 0, label 'AU2' holds 0.5"),
         (sp.csr_matrix(np.array([[1, 0], [0, 3]])), r"row 1, label 1 holds 3"),
+        (
+            pd.DataFrame({"AU1": pd.array([1, None], dtype="Int64"), "AU2": [0, 1]}),
+            r"row 1, label 'AU1' holds nan",
+        ),
         (np.array([1, 0, 1]), r"2-D label matrix .* got shape \(3,\)"),
         (np.zeros((0, 3)), "empty: it has no rows"),
         (np.zeros((3, 0)), "no label columns"),
@@ -65,6 +69,7 @@ def test_x_and_y_of_different_lengths():
         (np.array([], dtype=int), "empty"),
         (np.zeros((3, 2)), "1-D class target"),
         (np.array(["a", None], dtype=object), "missing value at index 1"),
+        (pd.Series(["a", "b", None], dtype="string"), "missing value at index 2"),
     ],
 )
 def test_bad_class_targets(y, message):

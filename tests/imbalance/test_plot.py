@@ -34,6 +34,8 @@ def test_class_and_bin_before_after(tmp_path):
     va = np.clip(np.random.default_rng(0).normal(0, 0.4, size=(2000, 2)), -1, 1)
     after = va[BinnedSampler(max_repeats=20, random_state=0).fit_indices(va)]
     assert _is_png(save_before_after(va, after, tmp_path / "va.png", kind="bins"))
+    titled = save_before_after(va, after, tmp_path / "va_titled.png", kind="bins", title="VA", n_bins=10)
+    assert _is_png(titled)
 
 
 def test_heatmap_counts_and_errors(tmp_path):

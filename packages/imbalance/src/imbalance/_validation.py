@@ -109,8 +109,8 @@ def check_label_matrix(Y: Any, name: str = "Y") -> LabelMatrix:
     if is_dataframe(Y):
         names = [str(c) for c in Y.columns]
         values = Y.to_numpy()
-        if values.dtype == object:
-            values = _object_to_float(values, name)
+        if values.dtype == object:  # mixed or nullable columns: a missing value (pd.NA) becomes NaN
+            values = _object_to_float(Y, name)
         return LabelMatrix(_check_dense(values, name, names), names)
     values = np.asarray(Y)
     if values.dtype == object:
@@ -119,20 +119,27 @@ def check_label_matrix(Y: Any, name: str = "Y") -> LabelMatrix:
     return LabelMatrix(checked, [str(i) for i in range(checked.shape[1])])
 
 
-def _object_to_float(values: np.ndarray, name: str) -> np.ndarray:
+def _object_to_float(values: Any, name: str) -> np.ndarray:
+    """float64 values of an object array or a DataFrame (whose missing values become NaN)."""
     try:
+        if is_dataframe(values):
+            return values.to_numpy(dtype=np.float64, na_value=np.nan)
         return values.astype(np.float64)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name} must hold numbers 0/1, got non-numeric values ({err})") from None
 
 
-def _check_dense(values: np.ndarray, name: str, names: list[str] | None) -> np.ndarray:
-    if values.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D label matrix (n_samples, n_labels), got shape {values.shape}")
-    if values.shape[0] == 0:
+def _check_matrix_shape(shape: tuple[int, ...], name: str) -> None:
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be a 2-D label matrix (n_samples, n_labels), got shape {shape}")
+    if shape[0] == 0:
         raise ValueError(f"{name} is empty: it has no rows")
-    if values.shape[1] == 0:
+    if shape[1] == 0:
         raise ValueError(f"{name} has no label columns")
+
+
+def _check_dense(values: np.ndarray, name: str, names: list[str] | None) -> np.ndarray:
+    _check_matrix_shape(values.shape, name)
     if values.dtype == bool:
         return np.ascontiguousarray(values).view(np.uint8)
     if not np.issubdtype(values.dtype, np.number):
@@ -151,12 +158,7 @@ def _check_dense(values: np.ndarray, name: str, names: list[str] | None) -> np.n
 
 
 def _check_sparse(Y: Any, name: str) -> Any:
-    if Y.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D label matrix, got shape {Y.shape}")
-    if Y.shape[0] == 0:
-        raise ValueError(f"{name} is empty: it has no rows")
-    if Y.shape[1] == 0:
-        raise ValueError(f"{name} has no label columns")
+    _check_matrix_shape(Y.shape, name)
     csr = Y.tocsr(copy=True)
     csr.sum_duplicates()
     data = csr.data
@@ -203,10 +205,18 @@ def check_targets_1d(y: Any, name: str = "y") -> np.ndarray:
         if missing.any():
             raise ValueError(f"{name} holds NaN at index {int(np.flatnonzero(missing)[0])}")
     elif values.dtype == object:
-        missing = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and v != v)]
+        missing = [i for i, v in enumerate(values) if _is_missing(v)]
         if missing:
             raise ValueError(f"{name} holds a missing value at index {missing[0]}")
     return values
+
+
+def _is_missing(value: Any) -> bool:
+    """None, a float NaN or pandas' ``NA`` (which has no truth value, so ``value != value`` cannot tell)."""
+    pandas = sys.modules.get("pandas")
+    if value is None or (pandas is not None and value is pandas.NA):
+        return True
+    return isinstance(value, float) and value != value
 
 
 def check_continuous(y: Any, name: str = "y") -> np.ndarray:

@@ -113,7 +113,8 @@ def save_before_after(
     """Save a before/after figure as PNG and return its path; the file is written atomically.
 
     ``kind`` is "labels" (multi-label matrices, grouped bars), "classes" (class targets, grouped bars) or
-    "bins" (2-D continuous targets, two heat maps side by side; ``options`` go to :func:`bin_heatmap`).
+    "bins" (2-D continuous targets, two heat maps side by side; ``options`` go to :func:`bin_heatmap`,
+    except ``title``, which titles the figure).
 
     Examples
     --------
@@ -133,6 +134,9 @@ def save_before_after(
         class_bars(before, after, ax=figure.add_subplot(), **options)
     elif kind == "bins":
         figure = Figure(figsize=(10, 4), layout="constrained")
+        title = options.pop("title", "")  # the figure's title: the two panels are "before" and "after"
+        if title:
+            figure.suptitle(title)
         left, right = figure.subplots(1, 2)
         bin_heatmap(before, ax=left, title="before", **options)
         bin_heatmap(after, ax=right, title="after", **options)
