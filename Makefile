@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(PY) examples/imbalance/demo.py --out runs/imbalance_demo
+	$(PY) examples/emotion/run.py all --config examples/emotion/configs/demo.yaml
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,0 +1,318 @@
+"""The pipeline's typed configuration, read from YAML.
+
+Every stage of ``run.py`` reads the same file. The YAML maps one to one onto the dataclasses below; a key
+that no dataclass field has is an error naming its full path (``training.teacher.epohcs``), and so is a
+value of the wrong type. Relative paths are taken relative to the directory ``run.py`` is started from
+(the repository root for ``make demo``).
+
+Example
+-------
+>>> from pathlib import Path
+>>> config = load_config(Path(__file__).parent / "configs" / "demo.yaml", check_paths=False)
+>>> config.model.backbone, config.data.synthetic.preset
+('resnet_tiny', 'demo')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "EvaluationConfig",
+    "ExperimentsConfig",
+    "ModelConfig",
+    "StudentsConfig",
+    "SyntheticConfig",
+    "TeacherConfig",
+    "TrainingConfig",
+    "load_config",
+]
+
+#: The four data sets of the paper, in the order the recipes use them.
+DATASETS = ("aff_wild2", "disfa", "expw", "afew_va")
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+
+@dataclass
+class SyntheticConfig:
+    """The synthetic affect corpus: written by ``prepare`` into ``root`` when it is missing."""
+
+    root: str
+    preset: str = "demo"
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where the data sets are, how they are merged, and the image size the networks see.
+
+    With ``synthetic`` set, the four data set roots are the corpus's sub-folders and must be left null;
+    otherwise ``aff_wild2`` is required, and so are the external sets that the recipe merges in. ``recipe``
+    is an affect_data merging recipe (see ``affect_data.recipes``); null is the paper's, ``PAPER_RECIPE``.
+    ``crop_cache`` is where the ExpW and AFEW-VA loaders write their face crops (null: their default).
+    ``frame_cache`` makes ``prepare`` decode every training and validation image once into a uint8 memory
+    map at ``1.2 * image_size`` pixels (affect_data's crop cache: far faster loading, for
+    ``rows x (1.2 image_size)^2 x 3`` bytes of disk in the run folder).
+    """
+
+    synthetic: SyntheticConfig | None = None
+    aff_wild2: str | None = None
+    disfa: str | None = None
+    expw: str | None = None
+    afew_va: str | None = None
+    crop_cache: str | None = None
+    image_size: int = 112
+    frame_cache: bool = True
+    num_workers: int = 0
+    recipe: dict | None = None
+
+    def roots(self) -> dict[str, Path | None]:
+        """Data set name -> root folder (None when not used)."""
+        if self.synthetic is not None:
+            return {name: Path(self.synthetic.root) / name for name in DATASETS}
+        return {name: None if getattr(self, name) is None else Path(getattr(self, name)) for name in DATASETS}
+
+
+@dataclass
+class ModelConfig:
+    """The multitask CNN of :mod:`models` (see :class:`models.MultitaskCNN`)."""
+
+    backbone: Literal["resnet50", "resnet18", "resnet_tiny"] = "resnet50"
+    weights: str | None = None
+    hidden: int = 128
+    dropout: float = 0.2
+
+
+@dataclass
+class TeacherConfig:
+    """Teacher training: ground truth only."""
+
+    epochs: int = 8
+
+
+@dataclass
+class StudentsConfig:
+    """Student training: ground truth and the teacher's soft labels (Eq. 14)."""
+
+    count: int = 5
+    epochs: int = 3
+    lam: float = 0.6
+    temperature: float = 1.5
+    soft_labels: Literal["online", "cached"] = "online"
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation settings shared by the teacher and the students (Adam, step schedule: the paper's)."""
+
+    batch_per_task: int = 64
+    steps_per_epoch: int | None = None
+    lr: float = 1e-4
+    lr_step_epochs: int = 3
+    lr_gamma: float = 0.1
+    weight_decay: float = 0.0
+    device: str = "auto"
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    students: StudentsConfig = field(default_factory=StudentsConfig)
+
+
+@dataclass
+class EvaluationConfig:
+    """Evaluation on the validation videos."""
+
+    batch_size: int = 128
+    tune_thresholds: bool = True
+
+
+@dataclass
+class ExperimentsConfig:
+    """The paper's experiments (``run.py experiments``): Table I, Figure 5 and Table II.
+
+    Epoch counts left null follow ``training.teacher.epochs`` / ``training.students.epochs``. The CNN-RNN
+    runs use N = ``sequence_batch_per_task`` clips per task per batch.
+    """
+
+    single_task_epochs: int | None = None
+    sequence_lengths: list[int] = field(default_factory=lambda: [32, 16, 8])
+    sequence_batch_per_task: int = 8
+    sequence_steps_per_epoch: int | None = None
+    sequence_epochs: int | None = None
+    sequence_student_epochs: int | None = None
+
+
+@dataclass
+class Config:
+    """The whole pipeline configuration; ``runs/<name>/`` (under ``run_root``) is the run folder."""
+
+    name: str
+    data: DataConfig
+    run_root: str = "runs"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    experiments: ExperimentsConfig = field(default_factory=ExperimentsConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run_root) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path, check_paths: bool = True) -> Config:
+    """Read and validate a YAML configuration file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file.
+    check_paths : bool
+        Check that every configured data set root exists (the synthetic corpus root may be missing:
+        ``prepare`` writes it).
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and the key: unknown keys, wrong types, missing required keys, missing data folders.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    with path.open(encoding="utf-8") as handle:
+        try:
+            data = yaml.safe_load(handle)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from error
+    config = _build(Config, data, where="", source=path)
+    _check(config, path, check_paths)
+    return config
+
+
+def _check(config: Config, source: Path, check_paths: bool) -> None:
+    data = config.data
+    if data.synthetic is not None:
+        given = [name for name in DATASETS if getattr(data, name) is not None]
+        if given:
+            raise ConfigError(
+                f"{source}: data.synthetic is set, so data.{given[0]} must be null (the corpus provides it)"
+            )
+    elif data.aff_wild2 is None:
+        raise ConfigError(
+            f"{source}: data.aff_wild2 is required (or data.synthetic for the synthetic corpus)"
+        )
+    for key, value, low in (
+        ("data.image_size", data.image_size, 16),
+        ("training.batch_per_task", config.training.batch_per_task, 1),
+        ("training.teacher.epochs", config.training.teacher.epochs, 1),
+        ("training.students.count", config.training.students.count, 0),
+        ("training.lr_step_epochs", config.training.lr_step_epochs, 1),
+        ("experiments.sequence_batch_per_task", config.experiments.sequence_batch_per_task, 1),
+        *(
+            (f"experiments.sequence_lengths[{i}]", n, 1)
+            for i, n in enumerate(config.experiments.sequence_lengths)
+        ),
+    ):
+        if value < low:
+            raise ConfigError(f"{source}: {key} must be >= {low}, got {value}")
+    if not 0.0 <= config.training.students.lam <= 1.0:
+        raise ConfigError(
+            f"{source}: training.students.lam must be in [0, 1], got {config.training.students.lam}"
+        )
+    if data.recipe is not None:
+        from affect_data.recipes import check_recipe
+
+        try:
+            check_recipe(data.recipe)
+        except ValueError as error:
+            raise ConfigError(f"{source}: data.recipe: {error}") from None
+    if check_paths:
+        missing = [
+            f"data.{name} = {str(root)!r}"
+            for name, root in data.roots().items()
+            if root is not None and data.synthetic is None and not root.is_dir()
+        ]
+        if missing:
+            raise ConfigError(
+                f"{source}: data folder(s) not found: {'; '.join(missing)} (relative paths are taken from "
+                f"the current directory {str(Path.cwd())!r}); edit the config to point at your copies"
+            )
+
+
+def _build(cls: type, data: Any, where: str, source: Path) -> Any:
+    """Build dataclass ``cls`` from a mapping, checking keys and types recursively."""
+    label = where or "the top level"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {label} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [key for key in data if key not in fields]
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {_join(where, str(unknown[0]))!r}; valid keys here: {', '.join(fields)}"
+        )
+    values = {}
+    for name, spec in fields.items():
+        key = _join(where, name)
+        if name in data:
+            values[name] = _convert(hints[name], data[name], key, source)
+        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}: missing required key {key!r}")
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, key: str, source: Path) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, value, key, source)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0])
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_convert(item, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            choices = ", ".join(repr(v) for v in typing.get_args(hint))
+            raise ConfigError(f"{source}: {key} must be one of {choices}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key, source)
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-4" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r}")
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name

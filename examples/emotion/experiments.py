@@ -1,0 +1,364 @@
+"""The paper's experiments (section V): Table I, Figure 5 and Table II, on whatever data the config names.
+
+- ``table1``: single-task CNNs (one ResNet and one head per task) trained on ground truth, three ways per
+  task: *baseline* (Aff-Wild2 alone, no balancing), *+ external data* (the recipe's sources, no balancing),
+  *+ balancing* (the recipe as it is). Aff-Wild2 keeps the recipe's down-sampling step in all three, so each
+  row changes one thing.
+- ``figure5``: single-task CNN (balanced) vs the multitask teacher, the students' mean and the ensemble
+  (from ``table1`` and ``evaluate``).
+- ``table2``: the multitask CNN-RNN (Fig. 4b) at each sequence length: the trained teacher CNN frozen, one
+  bidirectional GRU per task trained on Aff-Wild2 clips only (the external sets are not videos), a teacher
+  and ``count`` students (Algorithm 1, online soft labels) and their ensemble, next to the CNN's rows. As the
+  CNN is frozen, its per-frame head features are computed once (center crop) and the GRUs train on them -
+  the same model, without running the CNN on every clip of every step.
+
+Every model is scored on the validation table as in ``evaluate`` (AU thresholds tuned per model).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from affect_data.schema import TASK_COLUMNS
+from emotion.config import Config
+from emotion.evaluate import predict, score_task, tune_au_thresholds
+from emotion.factory import (
+    build_model,
+    frame_dataset,
+    open_frame_cache,
+    paper_tasks,
+    read_table,
+    resolve_device,
+    truth_arrays,
+)
+from emotion.models import MultitaskCNNRNN, TemporalHeads
+from emotion.pipeline import write_json
+from emotion.prepare import keep_rows, load_sources
+from emotion.train import train_config
+from mtl_distill.batching import MultiTaskBatchSampler, concat_datasets
+from mtl_distill.checkpoint import load_checkpoint
+from mtl_distill.ensemble import average_predictions
+from mtl_distill.evaluation import predict as predict_items
+from mtl_distill.trainer import train_students, train_teacher
+
+__all__ = ["FeatureClips", "run_figure5", "run_table1", "run_table2"]
+
+VARIANTS = ("baseline", "+ external data", "+ balancing")
+HEADLINE = (("AU", "AU", ("score",)), ("EXPR", "EXPR", ("score",)), ("Valence", "VA", ("ccc", "valence")),
+            ("Arousal", "VA", ("ccc", "arousal")))  # fmt: skip
+
+
+# -- Table I ------------------------------------------------------------------------------------------------
+def run_table1(config: Config, folder: Path) -> dict[str, Any]:
+    """Train and score the nine single-task CNNs; write ``table1.md``, ``table1.png`` and ``scores.json``."""
+    from affect_data.recipes import PAPER_RECIPE, check_recipe, prepare_task
+
+    recipe = check_recipe(config.data.recipe or PAPER_RECIPE)
+    sources = load_sources(config)
+    validation = read_table(config.run_dir / "prepare" / "validation.csv")
+    truth = truth_arrays(validation)
+    cache = open_frame_cache(config)
+    epochs = config.experiments.single_task_epochs or config.training.teacher.epochs
+    device = resolve_device(config.training.device)
+
+    scores: dict[str, dict[str, Any]] = {variant: {} for variant in VARIANTS}
+    for task in paper_tasks():
+        for variant, task_recipe in zip(VARIANTS, _variants(recipe, task.name), strict=True):
+            out_dir = folder / f"{task.name}_{variant.strip('+ ').replace(' ', '_')}"
+            data = prepare_task(sources, task.name, task_recipe, random_state=config.seed)
+            table, indices = data.train, data.indices
+            if cache is not None:  # rows whose image the crop cache could not read are left out
+                table, indices = keep_rows(table, indices, cache.covers(table))
+            result = train_teacher(
+                build_model(config, tasks=[task]),
+                [task],
+                frame_dataset(table, config, train=True, task_names=[task.name]),
+                MultiTaskBatchSampler(
+                    {task.name: indices},
+                    batch_size=config.training.batch_per_task,
+                    steps_per_epoch=config.training.steps_per_epoch,
+                    seed=config.seed,
+                ),
+                frame_dataset(validation, config, train=False, task_names=[task.name]),
+                train_config(config, epochs),
+                seed=config.seed,
+                out_dir=out_dir,
+            )
+            dataset = frame_dataset(validation, config, train=False, task_names=[task.name])
+            predicted = predict(
+                result.model, dataset, config.evaluation.batch_size, device, desc=out_dir.name
+            )
+            scores[variant].update(_score(task.name, truth, predicted))
+    write_json(folder / "scores.json", scores)
+    table = pd.DataFrame({variant: _headline(scores[variant]) for variant in VARIANTS}).T
+    (folder / "table1.md").write_text(
+        "Table I: single-task CNNs on the validation set.\n\n" + _markdown(table) + "\n", encoding="utf-8"
+    )
+    _bar_plot(table, folder / "table1.png", "Table I: single-task CNNs")
+    return {"rows": {variant: _headline(scores[variant]) for variant in VARIANTS}}
+
+
+def _variants(recipe: dict[str, Any], task: str) -> list[dict[str, Any]]:
+    """The task's recipe as baseline (Aff-Wild2 alone, unbalanced), + external (unbalanced), + balancing."""
+    spec = recipe["tasks"][task]
+    validation = recipe["validation"]
+    aff_wild2 = {name: source for name, source in spec["sources"].items() if name == validation["source"]}
+    return [
+        {"tasks": {task: {"sources": aff_wild2, "balance": None}}, "validation": validation},
+        {"tasks": {task: {"sources": spec["sources"], "balance": None}}, "validation": validation},
+        {"tasks": {task: spec}, "validation": validation},
+    ]
+
+
+# -- Figure 5 -----------------------------------------------------------------------------------------------
+def run_figure5(config: Config, folder: Path) -> dict[str, Any]:
+    """Single-task CNN (balanced) vs multitask teacher vs students' mean vs ensemble: table and bar plot."""
+    single = json.loads((config.run_dir / "table1" / "scores.json").read_text(encoding="utf-8"))
+    evaluated = json.loads((config.run_dir / "evaluate" / "scores.json").read_text(encoding="utf-8"))
+    models = evaluated["models"]
+    rows = {
+        "single-task CNN": _headline(single["+ balancing"]),
+        "multitask teacher": _headline(models["teacher"]),
+    }
+    students = [_headline(models[name]) for name in evaluated["students"]]
+    if students:
+        rows["students (mean)"] = {key: float(np.mean([s[key] for s in students])) for key in students[0]}
+        rows["student ensemble"] = _headline(models["ensemble"])
+    table = pd.DataFrame(rows).T
+    (folder / "figure5.md").write_text(
+        "Figure 5: single-task and multitask CNNs on the validation set.\n\n" + _markdown(table) + "\n",
+        encoding="utf-8",
+    )
+    _bar_plot(table, folder / "figure5.png", "Figure 5: single-task vs multitask CNNs")
+    return {"rows": rows}
+
+
+# -- Table II -----------------------------------------------------------------------------------------------
+class FeatureClips(Dataset):
+    """Clips of precomputed per-frame CNN head features, with per-frame targets and masks.
+
+    Windows are affect_data's :class:`~affect_data.datasets.SequenceDataset` windows over ``table`` (padded
+    frames masked out); item ``i`` is ``(features [L, T, hidden], targets, masks)`` with per-frame targets
+    ``{task: [L, ...]}`` and masks ``{task: [L]}``.
+
+    Parameters
+    ----------
+    features : Tensor ``[len(table), T, hidden]``
+        Row ``k`` holds the features of ``table``'s ``k``-th frame (any float type; items are float32).
+    table : pandas.DataFrame
+        A frame table; its labels give the targets (missing -> masked out).
+    length, stride : int
+        Clip length and step between clip starts.
+    """
+
+    def __init__(self, features: torch.Tensor, table: pd.DataFrame, length: int, stride: int | None = None):
+        from affect_data.datasets import SequenceDataset
+
+        windows = SequenceDataset(table, length=length, stride=stride, task_names=())
+        self.positions = torch.from_numpy(windows.positions)
+        self.valid = torch.from_numpy(windows.valid)
+        self.features = features
+        self.labels = {task: _labels(table, task) for task in TASK_COLUMNS}
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int):
+        rows, valid = self.positions[i], self.valid[i]
+        targets = {task: values[rows] for task, (values, _) in self.labels.items()}
+        masks = {task: mask[rows] & valid for task, (_, mask) in self.labels.items()}
+        return self.features[rows].float(), targets, masks
+
+
+def _labels(table: pd.DataFrame, task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    values = table[list(TASK_COLUMNS[task])].to_numpy(dtype=np.float64, na_value=np.nan)
+    mask = torch.from_numpy(~np.isnan(values).any(axis=1))
+    values = np.nan_to_num(values)
+    if task == "EXPR":
+        return torch.from_numpy(values[:, 0].astype(np.int64)), mask
+    return torch.from_numpy(values.astype(np.float32)), mask
+
+
+def run_table2(config: Config, folder: Path) -> dict[str, Any]:
+    """CNN-RNN teacher, students and ensemble per sequence length, next to the CNN's (``table2.md``)."""
+    from affect_data import load_aff_wild2
+    from affect_data.recipes import labelled_rows
+
+    experiments, tasks = config.experiments, paper_tasks()
+    device = resolve_device(config.training.device)
+    cnn = build_model(config, pretrained=False)
+    cnn.load_state_dict(load_checkpoint(config.run_dir / "teacher" / "model.pt"))
+    validation = read_table(config.run_dir / "prepare" / "validation.csv")
+    aff_wild2 = load_aff_wild2(config.data.roots()["aff_wild2"], splits=("train",))
+    train_tables = {
+        task.name: aff_wild2[labelled_rows(aff_wild2, task.name)].reset_index(drop=True) for task in tasks
+    }
+    features = _head_features(cnn, config, [*train_tables.values(), validation], device)
+    truth = truth_arrays(validation)
+
+    rows = {f"CNN {name}": row for name, row in _cnn_rows(config).items()}
+    scores = {}
+    for length in experiments.sequence_lengths:
+        out_dir = folder / f"length_{length}"
+        clips = {name: FeatureClips(features(table), table, length) for name, table in train_tables.items()}
+        train, offsets = concat_datasets(clips)
+        sampler = MultiTaskBatchSampler(
+            {name: np.arange(len(c)) for name, c in clips.items()},
+            batch_size=experiments.sequence_batch_per_task,
+            steps_per_epoch=experiments.sequence_steps_per_epoch,
+            offsets=offsets,
+            seed=config.seed,
+        )
+        val_clips = FeatureClips(features(validation), validation, length)
+        initial = TemporalHeads(MultitaskCNNRNN(cnn))
+        teacher_epochs = experiments.sequence_epochs or config.training.teacher.epochs
+        teacher = train_teacher(
+            copy.deepcopy(initial), tasks, train, sampler, val_clips, train_config(config, teacher_epochs),
+            seed=config.seed, out_dir=out_dir / "teacher",
+        )  # fmt: skip
+        students = config.training.students
+        student_epochs = experiments.sequence_student_epochs or students.epochs
+        runs = train_students(
+            initial, teacher.model, tasks, train, sampler, val_clips,
+            train_config(config, student_epochs, lam=students.lam, temperature=students.temperature),
+            num_students=students.count, soft_labels="online", seed=config.seed, out_dir=out_dir / "students",
+        )  # fmt: skip
+        predictions = {"teacher": _predict_clips(teacher.model, val_clips, len(validation), device)}
+        for k, run in enumerate(runs):
+            predictions[f"student_{k}"] = _predict_clips(run.model, val_clips, len(validation), device)
+        scores[length] = _score_models(truth, predictions)
+        rows.update(
+            {f"CNN-RNN L={length} {name}": row for name, row in _summary_rows(scores[length]).items()}
+        )
+    write_json(folder / "scores.json", {str(length): s for length, s in scores.items()})
+    table = pd.DataFrame(rows).T
+    (folder / "table2.md").write_text(
+        "Table II: multitask CNN and CNN-RNN on the validation set (best student: best mean score).\n\n"
+        + _markdown(table)
+        + "\n",
+        encoding="utf-8",
+    )
+    _bar_plot(table, folder / "table2.png", "Table II: CNN vs CNN-RNN")
+    return {"rows": rows}
+
+
+def _head_features(cnn, config: Config, tables: list[pd.DataFrame], device: torch.device):
+    """Run the frozen CNN once over every distinct frame of ``tables``; return ``table -> [n, T, hidden]``."""
+    paths = pd.Index(pd.concat([table["path"] for table in tables]).astype(str).unique())
+    # The crop cache holds the recipe's frames only; the CNN-RNN reads every Aff-Wild2 frame: decode them.
+    uncached = dataclasses.replace(config, data=dataclasses.replace(config.data, frame_cache=False))
+    dataset = frame_dataset(pd.DataFrame({"path": paths}), uncached, train=False, task_names=[])
+    cnn = cnn.to(device).eval()
+    parts = []
+    with torch.inference_mode():
+        for images, _, _ in tqdm(
+            DataLoader(dataset, batch_size=config.evaluation.batch_size), desc="features"
+        ):
+            features = cnn.features(images.to(device))
+            parts.append(torch.stack([features[task] for task in cnn.num_outputs], dim=1).float().cpu())
+    every = torch.cat(parts).half()  # 768 bytes per frame: Aff-Wild2's 1.4 M frames fit in about 1 GB
+
+    def lookup(table: pd.DataFrame) -> torch.Tensor:
+        return every[torch.from_numpy(paths.get_indexer(table["path"].astype(str)))]
+
+    return lookup
+
+
+def _predict_clips(model, clips: FeatureClips, n_rows: int, device: torch.device) -> dict[str, np.ndarray]:
+    """Per-frame predictions in table order (each frame once: clips do not overlap, padding dropped)."""
+    predicted = predict_items(model, paper_tasks(), clips, batch_size=64, device=device)
+    rows = clips.positions.flatten().numpy()
+    valid = clips.valid.flatten().numpy()
+    out = {}
+    for task, values in predicted.outputs.items():
+        array = np.full((n_rows, *values.shape[1:]), np.nan)
+        array[rows[valid]] = values[valid]
+        out[task] = array
+    return out
+
+
+def _score_models(truth: dict[str, np.ndarray], predictions: dict[str, dict[str, np.ndarray]]) -> dict:
+    students = [name for name in predictions if name.startswith("student_")]
+    if students:
+        predictions = {**predictions, "ensemble": average_predictions([predictions[s] for s in students])}
+    scores = {}
+    for name, predicted in predictions.items():
+        scores[name] = {}
+        for task, values in predicted.items():
+            scores[name].update(_score(task, truth, {task: values}))
+    return scores
+
+
+def _score(task: str, truth: dict[str, np.ndarray], predicted: dict[str, np.ndarray]) -> dict[str, Any]:
+    thresholds = tune_au_thresholds(truth["AU"], predicted["AU"]) if task == "AU" else None
+    return score_task(task, truth[task], predicted[task], thresholds)
+
+
+def _summary_rows(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Teacher, best student (best mean headline score), students' mean and ensemble rows."""
+    rows = {"teacher": _headline(scores["teacher"])}
+    students = {name: _headline(s) for name, s in scores.items() if name.startswith("student_")}
+    if students:
+        best = max(students, key=lambda name: np.mean(list(students[name].values())))
+        rows[f"best student ({best})"] = students[best]
+        rows["students (mean)"] = {
+            k: float(np.mean([s[k] for s in students.values()])) for k in rows["teacher"]
+        }
+        rows["ensemble"] = _headline(scores["ensemble"])
+    return rows
+
+
+def _cnn_rows(config: Config) -> dict[str, dict[str, float]]:
+    evaluated = json.loads((config.run_dir / "evaluate" / "scores.json").read_text(encoding="utf-8"))
+    return _summary_rows(evaluated["models"])
+
+
+def _headline(scores: dict[str, Any]) -> dict[str, float]:
+    row = {}
+    for title, task, path in HEADLINE:
+        value = scores.get(task)
+        for key in path:
+            value = None if value is None else value[key]
+        if value is not None:
+            row[title] = float(value)
+    return row
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    lines = ["| | " + " | ".join(table.columns) + " |", "| --- |" + " ---: |" * len(table.columns)]
+    for name, row in table.iterrows():
+        lines.append(f"| {name} | " + " | ".join("" if pd.isna(v) else f"{v:.4f}" for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _bar_plot(table: pd.DataFrame, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(table)), 4))
+    width = 0.8 / len(table)
+    x = np.arange(len(table.columns))
+    colors = plt.get_cmap("tab10" if len(table) <= 10 else "tab20").colors
+    for i, (name, row) in enumerate(table.iterrows()):
+        offset = (i - (len(table) - 1) / 2) * width
+        ax.bar(x + offset, row.to_numpy(dtype=float), width, label=name, color=colors[i % len(colors)])
+    ax.set_xticks(x, table.columns)
+    ax.set_ylabel("validation score")
+    ax.set_title(title)
+    ax.legend(fontsize="small", ncols=2)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

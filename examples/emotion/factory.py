@@ -1,0 +1,118 @@
+"""Build the pipeline's parts from the configuration: tasks, models, device, tables and datasets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from affect_data.schema import AU_NAMES, EXPR_NAMES, VA_NAMES, as_frame_table
+from emotion.config import Config
+from emotion.models import MultitaskCNN
+from mtl_distill import BinnedRegressionTask, MultiClassTask, MultiLabelTask, Task
+
+__all__ = [
+    "IMAGENET_NORMALIZE",
+    "build_model",
+    "frame_cache_folder",
+    "frame_dataset",
+    "open_frame_cache",
+    "paper_tasks",
+    "read_table",
+    "resolve_device",
+    "truth_arrays",
+    "write_table",
+]
+
+#: Every backbone sees ImageNet-normalised inputs: "imagenet" weights and random ones share one pipeline.
+IMAGENET_NORMALIZE = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+#: Valence and arousal: 20 bins each on [-1, 1] (the paper's Eq. 6-9).
+VA_BINS = 20
+
+
+def paper_tasks() -> list[Task]:
+    """The paper's three tasks, named as the frame table's task keys ``AU``, ``EXPR``, ``VA``."""
+    return [
+        MultiLabelTask("AU", num_labels=len(AU_NAMES), label_names=AU_NAMES),
+        MultiClassTask("EXPR", num_classes=len(EXPR_NAMES), class_names=EXPR_NAMES),
+        BinnedRegressionTask("VA", num_dims=len(VA_NAMES), num_bins=VA_BINS, dim_names=VA_NAMES),
+    ]
+
+
+def build_model(config: Config, pretrained: bool = True, tasks: Sequence[Task] | None = None) -> MultitaskCNN:
+    """The config's multitask CNN (one head per task of ``tasks``, default the paper's three);
+    ``pretrained=False`` skips the backbone weights (to be overwritten)."""
+    tasks = paper_tasks() if tasks is None else tasks
+    return MultitaskCNN(
+        backbone=config.model.backbone,
+        weights=config.model.weights if pretrained else None,
+        num_outputs={task.name: task.num_outputs for task in tasks},
+        hidden=config.model.hidden,
+        dropout=config.model.dropout,
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` is CUDA when available, else the CPU; anything else is passed to ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def frame_dataset(
+    table: pd.DataFrame, config: Config, train: bool, task_names: Sequence[str] = ("AU", "EXPR", "VA")
+) -> torch.utils.data.Dataset:
+    """affect_data's FrameDataset over ``table`` at the config's image size (random crops when training),
+    reading the crop cache that ``prepare`` built when the config asks for one."""
+    from affect_data.datasets import FrameDataset
+
+    return FrameDataset(
+        table,
+        task_names=task_names,
+        train=train,
+        size=config.data.image_size,
+        normalize=IMAGENET_NORMALIZE,
+        cache=open_frame_cache(config),
+    )
+
+
+def frame_cache_folder(config: Config) -> Path:
+    """Where ``prepare`` writes the crop cache."""
+    return config.run_dir / "prepare" / "crops"
+
+
+def open_frame_cache(config: Config):
+    """The crop cache of the run (affect_data's ``FrameCache``), or None when ``data.frame_cache`` is off."""
+    if not config.data.frame_cache:
+        return None
+    from affect_data.cache import FrameCache
+    from affect_data.transforms import resized_size
+
+    return FrameCache(frame_cache_folder(config), size=resized_size(config.data.image_size))
+
+
+def truth_arrays(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per-task ground truth of a frame table as float arrays with NaN where missing (the metrics' input)."""
+    return {
+        "AU": table[list(AU_NAMES)].to_numpy(dtype=np.float64, na_value=np.nan),
+        "EXPR": table["expr"].to_numpy(dtype=np.float64, na_value=np.nan),
+        "VA": table[list(VA_NAMES)].to_numpy(dtype=np.float64, na_value=np.nan),
+    }
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    """Save a frame table as CSV (atomically); :func:`read_table` restores its dtypes."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    table.to_csv(temporary, index=False)
+    temporary.replace(path)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a frame table written by :func:`write_table`."""
+    # Names stay strings: AFEW-VA's clip "001" must not come back as the number 1.
+    text = {column: "string" for column in ("dataset", "video", "path", "subject", "split")}
+    return as_frame_table(pd.read_csv(path, dtype=text))

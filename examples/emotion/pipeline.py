@@ -1,0 +1,238 @@
+"""Stages that write into one run folder, each a no-op when its outputs are there and up to date.
+
+A stage's folder ``<run>/<stage>/`` gets a ``DONE.json`` marker once everything in it is written. The marker
+records the part of the configuration the stage depends on and the markers of the stages it read, so:
+
+- a finished stage whose configuration and inputs are unchanged is skipped (a no-op);
+- a stage whose input stage has been redone since is redone (its outputs would be stale);
+- a finished stage whose own configuration changed is an error that names the changed keys - redoing it could
+  throw away hours of training, so that takes ``--force``;
+- a stage that was interrupted (no marker) runs again and resumes from what it had written (checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emotion.config import Config
+
+__all__ = [
+    "EXPERIMENT_STAGES",
+    "MAIN_STAGES",
+    "STAGES",
+    "Stage",
+    "StageError",
+    "read_marker",
+    "run_stage",
+    "write_json",
+]
+
+MARKER = "DONE.json"
+
+#: Settings that change how fast a stage runs, not what it produces.
+IGNORED_KEYS = frozenset({"data.num_workers", "training.device", "evaluation.batch_size", "run_root"})
+
+
+class StageError(RuntimeError):
+    """A stage cannot run or be skipped safely; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline.
+
+    Attributes
+    ----------
+    name : str
+        Also the name of its folder in the run folder.
+    inputs : tuple of str
+        Stages whose outputs it reads (they must be done first).
+    config_keys : tuple of str
+        Dotted prefixes of the configuration it depends on.
+    run : callable
+        ``run(config, folder) -> dict``: does the work, writes into ``folder``; the returned summary is kept
+        in the marker.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    config_keys: tuple[str, ...]
+    run: Callable[[Config, Path], dict[str, Any]]
+
+
+def _lazy(module: str, function: str) -> Callable[[Config, Path], dict[str, Any]]:
+    # Import a stage's module only when it runs: `report` need not import torch's data stack, and so on.
+    def run(config: Config, folder: Path) -> dict[str, Any]:
+        import importlib
+
+        return getattr(importlib.import_module(f"emotion.{module}"), function)(config, folder)
+
+    return run
+
+
+_DATA = ("seed", "data")
+_MODEL = (*_DATA, "model", "training.batch_per_task", "training.steps_per_epoch", "training.lr")
+_TRAINING = (*_MODEL, "training.lr_step_epochs", "training.lr_gamma", "training.weight_decay")
+
+STAGES: dict[str, Stage] = {
+    stage.name: stage
+    for stage in (
+        Stage("prepare", (), _DATA, _lazy("prepare", "run_prepare")),
+        Stage("teacher", ("prepare",), (*_TRAINING, "training.teacher"), _lazy("train", "run_teacher")),
+        Stage(
+            "students",
+            ("prepare", "teacher"),
+            (*_TRAINING, "training.teacher", "training.students"),
+            _lazy("train", "run_students"),
+        ),
+        Stage(
+            "evaluate",
+            ("prepare", "teacher", "students"),
+            (*_TRAINING, "training.teacher", "training.students", "evaluation"),
+            _lazy("evaluate", "run_evaluate"),
+        ),
+        Stage("report", ("prepare", "teacher", "students", "evaluate"), (), _lazy("report", "run_report")),
+        Stage(
+            "table1",
+            ("prepare",),
+            (*_TRAINING, "training.teacher", "experiments.single_task_epochs"),
+            _lazy("experiments", "run_table1"),
+        ),
+        Stage("figure5", ("table1", "evaluate"), (), _lazy("experiments", "run_figure5")),
+        Stage(
+            "table2",
+            ("prepare", "teacher", "evaluate"),
+            (*_TRAINING, "training.teacher", "training.students", "experiments"),
+            _lazy("experiments", "run_table2"),
+        ),
+    )
+}
+
+#: What ``run.py all`` and ``run.py experiments`` run, in order.
+MAIN_STAGES = ("prepare", "teacher", "students", "evaluate", "report")
+EXPERIMENT_STAGES = ("table1", "figure5", "table2")
+
+
+def run_stage(name: str, config: Config, force: bool = False, log: Callable[[str], None] = print) -> bool:
+    """Run one stage unless it is done and up to date; return whether it ran.
+
+    Raises
+    ------
+    StageError
+        If an input stage is not done, or the stage is done with a different configuration and ``force`` is
+        False.
+    """
+    stage = STAGES[name]
+    run_dir = config.run_dir
+    folder = run_dir / name
+    inputs = {}
+    for upstream in stage.inputs:
+        marker = read_marker(run_dir / upstream)
+        if marker is None:
+            raise StageError(
+                f"stage {name!r} needs stage {upstream!r} first: run `run.py {upstream}` (or `all`)"
+            )
+        inputs[upstream] = marker["id"]
+    settings = _settings(config, stage.config_keys)
+
+    marker = read_marker(folder)
+    if marker is not None and not force:
+        changed = _changed_keys(marker["config"], settings)
+        if changed:
+            raise StageError(
+                f"{folder} was made with a different configuration (changed: {', '.join(changed)}); "
+                "pass --force to redo this stage (later stages are then redone too), or use another run name"
+            )
+        stale = [
+            upstream for upstream, marker_id in inputs.items() if marker["inputs"].get(upstream) != marker_id
+        ]
+        if not stale:
+            log(f"[{name}] up to date in {folder} (--force redoes it)")
+            return False
+        log(f"[{name}] {', '.join(stale)} changed since {name} ran: redoing it")
+        force = True
+    if force and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _save_config(config, run_dir)
+
+    log(f"[{name}] running into {folder}")
+    start = time.perf_counter()
+    summary = stage.run(config, folder)
+    seconds = time.perf_counter() - start
+    write_json(
+        folder / MARKER,
+        {
+            "stage": name,
+            "id": uuid.uuid4().hex,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seconds": round(seconds, 1),
+            "config": settings,
+            "inputs": inputs,
+            "summary": summary,
+        },
+    )
+    log(f"[{name}] done in {seconds:.0f} s")
+    return True
+
+
+def read_marker(folder: Path) -> dict[str, Any] | None:
+    """The ``DONE.json`` of a stage folder, or None when the stage has not finished."""
+    path = folder / MARKER
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a temporary file in the same folder, then ``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8"
+    ) as tmp:
+        json.dump(data, tmp, indent=2, sort_keys=False)
+    os.replace(tmp.name, path)
+
+
+def _settings(config: Config, prefixes: tuple[str, ...]) -> dict[str, Any]:
+    flat = _flatten(config.to_dict())
+    return {
+        key: value
+        for key, value in flat.items()
+        if key not in IGNORED_KEYS and any(key == p or key.startswith(p + ".") for p in prefixes)
+    }
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def _changed_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    return sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+
+
+def _save_config(config: Config, run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "config.yaml"
+    with tempfile.NamedTemporaryFile("w", dir=run_dir, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
+        yaml.safe_dump(config.to_dict(), tmp, sort_keys=False)
+    os.replace(tmp.name, path)

@@ -1,0 +1,165 @@
+"""The ``prepare`` stage: data sets -> per-task training tables, balanced index lists, validation table.
+
+1. The synthetic corpus is written first when the config asks for it and it is missing.
+2. The four data sets are loaded with affect_data's loaders (exactly as distributed).
+3. affect_data's recipes (the paper's section III-A) merge them per task and balance them with ``imbalance``:
+   ``train_<TASK>.csv`` holds the rows labelled for that task, ``balanced_<TASK>.npy`` the balanced list of
+   row indices into it that the trainer draws its N samples per task from.
+4. ``validation.csv``: every Aff-Wild2 validation frame once, with all the labels it has. On the synthetic
+   corpus the labels are replaced by the complete hidden truth (``truth.csv``), so every task is scored on
+   every frame.
+5. ``crops/`` (``data.frame_cache``): affect_data's crop cache of every image above, decoded once at the
+   datasets' resize size; rows whose image cannot be read are dropped (and counted in the summary).
+6. ``summary.json``: row counts per task and source, before and after balancing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from affect_data.schema import EXPR_NAMES, LABEL_COLUMNS, TASK_COLUMNS, as_frame_table
+from emotion.config import Config
+from emotion.factory import frame_cache_folder, write_table
+from emotion.pipeline import write_json
+
+__all__ = ["keep_rows", "load_sources", "plot_balancing", "run_prepare", "validation_table"]
+
+KEYS = ["dataset", "video", "frame"]
+
+
+def run_prepare(config: Config, folder: Path) -> dict[str, Any]:
+    """Write the training tables, balanced index lists, validation table and summary into ``folder``."""
+    from affect_data.recipes import PAPER_RECIPE, prepare_tasks
+
+    synthetic = config.data.synthetic
+    if synthetic is not None:
+        _ensure_corpus(Path(synthetic.root), synthetic.preset, synthetic.seed)
+    sources = load_sources(config)
+    prepared = prepare_tasks(sources, config.data.recipe or PAPER_RECIPE, random_state=config.seed)
+    truth = Path(synthetic.root) / "truth.csv" if synthetic is not None else None
+    validation = validation_table(sources["aff_wild2"], truth)
+    tasks = {task: (data.train, data.indices) for task, data in prepared.items()}
+
+    unreadable = 0
+    if config.data.frame_cache:
+        tasks, validation, unreadable = _cache_crops(config, tasks, validation)
+
+    summary: dict[str, Any] = {"tasks": {}, "unreadable_images": unreadable}
+    for task, (table, indices) in tasks.items():
+        write_table(table, folder / f"train_{task}.csv")
+        np.save(folder / f"balanced_{task}.npy", indices)
+        summary["tasks"][task] = {
+            "sources": prepared[task].sources,
+            "rows": len(table),
+            "balanced": len(indices),
+        }
+    write_table(validation, folder / "validation.csv")
+    summary["validation_frames"] = len(validation)
+    summary["validation_videos"] = int(validation["video"].nunique())
+    write_json(folder / "summary.json", summary)
+    return {"validation_frames": len(validation), **{t: v["rows"] for t, v in summary["tasks"].items()}}
+
+
+def _cache_crops(
+    config: Config, tasks: dict[str, tuple[pd.DataFrame, np.ndarray]], validation: pd.DataFrame
+) -> tuple[dict[str, tuple[pd.DataFrame, np.ndarray]], pd.DataFrame, int]:
+    """Build the crop cache of every training and validation image; drop rows whose image is unreadable."""
+    from affect_data.cache import build_frame_cache
+    from affect_data.transforms import resized_size
+
+    paths = pd.concat([table["path"] for table, _ in tasks.values()] + [validation["path"]])
+    print(f"[prepare] caching {paths.nunique()} face crops at {resized_size(config.data.image_size)} px")
+    cache = build_frame_cache(
+        paths,
+        frame_cache_folder(config),
+        size=resized_size(config.data.image_size),
+        num_workers=config.data.num_workers,
+        overwrite=True,
+    )
+    kept = {task: keep_rows(table, indices, cache.covers(table)) for task, (table, indices) in tasks.items()}
+    validation = validation[cache.covers(validation)].reset_index(drop=True)
+    return kept, validation, len(cache.skipped)
+
+
+def keep_rows(table: pd.DataFrame, indices: np.ndarray, keep: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """Drop table rows (and the balanced list's entries for them), renumbering the list."""
+    if keep.all():
+        return table, indices
+    new_position = np.cumsum(keep) - 1
+    return table[keep].reset_index(drop=True), new_position[indices[keep[indices]]]
+
+
+def load_sources(config: Config) -> dict[str, pd.DataFrame]:
+    """Data set name -> frame table, for every data set the config names."""
+    from affect_data import load_afew_va, load_aff_wild2, load_disfa, load_expw
+
+    roots = config.data.roots()
+    cache = Path(config.data.crop_cache) if config.data.crop_cache is not None else None
+    loaders = {
+        "aff_wild2": lambda root: load_aff_wild2(root),
+        "disfa": lambda root: load_disfa(root),
+        "expw": lambda root: load_expw(root, cache_dir=cache / "expw" if cache else None),
+        "afew_va": lambda root: load_afew_va(root, cache_dir=cache / "afew_va" if cache else None),
+    }
+    return {name: loaders[name](root) for name, root in roots.items() if root is not None}
+
+
+def validation_table(aff_wild2: pd.DataFrame, truth: Path | None = None) -> pd.DataFrame:
+    """Aff-Wild2's validation frames, one row each, with every label any task set gives it.
+
+    The loader gives one row per (task set, frame); rows of one frame are merged, keeping each label column's
+    value from the set that has it. With ``truth`` (the synthetic corpus's ``truth.csv``), the labels are the
+    complete hidden truth instead.
+    """
+    rows = aff_wild2[aff_wild2["split"] == "validation"]
+    if rows.empty:
+        raise ValueError("the Aff-Wild2 table has no validation rows: nothing to evaluate on")
+    merged = rows.groupby(KEYS, sort=True, as_index=False).first()  # first non-missing value per column
+    if truth is not None:
+        hidden = pd.read_csv(truth, usecols=[*KEYS, *LABEL_COLUMNS], dtype={"video": str})
+        merged = merged.drop(columns=list(LABEL_COLUMNS)).merge(hidden, on=KEYS, how="left", validate="1:1")
+        unmatched = merged[list(LABEL_COLUMNS)].isna().all(axis=1)
+        if unmatched.any():
+            first = merged.loc[unmatched.idxmax()]
+            raise ValueError(
+                f"{truth}: {int(unmatched.sum())} validation frame(s) have no row in the hidden truth, e.g. "
+                f"video {first['video']!r} frame {first['frame']}"
+            )
+    return as_frame_table(merged)
+
+
+def _ensure_corpus(root: Path, preset: str, seed: int) -> None:
+    if (root / "corpus.json").is_file():
+        return
+    from affect_data.synthetic import write_corpus
+
+    print(f"[prepare] writing the synthetic corpus (preset {preset!r}, seed {seed}) into {root}")
+    # The corpus is the same whatever the number of rendering processes: use the machine's cores.
+    write_corpus(root, preset=preset, seed=seed, n_jobs=min(os.cpu_count() or 1, 8))
+
+
+def plot_balancing(prepared: Path, folder: Path) -> dict[str, Path]:
+    """The paper's Figure 2: each task's label distribution before and after balancing, one PNG per task."""
+    from imbalance.plot import save_before_after
+
+    paths = {}
+    for task, columns in TASK_COLUMNS.items():
+        table = pd.read_csv(prepared / f"train_{task}.csv", usecols=list(columns))
+        balanced = table.iloc[np.load(prepared / f"balanced_{task}.npy")]
+        path = folder / f"figure2_{task}.png"
+        title = {"title": f"{task}: before and after balancing"}
+        if task == "AU":
+            save_before_after(table.astype(np.int8), balanced.astype(np.int8), path, kind="labels", **title)
+        elif task == "EXPR":
+            names = np.asarray([f"{k} {name}" for k, name in enumerate(EXPR_NAMES)])  # sorts in class order
+            before, after = (names[t["expr"].to_numpy(dtype=np.int64)] for t in (table, balanced))
+            save_before_after(before, after, path, kind="classes", **title)
+        else:
+            save_before_after(table.to_numpy(np.float64), balanced.to_numpy(np.float64), path, kind="bins")
+        paths[f"figure2_{task}"] = path
+    return paths

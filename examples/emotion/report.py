@@ -1,0 +1,286 @@
+"""The ``report`` stage: a Markdown report and PNG figures from what the earlier stages wrote.
+
+- ``results.md``: the headline table (teacher, each student, the students' mean, the ensemble; ABAW 2020
+  scores), printed at the end of ``run.py all``;
+- ``report.md``: that table, the data summary, per-AU and per-expression F1, AU thresholds, training history
+  and the figures;
+- ``figure2_<task>.png``: label distributions before and after balancing (the paper's Figure 2);
+- ``figure5.png``: the metric comparison (the paper's Figure 5);
+- ``per_au_f1.png``, ``per_class_f1.png``, ``training_curves.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from affect_data.schema import AU_NAMES, EXPR_NAMES
+from emotion.config import Config
+from emotion.pipeline import read_marker
+
+__all__ = ["results_table", "run_report"]
+
+#: Headline columns: (title, task key in scores.json, path to the number).
+COLUMNS = (
+    ("AU score", "AU", ("score",)),
+    ("AU mean F1", "AU", ("mean_f1",)),
+    ("AU score (t=0.5)", "AU@0.5", ("score",)),
+    ("EXPR score", "EXPR", ("score",)),
+    ("EXPR macro F1", "EXPR", ("macro_f1",)),
+    ("Valence CCC", "VA", ("ccc", "valence")),
+    ("Arousal CCC", "VA", ("ccc", "arousal")),
+    ("VA mean CCC", "VA", ("score",)),
+)
+
+
+def run_report(config: Config, folder: Path) -> dict[str, Any]:
+    """Write ``results.md``, ``report.md`` and the figures into ``folder``."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+
+    run_dir = config.run_dir
+    scores = json.loads((run_dir / "evaluate" / "scores.json").read_text(encoding="utf-8"))
+    thresholds = json.loads((run_dir / "evaluate" / "thresholds.json").read_text(encoding="utf-8"))
+    prepare = json.loads((run_dir / "prepare" / "summary.json").read_text(encoding="utf-8"))
+    table = results_table(scores)
+    source = _source(config, prepare, scores)
+
+    results = f"{source}\n\n{_markdown(table)}\n"
+    (folder / "results.md").write_text(results, encoding="utf-8")
+
+    figures = {
+        "figure5": _plot_comparison(table, folder / "figure5.png"),
+        "per_au_f1": _plot_details(scores, "AU", AU_NAMES, folder / "per_au_f1.png"),
+        "per_class_f1": _plot_details(scores, "EXPR", EXPR_NAMES, folder / "per_class_f1.png"),
+        "training_curves": _plot_curves(run_dir, folder / "training_curves.png"),
+    }
+    figures.update(_plot_distributions(run_dir, folder))
+    report = _report_markdown(config, run_dir, scores, thresholds, prepare, table, source, figures)
+    (folder / "report.md").write_text(report, encoding="utf-8")
+    return {"figures": sorted(figures), "rows": list(table.index)}
+
+
+def results_table(scores: dict[str, Any]) -> pd.DataFrame:
+    """Rows ``teacher``, ``student_k``, ``students (mean)``, ``ensemble``; one column per metric."""
+    rows = {}
+    for name, model_scores in scores["models"].items():
+        rows[name] = {title: _dig(model_scores[task], path) for title, task, path in COLUMNS}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    students = [name for name in scores["students"] if name in table.index]
+    if students:
+        mean = table.loc[students].mean().rename("students (mean)")
+        table = pd.concat(
+            [table.drop(index="ensemble", errors="ignore"), mean.to_frame().T, table.loc[["ensemble"]]]
+        )
+    return table
+
+
+def _dig(values: dict[str, Any], path: tuple[str, ...]) -> float:
+    for key in path:
+        values = values[key]
+    return float(values)
+
+
+def _markdown(table: pd.DataFrame, digits: int = 4) -> str:
+    header = "| model | " + " | ".join(table.columns) + " |"
+    rule = "| --- | " + " | ".join("---:" for _ in table.columns) + " |"
+    lines = [header, rule]
+    for name, row in table.iterrows():
+        lines.append(f"| {name} | " + " | ".join(f"{value:.{digits}f}" for value in row) + " |")
+    return "\n".join(lines)
+
+
+def _source(config: Config, prepare: dict[str, Any], scores: dict[str, Any]) -> str:
+    frames = scores["n_frames"]
+    videos = prepare.get("validation_videos", "?")
+    synthetic = config.data.synthetic
+    if synthetic is not None:
+        return (
+            f"Synthetic affect corpus (preset `{synthetic.preset}`, seed {synthetic.seed}): {frames} frames "
+            f"of {videos} held-out validation videos, every task scored on every frame against the corpus's "
+            f"complete hidden truth. {METRICS}"
+        )
+    return (
+        f"Aff-Wild2 validation set: {frames} frames of {videos} videos, each task scored on the frames "
+        f"annotated for it. {METRICS}"
+    )
+
+
+METRICS = (
+    "AU score = 0.5 mean F1 + 0.5 accuracy with per-AU thresholds tuned on these frames (t=0.5: fixed "
+    "threshold 0.5); EXPR score = 0.67 macro F1 + 0.33 accuracy; VA: concordance correlation (CCC)."
+)
+
+
+def _plot_comparison(table: pd.DataFrame, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    metrics = ["AU score", "EXPR score", "Valence CCC", "Arousal CCC"]
+    groups = [name for name in ("teacher", "students (mean)", "ensemble") if name in table.index]
+    students = [name for name in table.index if name.startswith("student_")]
+    width = 0.8 / len(groups)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = np.arange(len(metrics))
+    for i, name in enumerate(groups):
+        values = table.loc[name, metrics].to_numpy(dtype=float)
+        errors = None
+        if name == "students (mean)" and len(students) > 1:
+            spread = table.loc[students, metrics].to_numpy(dtype=float)
+            errors = np.vstack([values - spread.min(axis=0), spread.max(axis=0) - values])
+        ax.bar(x + (i - (len(groups) - 1) / 2) * width, values, width, label=name, yerr=errors, capsize=3)
+    ax.set_xticks(x, metrics)
+    ax.set_ylabel("validation score")
+    ax.set_title("Teacher vs students vs ensemble (error bars: best and worst student)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_details(scores: dict[str, Any], task: str, names: tuple[str, ...], path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    models = [name for name in ("teacher", "ensemble") if name in scores["models"]]
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    x = np.arange(len(names))
+    for i, name in enumerate(models):
+        f1 = scores["models"][name][task]["f1"]
+        ax.bar(x + (i - (len(models) - 1) / 2) * width, [f1[n] for n in names], width, label=name)
+    ax.set_xticks(x, names)
+    ax.set_ylabel("F1")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{task}: F1 per {'action unit' if task == 'AU' else 'expression'}")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _training_histories(run_dir: Path) -> dict[str, pd.DataFrame]:
+    histories = {}
+    for path in [
+        run_dir / "teacher" / "metrics.csv",
+        *sorted((run_dir / "students").glob("student_*/metrics.csv")),
+    ]:
+        if path.is_file():
+            histories[path.parent.name] = pd.read_csv(path)
+    return histories
+
+
+def _plot_curves(run_dir: Path, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    histories = _training_histories(run_dir)
+    panels = ["train_loss", *(f"val/{task}/score" for task in ("AU", "EXPR", "VA"))]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
+    for ax, column in zip(axes, panels, strict=True):
+        for name, history in histories.items():
+            if column in history:
+                ax.plot(history["epoch"] + 1, history[column], marker="o", label=name)
+        ax.set_title(column)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_distributions(run_dir: Path, folder: Path) -> dict[str, Path]:
+    from emotion.prepare import plot_balancing
+
+    return plot_balancing(run_dir / "prepare", folder)
+
+
+def _report_markdown(
+    config: Config,
+    run_dir: Path,
+    scores: dict[str, Any],
+    thresholds: dict[str, dict[str, float]],
+    prepare: dict[str, Any],
+    table: pd.DataFrame,
+    source: str,
+    figures: dict[str, Path],
+) -> str:
+    model_names = list(scores["models"])
+    per_au = pd.DataFrame({name: scores["models"][name]["AU"]["f1"] for name in model_names}).T
+    per_class = pd.DataFrame({name: scores["models"][name]["EXPR"]["f1"] for name in model_names}).T
+    threshold_table = pd.DataFrame(thresholds).T
+    training = config.training
+    timing = {
+        stage: (read_marker(run_dir / stage) or {}).get("seconds")
+        for stage in ("prepare", "teacher", "students", "evaluate")
+    }
+    lines = [
+        f"# Multitask emotion recognition with incomplete labels: run `{config.name}`",
+        "",
+        f"Backbone `{config.model.backbone}` (weights: {config.model.weights or 'random initialisation'}), "
+        f"{config.data.image_size} px inputs; teacher {training.teacher.epochs} epochs, "
+        f"{training.students.count} students of {training.students.epochs} epochs "
+        f"(lambda {training.students.lam}, T {training.students.temperature}, soft labels "
+        f"{training.students.soft_labels}); N = {training.batch_per_task} samples per task per batch; "
+        f"Adam lr {training.lr:g}, multiplied by {training.lr_gamma:g} every {training.lr_step_epochs} "
+        "epochs.",
+        "",
+        "## Results",
+        "",
+        source,
+        "",
+        _markdown(table),
+        "",
+        "![Figure 5](figure5.png)",
+        "",
+        "## Data",
+        "",
+        _markdown_counts(prepare),
+        "",
+        *(f"![{name}]({figures[name].name})" for name in sorted(figures) if name.startswith("figure2")),
+        "",
+        "## Per action unit (F1, tuned thresholds)",
+        "",
+        _markdown(per_au),
+        "",
+        "![per-AU F1](per_au_f1.png)",
+        "",
+        "## Per expression (F1)",
+        "",
+        _markdown(per_class),
+        "",
+        "![per-class F1](per_class_f1.png)",
+        "",
+        "## AU decision thresholds (tuned on validation, per model)",
+        "",
+        _markdown(threshold_table, digits=3),
+        "",
+        "## Training",
+        "",
+        "Seconds per stage: " + ", ".join(f"{k} {v:.0f}" for k, v in timing.items() if v is not None) + ".",
+        "",
+        "![training curves](training_curves.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _markdown_counts(prepare: dict[str, Any]) -> str:
+    lines = [
+        "| task | source | labelled rows | down-sampling step | training rows | balanced list |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for task, info in prepare["tasks"].items():
+        for source, counts in info["sources"].items():
+            lines.append(f"| {task} | {source} | {counts['rows']} | {counts['step']} | {counts['kept']} | |")
+        lines.append(f"| {task} | **merged** | | | {info['rows']} | {info['balanced']} |")
+    lines.append(f"| validation | aff_wild2 | {prepare['validation_frames']} frames | | | |")
+    return "\n".join(lines)

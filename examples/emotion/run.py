@@ -1,0 +1,102 @@
+"""The paper end to end: ``python examples/emotion/run.py STAGE --config FILE [--force]``.
+
+Stages, in order, all writing into the run folder ``<run_root>/<name>/`` of the config:
+
+- ``prepare``  - write the synthetic corpus if the config asks for it and it is missing; load the data sets,
+  merge them with the paper's recipes, balance them, and save the per-task training tables, the balanced index
+  lists and the validation table (with the complete hidden truth on the synthetic corpus);
+- ``teacher``  - train the multitask CNN on ground truth only (Eq. 13);
+- ``students`` - train students from the teacher's starting weights on ground truth + soft labels (Eq. 14);
+- ``evaluate`` - score the teacher, each student and the ensemble on the validation videos with the ABAW 2020
+  metrics, AU thresholds tuned on validation;
+- ``report``   - a Markdown report with the tables and PNG figures;
+- ``all``      - the five stages above in turn;
+- ``predict``  - the run's student ensemble on your own video or folder of face images (``--source``);
+- ``table1``, ``figure5``, ``table2`` - the paper's experiments (single-task CNNs; single-task vs multitask;
+  CNN vs CNN-RNN at each sequence length), after ``all``; ``experiments`` runs the three.
+
+A finished stage is a no-op when run again; ``--force`` redoes it (and so the stages after it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# run.py is started as a script: make this folder importable as the `emotion` package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from affect_data.loaders import AnnotationError
+from emotion.config import ConfigError, load_config
+from emotion.pipeline import EXPERIMENT_STAGES, MAIN_STAGES, STAGES, StageError, run_stage
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="run.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "stage",
+        choices=[*STAGES, "all", "experiments", "predict"],
+        help="the stage to run (`all`: the five main stages, `experiments`: table1, figure5, table2)",
+    )
+    parser.add_argument("--config", required=True, type=Path, help="the YAML configuration file")
+    parser.add_argument("--force", action="store_true", help="redo the stage(s) even if done")
+    video = parser.add_argument_group("predict")
+    video.add_argument("--source", type=Path, help="a video file or a folder of images")
+    video.add_argument("--out", type=Path, help="output folder (default <run>/predict/<source name>)")
+    video.add_argument("--every", type=int, default=1, help="predict every n-th frame")
+    video.add_argument("--save-crops", action="store_true", help="also write the aligned face crops")
+    args = parser.parse_args(argv)
+
+    try:
+        config = load_config(args.config, check_paths=args.stage != "predict")
+        if args.stage == "predict":
+            return _predict(config, args)
+        groups = {"all": MAIN_STAGES, "experiments": EXPERIMENT_STAGES}
+        names = groups.get(args.stage, [args.stage])
+        for name in names:
+            run_stage(name, config, force=args.force)
+    except (ConfigError, StageError, FileNotFoundError, AnnotationError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    if args.stage in ("all", "report"):
+        report = config.run_dir / "report" / "report.md"
+        summary = report.parent / "results.md"
+        if summary.is_file():
+            print(summary.read_text(encoding="utf-8"))
+        print(f"report: {report}")
+    if args.stage in ("experiments", *EXPERIMENT_STAGES):
+        for name in EXPERIMENT_STAGES:
+            for table in sorted((config.run_dir / name).glob("*.md")):
+                print(table.read_text(encoding="utf-8"))
+                print(f"({table}, plot: {table.with_suffix('.png')})\n")
+    return 0
+
+
+def _predict(config, args: argparse.Namespace) -> int:
+    from emotion.inference import predict_run
+
+    if args.source is None:
+        print("error: predict needs --source VIDEO_OR_FOLDER", file=sys.stderr)
+        return 2
+    try:
+        table = predict_run(config, args.source, args.out, every=args.every, save_crops=args.save_crops)
+    except ValueError as error:  # an undecodable video, a model that does not fit the run, ...
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    found = int(table["face_found"].sum())
+    print(f"{found} of {len(table)} frames with a face; predictions: {table.attrs['csv']}")
+    if "plot" in table.attrs:
+        print(f"plot: {table.attrs['plot']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The ``teacher`` and ``students`` stages: Algorithm 1 with ``mtl_distill`` on affect_data's frame datasets.
+
+Training data: one :class:`~affect_data.datasets.FrameDataset` per task over that task's merged training table
+(random crop and flip per sample), joined with ``mtl_distill.concat_datasets``; every batch holds N samples of
+each task drawn from the balanced index lists that ``prepare`` saved (the paper's 3N batches). After each
+epoch the model is scored on the validation table and the best epoch's weights are kept.
+
+Outputs: ``teacher/`` holds ``initial.pt`` (the starting weights, shared with the students), ``checkpoint.pt``
+(resume), ``metrics.csv`` and ``model.pt`` (best epoch); ``students/student_<k>/`` the same for each student,
+and ``students/soft_labels.pt`` the cached teacher outputs when ``soft_labels: cached``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotion.config import Config
+from emotion.factory import build_model, frame_dataset, paper_tasks, read_table, resolve_device
+from mtl_distill.batching import MultiTaskBatchSampler, concat_datasets
+from mtl_distill.checkpoint import load_checkpoint
+from mtl_distill.trainer import TrainConfig, train_students, train_teacher
+
+__all__ = ["run_students", "run_teacher", "train_config", "training_data"]
+
+
+def run_teacher(config: Config, folder: Path) -> dict[str, Any]:
+    """Train the teacher on ground truth only (Eq. 13); resumes from ``folder/checkpoint.pt``."""
+    train, sampler, validation, _ = training_data(config)
+    result = train_teacher(
+        build_model(config),
+        paper_tasks(),
+        train,
+        sampler,
+        validation,
+        train_config(config, config.training.teacher.epochs),
+        seed=config.seed,
+        out_dir=folder,
+    )
+    return {"best_epoch": result.best_epoch, "best_score": result.best_score}
+
+
+def run_students(config: Config, folder: Path) -> dict[str, Any]:
+    """Train the students from the teacher's starting weights on ground truth + soft labels (Eq. 14)."""
+    students = config.training.students
+    teacher_dir = config.run_dir / "teacher"
+    initial = build_model(config, pretrained=False)
+    initial.load_state_dict(load_checkpoint(teacher_dir / "initial.pt"))
+    teacher = build_model(config, pretrained=False)
+    teacher.load_state_dict(load_checkpoint(teacher_dir / "model.pt"))
+    train, sampler, validation, unaugmented = training_data(config)
+    results = train_students(
+        initial,
+        teacher,
+        paper_tasks(),
+        train,
+        sampler,
+        validation,
+        train_config(config, students.epochs, lam=students.lam, temperature=students.temperature),
+        num_students=students.count,
+        soft_labels=students.soft_labels,
+        cache_dataset=unaugmented,
+        seed=config.seed,
+        out_dir=folder,
+    )
+    return {
+        f"student_{k}": {"best_epoch": r.best_epoch, "best_score": r.best_score}
+        for k, r in enumerate(results)
+    }
+
+
+def training_data(config: Config) -> tuple[Any, MultiTaskBatchSampler, Any, Any]:
+    """The joined per-task training datasets, the 3N batch sampler, the validation dataset, and an
+    un-augmented view of the training datasets (for cached soft labels), from ``prepare``'s outputs."""
+    prepared = config.run_dir / "prepare"
+    tasks = [task.name for task in paper_tasks()]
+    tables = {task: read_table(prepared / f"train_{task}.csv") for task in tasks}
+    train, offsets = concat_datasets(
+        {task: frame_dataset(tables[task], config, train=True) for task in tasks}
+    )
+    unaugmented, _ = concat_datasets(
+        {task: frame_dataset(tables[task], config, train=False) for task in tasks}
+    )
+    sampler = MultiTaskBatchSampler(
+        {task: np.load(prepared / f"balanced_{task}.npy") for task in tasks},
+        batch_size=config.training.batch_per_task,
+        steps_per_epoch=config.training.steps_per_epoch,
+        offsets=offsets,
+        seed=config.seed,
+    )
+    validation = frame_dataset(read_table(prepared / "validation.csv"), config, train=False)
+    return train, sampler, validation, unaugmented
+
+
+def train_config(config: Config, epochs: int, **student: float) -> TrainConfig:
+    training = config.training
+    weight_decay = training.weight_decay
+    device = resolve_device(training.device)
+    return TrainConfig(
+        epochs=epochs,
+        lr=training.lr,
+        lr_step_epochs=training.lr_step_epochs,
+        lr_gamma=training.lr_gamma,
+        optimizer=_adam(training.lr, weight_decay) if weight_decay else None,
+        num_workers=config.data.num_workers,
+        eval_batch_size=config.evaluation.batch_size,
+        device=str(device),
+        amp=device.type == "cuda",  # mixed precision and channels-last: GPU only
+        channels_last=device.type == "cuda",
+        **student,
+    )
+
+
+def _adam(lr: float, weight_decay: float):
+    import torch
+
+    return lambda parameters: torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)

@@ -1,0 +1,649 @@
+"""Faces from your own video: decode frames, detect the face, align it, crop it as the training crops are.
+
+Three steps, each usable alone:
+
+1. :class:`FrameReader` decodes a video file with PyAV (anything FFmpeg reads: mp4, avi, mkv, webm, ...) or
+   reads a folder of images in natural order (``frame_2`` before ``frame_10``), optionally subsampled
+   (``every`` N-th frame, or at most ``fps`` frames per second), and yields :class:`Frame` s: the 0-based
+   index of the frame in the source, its time in seconds and its RGB uint8 pixels, turned upright when the
+   file says it was filmed rotated.
+2. A :class:`FaceDetector` finds faces: boxes, scores and landmarks (5 points, or 68 in the iBUG 300-W
+   order). :class:`MTCNNDetector` wraps the MTCNN of ``facenet-pytorch==2.5.3``, whose weights ship inside
+   its wheel, so nothing is downloaded; any other detector plugs in by implementing ``detect``.
+3. :func:`align_crop` rotates the image so the eyes are level and crops a square face, with the margin
+   convention of the training crops (:func:`face_transform`); :func:`detect_faces` runs steps 2 and 3 over
+   the frames and keeps one face per frame (the largest, or the most confident).
+
+Run it as a script to write the aligned crops of a video (the images the networks expect) and a CSV of the
+detections: ``python examples/emotion/video.py VIDEO --out DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from affect_data.faces import alignment_transform
+
+__all__ = [
+    "BOX_COLUMNS",
+    "IMAGE_SUFFIXES",
+    "DetectedFrame",
+    "Face",
+    "FaceDetector",
+    "Frame",
+    "FrameReader",
+    "MTCNNDetector",
+    "add_frame_options",
+    "align_crop",
+    "detect_faces",
+    "face_transform",
+]
+
+#: Column names of a face box, PIL order.
+BOX_COLUMNS = ("box_left", "box_top", "box_right", "box_bottom")
+
+#: Files of a folder of images that are read as frames (case-insensitive); other files are ignored.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+#: Proportions of the face box that stands in for the 68 landmarks' bounding box when only 5 landmarks are
+#: known (see :func:`face_transform`): its side in units of ``max(d, h / MOUTH_TO_EYES)``, and how far below
+#: the eyes its centre lies, as a fraction of ``h``.
+FACE_SIDE = 2.4
+MOUTH_TO_EYES = 1.1
+CENTRE_DROP = 0.6
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame.
+
+    Attributes
+    ----------
+    index : int
+        0-based position of the frame in the source (before subsampling), so it can be found again.
+    time : float
+        Presentation time in seconds (images of a folder: ``index / image_fps``).
+    image : numpy.ndarray
+        RGB pixels, uint8, shape ``(height, width, 3)``.
+    """
+
+    index: int
+    time: float
+    image: np.ndarray
+
+
+class FrameReader:
+    """The frames of a video file or of a folder of images, optionally subsampled.
+
+    The source is opened and checked when the reader is made, so a missing, empty or undecodable source is
+    an error at once; iterating (any number of times) decodes the frames one by one.
+
+    Parameters
+    ----------
+    source : path
+        A video file, or a folder of images (files ending in :data:`IMAGE_SUFFIXES`, natural order).
+    every : int, default 1
+        Keep every ``every``-th frame (frames 0, every, 2 * every, ...).
+    fps : float, optional
+        Instead of ``every``: keep at most ``fps`` frames per second of video time, the first frame of each
+        ``1 / fps`` interval (frames stay where they are in time; a variable frame rate is fine).
+    image_fps : float, default 30.0
+        The frame rate a folder of images is taken to have (it sets ``Frame.time``); ignored for videos.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``source`` does not exist.
+    ValueError
+        Naming the file, when it is not a video FFmpeg can decode, has no video stream, or is a folder with
+        no images; or when the options are out of range.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from PIL import Image
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for i in (1, 2, 10):
+    ...     Image.new("RGB", (32, 24)).save(folder / f"frame_{i}.png")
+    >>> reader = FrameReader(folder, image_fps=10)
+    >>> [(f.index, f.time, f.image.shape) for f in reader]
+    [(0, 0.0, (24, 32, 3)), (1, 0.1, (24, 32, 3)), (2, 0.2, (24, 32, 3))]
+    >>> [p.name for p in reader.images]
+    ['frame_1.png', 'frame_2.png', 'frame_10.png']
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        every: int = 1,
+        fps: float | None = None,
+        image_fps: float = 30.0,
+    ) -> None:
+        self.source = Path(source)
+        if int(every) != every or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
+        if fps is not None and not (math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be a positive number, got {fps!r}")
+        if fps is not None and every != 1:
+            raise ValueError(f"give either every ({every}) or fps ({fps}), not both")
+        if not (math.isfinite(image_fps) and image_fps > 0):
+            raise ValueError(f"image_fps must be a positive number, got {image_fps!r}")
+        self.every, self.fps, self.image_fps = int(every), fps, float(image_fps)
+        if not self.source.exists():
+            raise FileNotFoundError(f"video or image folder {str(self.source)!r} does not exist")
+        self.images: list[Path] = []
+        self.frame_rate: float | None = None
+        #: Frames in the source as its header says (None when unknown); before subsampling.
+        self.num_frames: int | None = None
+        if self.source.is_dir():
+            self.images = sorted(
+                (p for p in self.source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                key=_natural_key,
+            )
+            if not self.images:
+                raise ValueError(
+                    f"folder {str(self.source)!r} holds no images (looked for {', '.join(IMAGE_SUFFIXES)})"
+                )
+            self.frame_rate, self.num_frames = self.image_fps, len(self.images)
+        else:
+            self.frame_rate, self.num_frames = _probe_video(self.source)
+
+    def __len__(self) -> int:
+        """How many frames iterating yields, estimated from the header for videos (0 when unknown)."""
+        if self.num_frames is None:
+            return 0
+        if self.fps is not None and self.frame_rate:
+            return math.ceil(self.num_frames * min(1.0, self.fps / self.frame_rate))
+        return math.ceil(self.num_frames / self.every)
+
+    def __iter__(self) -> Iterator[Frame]:
+        # The readers drop all but every `every`-th frame themselves (before the costly conversions);
+        # `fps` (which comes with every == 1) is applied here, on the frames' times.
+        frames = self._read_images() if self.images else self._read_video()
+        if self.fps is None:
+            yield from frames
+            return
+        next_slot = -math.inf
+        for frame in frames:
+            slot = math.floor(frame.time * self.fps + 1e-6)  # the 1 / fps interval the frame falls in
+            if slot >= next_slot:
+                next_slot = slot + 1
+                yield frame
+
+    def _read_images(self) -> Iterator[Frame]:
+        for index, path in enumerate(self.images):
+            if index % self.every == 0:
+                yield Frame(index, index / self.image_fps, _read_image(path))
+
+    def _read_video(self) -> Iterator[Frame]:
+        import av
+
+        index = 0
+        try:
+            with av.open(str(self.source)) as container:
+                stream = container.streams.video[0]
+                stream.thread_type = "AUTO"
+                for decoded in container.decode(stream):
+                    time = decoded.time
+                    if time is None:  # no timestamps in the file: count frames at the nominal rate
+                        time = index / (self.frame_rate or self.image_fps)
+                    if index % self.every == 0:
+                        pixels = _upright(decoded.to_ndarray(format="rgb24"), decoded)
+                        yield Frame(index, float(time), pixels)
+                    index += 1
+        except av.error.FFmpegError as error:
+            raise ValueError(
+                f"cannot decode video {str(self.source)!r} after {index} frame(s): {error}"
+            ) from error
+
+
+def _natural_key(path: Path) -> list:
+    """Sort key that orders embedded numbers by value: ``img2`` before ``img10``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def _read_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            # Phone photos store their orientation in EXIF; turn them upright as a viewer would.
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ValueError(f"cannot read image {str(path)!r}: {error}") from error
+
+
+def _probe_video(path: Path) -> tuple[float | None, int | None]:
+    """Open ``path`` once to check it holds a decodable video stream; return (frame rate, frame count)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{str(path)!r} has no video stream")
+            stream = container.streams.video[0]
+            if stream.codec_context is None or stream.codec_context.name is None:
+                raise ValueError(f"{str(path)!r}: no decoder for its video stream")
+            rate = stream.average_rate or stream.guessed_rate
+            count = stream.frames or None
+            if count is None and stream.duration and stream.time_base and rate:
+                count = round(float(stream.duration * stream.time_base * rate))
+            return (float(rate) if rate else None), count
+    except av.error.FFmpegError as error:
+        raise ValueError(f"cannot open {str(path)!r} as a video: {error}") from error
+
+
+def _upright(pixels: np.ndarray, decoded) -> np.ndarray:
+    """Apply the display rotation that phones record instead of rotating the pixels."""
+    rotation = getattr(decoded, "rotation", 0) or 0  # degrees counter-clockwise (PyAV >= 14)
+    quarter_turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(pixels, quarter_turns)) if quarter_turns else pixels
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face.
+
+    Attributes
+    ----------
+    box : numpy.ndarray
+        ``(left, top, right, bottom)`` in pixels, float.
+    score : float
+        The detector's confidence.
+    landmarks : numpy.ndarray
+        ``(5, 2)`` (x, y) points - the eye on the image's left, the other eye, the nose tip, the mouth
+        corner on the image's left, the other mouth corner (MTCNN's order) - or ``(68, 2)`` in the iBUG
+        300-W order.
+    """
+
+    box: np.ndarray
+    score: float
+    landmarks: np.ndarray
+
+    @property
+    def area(self) -> float:
+        left, top, right, bottom = self.box
+        return float(max(right - left, 0.0) * max(bottom - top, 0.0))
+
+
+class FaceDetector(Protocol):
+    """Anything that finds faces: ``detect(images)`` -> one list of :class:`Face` per image (maybe empty).
+
+    ``images`` are RGB uint8 arrays ``(H, W, 3)``; their sizes may differ. To use another detector
+    (RetinaFace, dlib, face_alignment, ...), write a class with this one method and pass it as ``detector``.
+    """
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]: ...
+
+
+class MTCNNDetector:
+    """The MTCNN face detector of ``facenet-pytorch==2.5.3`` (weights inside its wheel: no download).
+
+    Parameters
+    ----------
+    device : str or torch.device, default "cpu"
+        Where the three networks run.
+    min_face_size : int, default 20
+        Smallest face side searched for, in pixels of the (possibly shrunk) image.
+    thresholds : three floats, default (0.6, 0.7, 0.7)
+        Score thresholds of MTCNN's three stages; raise them to drop doubtful faces.
+    max_side : int or None, default 640
+        Images whose longer side exceeds this are shrunk to it for detection (boxes and landmarks are mapped
+        back to full resolution, and crops are cut from the full image): a large speed-up on HD video. Faces
+        smaller than ``min_face_size * longer side / max_side`` pixels are then missed; pass None to detect at
+        full resolution.
+    batch : bool, optional
+        Detect the images of one ``detect`` call as one batch per image size (MTCNN batches only equal sizes)
+        rather than one by one. Default: batch on a GPU only; on the CPU one by one measured faster.
+
+    Raises
+    ------
+    ImportError
+        With the install command, when facenet-pytorch is not installed.
+
+    Examples
+    --------
+    >>> detector = MTCNNDetector()
+    >>> detector.detect([np.zeros((60, 80, 3), dtype=np.uint8)])
+    [[]]
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device = "cpu",
+        min_face_size: int = 20,
+        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        max_side: int | None = 640,
+        batch: bool | None = None,
+    ) -> None:
+        try:
+            from facenet_pytorch import MTCNN
+        except ImportError as error:
+            raise ImportError(
+                "the MTCNN face detector needs facenet-pytorch 2.5.3 (its weights ship inside the wheel): "
+                f"pip install facenet-pytorch==2.5.3  ({error})"
+            ) from error
+        if len(thresholds) != 3 or not all(0 < t < 1 for t in thresholds):
+            raise ValueError(f"thresholds must be three numbers in (0, 1), got {thresholds!r}")
+        if min_face_size < 1 or (max_side is not None and max_side < 2 * min_face_size):
+            raise ValueError(
+                f"need min_face_size >= 1 and max_side >= 2 * min_face_size, got {min_face_size}, {max_side}"
+            )
+        self.device = torch.device(device)
+        self.max_side = max_side
+        self.batch = self.device.type != "cpu" if batch is None else batch
+        self._mtcnn = MTCNN(
+            min_face_size=min_face_size,
+            thresholds=list(thresholds),
+            select_largest=False,
+            device=self.device,
+        ).eval()
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        shrunk = [self._shrink(image) for image in images]
+        results: list[list[Face]] = [[] for _ in images]
+        if not self.batch:
+            groups = [[i] for i in range(len(images))]
+        else:
+            by_size: dict[tuple[int, ...], list[int]] = {}
+            for i, (small, _) in enumerate(shrunk):
+                by_size.setdefault(small.shape, []).append(i)
+            groups = list(by_size.values())
+        for group in groups:
+            batch = np.stack([shrunk[i][0] for i in group])
+            boxes, scores, points = self._mtcnn.detect(batch, landmarks=True)
+            for i, b, s, p in zip(group, boxes, scores, points, strict=True):
+                if b is None:
+                    continue
+                scale = shrunk[i][1]
+                b, s, p = (np.asarray(v, dtype=np.float64) for v in (b, s, p))
+                results[i] = [
+                    Face(box=box * scale, score=float(score), landmarks=marks * scale)
+                    for box, score, marks in zip(
+                        b.reshape(-1, 4), s.reshape(-1), p.reshape(-1, 5, 2), strict=True
+                    )
+                ]
+        return results
+
+    def _shrink(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """The image to detect on and the factor that maps its coordinates back to the original's."""
+        _check_image(image)
+        longer = max(image.shape[:2])
+        if self.max_side is None or longer <= self.max_side:
+            return image, 1.0
+        factor = longer / self.max_side
+        height, width = (round(side / factor) for side in image.shape[:2])
+        small = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        # Map exactly: the shrunk image spans the same area, so x_original = x_small * (width ratio).
+        return np.asarray(small), image.shape[1] / width
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not (
+        isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    ):
+        shape = getattr(image, "shape", None)
+        raise ValueError(
+            f"expected an RGB uint8 array (H, W, 3), got {type(image).__name__} of shape {shape}"
+        )
+
+
+def face_transform(landmarks: np.ndarray, size: int = 112, margin: float = 0.25) -> np.ndarray:
+    """The 2 x 3 affine matrix (output pixel -> source pixel) of an eye-levelled square face crop.
+
+    The margin convention is the one of the training crops that ``affect_data.faces.align_face`` cuts from
+    68 landmarks (AFEW-VA): rotate about the midpoint of the eyes until they are level, take the face's
+    square box, widen it by ``margin`` times its side on every side, scale to ``size``.
+
+    - 68 landmarks: exactly ``affect_data.faces.alignment_transform`` (the box is the landmarks' bounding
+      box, made square).
+    - 5 landmarks (eyes, nose, mouth corners): the 68-point box is estimated from the eye distance ``d`` and
+      the eye-to-mouth distance ``h`` (eye midpoint to mouth-corner midpoint, measured square to the eyes):
+      side ``FACE_SIDE * max(d, h / MOUTH_TO_EYES)`` = 2.4 d on a frontal face, centred ``CENTRE_DROP * h``
+      below the eyes and midway between eyes and mouth across. A 68-point box is about 2.2 (human faces)
+      to 2.5 (the synthetic corpus's faces) eye distances wide; the ``max`` keeps the size steady when the
+      head turns (which shortens ``d``) or nods (which shortens ``h``). With the default margin the eyes
+      are 0.28 of the crop apart (0.27 in the synthetic AFEW-VA crops); on rendered faces the crop's size
+      and centre are within 15% and 8% of its side of the 68-landmark crop's (tested).
+
+    Parameters
+    ----------
+    landmarks : array of shape (5, 2) or (68, 2)
+        (x, y) pixel coordinates in the orders described in :class:`Face`.
+    size : int
+        Side of the output square.
+    margin : float
+        Extra space around the face box, as a fraction of its side, on every side.
+
+    Examples
+    --------
+    >>> points = np.array([[40, 50], [70, 50], [55, 65], [43, 83], [67, 83]], dtype=float)
+    >>> matrix = face_transform(points, size=112)
+    >>> left_eye_in_crop = np.linalg.solve(matrix[:, :2], points[0] - matrix[:, 2])
+    >>> np.round(left_eye_in_crop, 1).tolist()
+    [40.4, 35.5]
+    """
+    points = np.asarray(landmarks, dtype=np.float64)
+    if points.shape == (68, 2):
+        return alignment_transform(points, size, margin)
+    if points.shape != (5, 2) or not np.isfinite(points).all():
+        raise ValueError(f"expected 5 or 68 finite (x, y) landmarks, got an array of shape {points.shape}")
+    if size < 1 or margin < 0:
+        raise ValueError(f"size must be >= 1 and margin >= 0, got size={size}, margin={margin}")
+    left, right = points[0], points[1]
+    dx, dy = right - left
+    eye_distance = math.hypot(dx, dy)
+    if eye_distance == 0:
+        raise ValueError("the two eye landmarks coincide; cannot level the eyes")
+    angle = math.atan2(dy, dx)
+    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    pivot = (left + right) / 2
+    mouth = ((points[3] + points[4]) / 2 - pivot) @ rotation  # in the levelled frame, eyes at the origin
+    drop = max(float(mouth[1]), 0.0)
+    side = FACE_SIDE * max(eye_distance, drop / MOUTH_TO_EYES) * (1 + 2 * margin)
+    centre = np.array([mouth[0] / 2, CENTRE_DROP * drop])
+    scale = side / size
+    # As affect_data.faces.alignment_transform: source = pivot + R (centre + scale (q - size / 2)).
+    return np.column_stack([rotation * scale, pivot + rotation @ (centre - scale * size / 2)])
+
+
+def align_crop(
+    image: np.ndarray | Image.Image, landmarks: np.ndarray, size: int = 112, margin: float = 0.25
+) -> np.ndarray:
+    """Cut the eye-levelled ``size`` x ``size`` face crop of :func:`face_transform` out of ``image``.
+
+    Bilinear sampling; when the face is more than twice the crop's size the source region is first shrunk
+    with a box filter, so large faces are smoothed rather than aliased. Parts of the crop outside the image
+    are black. The input is not modified.
+
+    Examples
+    --------
+    >>> points = np.array([[40, 50], [70, 50], [55, 65], [43, 83], [67, 83]], dtype=float)
+    >>> align_crop(np.zeros((120, 110, 3), dtype=np.uint8), points, size=64).shape
+    (64, 64, 3)
+    """
+    matrix = face_transform(landmarks, size, margin)
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+    picture = picture.convert("RGB")
+    step = math.sqrt(abs(np.linalg.det(matrix[:, :2])))  # source pixels per output pixel
+    factor = int(step) if step >= 2 else 1
+    if factor > 1:
+        # Shrink only the part of the image the crop covers, then sample it: a box filter over
+        # factor x factor blocks, so a reduced pixel i spans source [factor * i, factor * (i + 1)).
+        corners = matrix[:, :2] @ np.array([[0, size, 0, size], [0, 0, size, size]]) + matrix[:, 2:]
+        left, top = (max(math.floor(v) - factor, 0) for v in corners.min(axis=1))
+        right, bottom = (math.ceil(v) + factor for v in corners.max(axis=1))
+        right, bottom = min(right, picture.width), min(bottom, picture.height)
+        if right > left and bottom > top:
+            # Blocks on a grid fixed to the image: a face that moves a little is filtered alike.
+            left -= left % factor
+            top -= top % factor
+            picture = picture.reduce(factor, box=(left, top, right, bottom))
+            matrix = np.column_stack([matrix[:, :2], matrix[:, 2] - (left, top)]) / factor
+    crop = picture.transform(
+        (size, size), Image.Transform.AFFINE, tuple(matrix.ravel()), resample=Image.Resampling.BILINEAR
+    )
+    return np.array(crop, dtype=np.uint8)  # a writable copy
+
+
+@dataclass(frozen=True)
+class DetectedFrame:
+    """A frame, the face kept in it (None when none was found) and that face's aligned crop."""
+
+    index: int
+    time: float
+    face: Face | None
+    crop: np.ndarray | None
+
+
+def detect_faces(
+    frames: Iterable[Frame],
+    detector: FaceDetector,
+    size: int = 112,
+    margin: float = 0.25,
+    select: Literal["largest", "confident"] = "largest",
+    batch_size: int = 16,
+) -> Iterator[DetectedFrame]:
+    """Detect, keep one face per frame, align and crop it; frames without a face come out with ``face=None``.
+
+    Parameters
+    ----------
+    frames : iterable of Frame
+        E.g. a :class:`FrameReader`.
+    detector : FaceDetector
+        E.g. :class:`MTCNNDetector`.
+    size, margin : int, float
+        The crop, see :func:`face_transform`.
+    select : {"largest", "confident"}
+        Which face to keep when there are several: the largest box, or the highest score.
+    batch_size : int
+        Frames handed to the detector per call.
+
+    Examples
+    --------
+    >>> class OneFace:
+    ...     def detect(self, images):
+    ...         eyes_nose_mouth = np.array([[40, 50], [70, 50], [55, 65], [43, 83], [67, 83]], float)
+    ...         return [[Face(np.array([30, 35, 80, 95.0]), 0.99, eyes_nose_mouth)] for _ in images]
+    >>> frames = [Frame(i, i / 25, np.zeros((120, 110, 3), np.uint8)) for i in range(3)]
+    >>> [(d.index, d.crop.shape) for d in detect_faces(frames, OneFace(), size=64)]
+    [(0, (64, 64, 3)), (1, (64, 64, 3)), (2, (64, 64, 3))]
+    """
+    if select not in ("largest", "confident"):
+        raise ValueError(f"select must be 'largest' or 'confident', got {select!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    key = (lambda face: face.area) if select == "largest" else (lambda face: face.score)
+    batch: list[Frame] = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == batch_size:
+            yield from _detect_batch(batch, detector, size, margin, key)
+            batch = []
+    if batch:
+        yield from _detect_batch(batch, detector, size, margin, key)
+
+
+def _detect_batch(batch, detector, size, margin, key) -> Iterator[DetectedFrame]:
+    found = detector.detect([frame.image for frame in batch])
+    if len(found) != len(batch):
+        raise ValueError(f"the detector returned {len(found)} result(s) for {len(batch)} image(s)")
+    for frame, faces in zip(batch, found, strict=True):
+        face = max(faces, key=key) if faces else None
+        crop = None if face is None else align_crop(frame.image, face.landmarks, size, margin)
+        yield DetectedFrame(frame.index, frame.time, face, crop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python examples/emotion/video.py VIDEO --out DIR``: write aligned face crops and ``faces.csv``."""
+    parser = argparse.ArgumentParser(
+        prog="video.py",
+        description="Detect, align and crop the face in every frame of a video or folder of images.",
+    )
+    parser.add_argument("source", type=Path, help="a video file or a folder of images")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the crops and faces.csv")
+    add_frame_options(parser)
+    args = parser.parse_args(argv)
+    try:
+        reader = FrameReader(args.source, every=args.every, fps=args.fps, image_fps=args.image_fps)
+        device = args.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        detector = MTCNNDetector(
+            device=device, min_face_size=args.min_face_size, max_side=args.max_side or None
+        )
+    except (FileNotFoundError, ValueError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, found = [], 0
+    try:
+        for detected in detect_faces(reader, detector, args.crop_size, args.margin, args.select):
+            row = {
+                "frame": detected.index,
+                "time_s": round(detected.time, 6),
+                "face_found": detected.face is not None,
+            }
+            if detected.face is not None:
+                found += 1
+                name = f"{detected.index:06d}.jpg"
+                Image.fromarray(detected.crop).save(args.out / name, quality=95, subsampling=0)
+                row.update(zip(BOX_COLUMNS, detected.face.box.round(1), strict=True))
+                row.update(score=round(detected.face.score, 4), crop=name)
+            rows.append(row)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    columns = ["frame", "time_s", "face_found", *BOX_COLUMNS, "score", "crop"]
+    with (args.out / "faces.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"a face in {found} of {len(rows)} frame(s); crops and faces.csv in {args.out}")
+    return 0
+
+
+def add_frame_options(parser: argparse.ArgumentParser) -> None:
+    """Add the frame sampling, detection and cropping options (shared by video.py and predict.py)."""
+    group = parser.add_argument_group("frames and faces")
+    sampling = group.add_mutually_exclusive_group()
+    sampling.add_argument("--every", type=int, default=1, help="keep every N-th frame (default 1: all)")
+    sampling.add_argument("--fps", type=float, default=None, help="keep at most this many frames per second")
+    group.add_argument(
+        "--image-fps", type=float, default=30.0, help="frame rate of a folder of images (default 30)"
+    )
+    group.add_argument("--crop-size", type=int, default=112, help="side of the aligned face crop (112)")
+    group.add_argument(
+        "--margin", type=float, default=0.25, help="margin around the face box, a fraction of its side (0.25)"
+    )
+    group.add_argument(
+        "--select",
+        choices=("largest", "confident"),
+        default="largest",
+        help="which face to keep when a frame has several (default: the largest)",
+    )
+    group.add_argument("--min-face-size", type=int, default=20, help="smallest face searched for, pixels")
+    group.add_argument(
+        "--max-side",
+        type=int,
+        default=640,
+        help="shrink larger frames to this longer side for detection (0: never)",
+    )
+    group.add_argument(
+        "--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, ..."
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""The synthetic corpus on disk: formats read back by small independent readers, quirks, truth, seeds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from affect_data.schema import AU_NAMES, EXPR_NAMES
+from affect_data.synthetic import PRESETS, TRUTH_COLUMNS, Preset, load_truth, write_corpus
+
+EXPW_TO_AFF = [1, 2, 3, 4, 5, 6, 0]
+SET_DIRS = {"AU": "AU_Set", "EXPR": "EXPR_Set", "VA": "VA_Set"}
+HEADERS = {"AU": ",".join(AU_NAMES), "EXPR": ",".join(EXPR_NAMES), "VA": "valence,arousal"}
+DISFA_AUS = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("synthetic") / "corpus", preset="tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def truth(corpus) -> pd.DataFrame:
+    return load_truth(corpus).set_index(["dataset", "video", "frame"])
+
+
+def read_aff_wild2(corpus: Path) -> dict[tuple[str, str], tuple[str, list[str]]]:
+    """(task, video) -> (split folder, label lines after the header), checking each file's header."""
+    files = {}
+    for task, folder in SET_DIRS.items():
+        for split in ("Training_Set", "Validation_Set"):
+            for path in sorted((corpus / "aff_wild2" / "annotations" / folder / split).glob("*.txt")):
+                lines = path.read_text().splitlines()
+                assert lines[0] == HEADERS[task], path
+                files[task, path.stem] = (split, lines[1:])
+    return files
+
+
+def image_numbers(folder: Path, prefix: str = "", suffix: str = ".jpg") -> set[int]:
+    return {int(p.name[len(prefix) : -len(suffix)]) for p in folder.iterdir() if p.name.endswith(suffix)}
+
+
+# ------------------------------------------------------------------ layout and truth
+
+
+def test_layout_and_corpus_json(corpus):
+    names = sorted(p.name for p in corpus.iterdir())
+    assert names == ["afew_va", "aff_wild2", "corpus.json", "disfa", "expw", "truth.csv"]
+    info = json.loads((corpus / "corpus.json").read_text())
+    assert info["seed"] == 0 and info["preset"]["name"] == "tiny"
+    validation = info["aff_wild2"]["validation_videos"]
+    assert validation and not set(validation) & set(info["aff_wild2"]["train_videos"])
+    for task, folder in SET_DIRS.items():
+        listed = {
+            p.stem for p in (corpus / "aff_wild2/annotations" / folder / "Validation_Set").glob("*.txt")
+        }
+        assert listed == set(validation), task  # held-out videos carry every task
+
+
+def test_truth_is_complete_and_keyed(corpus, truth):
+    flat = truth.reset_index()
+    assert list(flat.columns) == list(TRUTH_COLUMNS)
+    assert not flat.isna().any().any()
+    assert truth.index.is_unique
+    assert set(flat["dataset"]) == {"aff_wild2", "disfa", "expw", "afew_va"}
+    assert flat[list(AU_NAMES)].isin([0, 1]).all().all()
+    assert flat["expr"].between(0, 6).all()
+    assert flat[["valence", "arousal"]].abs().le(1.0).all().all()
+    # One truth row per image (ExpW: per face).
+    n_images = sum(1 for _ in (corpus / "aff_wild2" / "cropped_aligned").rglob("*.jpg"))
+    n_images += sum(1 for _ in (corpus / "disfa").rglob("*.bmp"))
+    n_images += sum(1 for _ in (corpus / "afew_va").rglob("*.png"))
+    assert len(flat[flat["dataset"] != "expw"]) == n_images
+    info = json.loads((corpus / "corpus.json").read_text())
+    assert info["counts"]["aff_wild2"]["frames"] == (flat["dataset"] == "aff_wild2").sum()
+    assert "001" in set(flat["video"])  # AFEW-VA clip names keep their zeros
+
+
+def test_load_truth_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"truth\.csv"):
+        load_truth(tmp_path)
+    (tmp_path / "truth.csv").write_text("dataset,video\n")
+    with pytest.raises(ValueError, match="columns"):
+        load_truth(tmp_path)
+
+
+# ------------------------------------------------------------------ Aff-Wild2
+
+
+def test_aff_wild2_labels_agree_with_truth(corpus, truth):
+    files = read_aff_wild2(corpus)
+    checked = dict.fromkeys(SET_DIRS, 0)
+    for (task, video), (_, lines) in files.items():
+        present = image_numbers(corpus / "aff_wild2" / "cropped_aligned" / video)
+        assert max(present) <= len(lines), f"{video}: more images than label lines"
+        for k, line in enumerate(lines):
+            if k + 1 not in present:
+                continue
+            row = truth.loc[("aff_wild2", video, k)]
+            cells = line.split(",")
+            if task == "AU":
+                values = [int(c) for c in cells]
+                assert len(values) == 8 and set(values) <= {-1, 0, 1}
+                if -1 not in values:
+                    assert values == row[list(AU_NAMES)].tolist(), (video, k)
+                    checked[task] += 1
+            elif task == "EXPR":
+                assert len(cells) == 1 and -1 <= int(cells[0]) <= 6
+                if cells[0] != "-1":
+                    assert int(cells[0]) == row["expr"], (video, k)
+                    checked[task] += 1
+            else:
+                v, a = map(float, cells)
+                if (v, a) != (-5.0, -5.0):
+                    assert (v, a) == (row["valence"], row["arousal"]), (video, k)
+                    checked[task] += 1
+    assert min(checked.values()) > 50
+
+
+def test_aff_wild2_quirks_present(corpus):
+    files = read_aff_wild2(corpus)
+    videos = {video for _, video in files}
+    assert any(v.endswith("_left") for v in videos) and any(v.endswith("_right") for v in videos)
+    longer, gaps = 0, 0
+    for video in videos:
+        lines = next(lines for (_, v), (_, lines) in files.items() if v == video)
+        present = image_numbers(corpus / "aff_wild2" / "cropped_aligned" / video)
+        longer += len(lines) > max(present)
+        gaps += len(set(range(1, max(present) + 1)) - present) > 0
+        assert {len(lines2) for (_, v), (_, lines2) in files.items() if v == video} == {len(lines)}
+    assert longer and gaps
+    au_rows = [line.split(",") for (task, _), (_, lines) in files.items() if task == "AU" for line in lines]
+    minus_ones = [row.count("-1") for row in au_rows]
+    assert 8 in minus_ones and 1 in minus_ones  # whole unannotated rows, and a row with a single -1
+    expr = [line for (task, _), (_, lines) in files.items() if task == "EXPR" for line in lines]
+    va = [line for (task, _), (_, lines) in files.items() if task == "VA" for line in lines]
+    assert "-1" in expr and "-5,-5" in va
+    # A video is on one side of the split in every task set.
+    sides: dict[str, set[str]] = {}
+    for (_, video), (split, _) in files.items():
+        sides.setdefault(video, set()).add(split)
+    assert all(len(s) == 1 for s in sides.values())
+
+
+def test_aff_wild2_images_are_112px_jpeg(corpus):
+    path = next((corpus / "aff_wild2" / "cropped_aligned").rglob("00001.jpg"))
+    with Image.open(path) as image:
+        assert image.format == "JPEG" and image.size == (112, 112) and image.mode == "RGB"
+
+
+# ------------------------------------------------------------------ DISFA
+
+
+def test_disfa_labels_images_and_truth(corpus, truth):
+    labels = corpus / "disfa" / "ActionUnit_Labels"
+    subjects = sorted(p.name for p in labels.iterdir())
+    assert subjects and all(s.startswith("SN") for s in subjects)
+    missing_images = 0
+    for subject in subjects:
+        table = {}
+        for au in DISFA_AUS:
+            rows = [
+                line.split(",")
+                for line in (labels / subject / f"{subject}_au{au}.txt").read_text().splitlines()
+            ]
+            assert all(len(r) == 2 for r in rows)
+            frames = [int(r[0]) for r in rows]
+            assert frames == list(range(1, len(rows) + 1))
+            table[au] = np.array([int(r[1]) for r in rows])
+            assert table[au].min() >= 0 and table[au].max() <= 5
+        video = f"LeftVideo{subject}_comp"
+        present = image_numbers(
+            corpus / "disfa" / video / f"{video}_aligned", prefix="frame_det_00_", suffix=".bmp"
+        )
+        missing_images += len(frames) - len(present)
+        for frame in sorted(present):
+            row = truth.loc[("disfa", subject, frame - 1)]
+            for au in (1, 2, 4, 6, 12, 15, 20, 25):
+                assert row[f"AU{au}"] == int(table[au][frame - 1] >= 2), (subject, frame, au)
+                assert row[f"AU{au}_level"] == table[au][frame - 1]
+    assert missing_images > 0  # OpenFace lost a few faces
+    with Image.open(next((corpus / "disfa").rglob("*.bmp"))) as image:
+        assert image.format == "BMP" and image.size == (112, 112)
+
+
+# ------------------------------------------------------------------ ExpW
+
+
+def test_expw_label_list(corpus, truth):
+    lines = (corpus / "expw" / "label" / "label.lst").read_text().splitlines()
+    assert len(lines) > len(set(lines))  # duplicate lines, as in the real file
+    faces: dict[str, set[int]] = {}
+    for line in set(lines):
+        name, face_id, top, left, right, bottom, confidence, label = line.split(" ")
+        top, left, right, bottom = map(int, (top, left, right, bottom))
+        float(confidence)
+        with Image.open(corpus / "expw" / "image" / "origin" / name) as image:
+            width, height = image.size
+        assert 0 <= left < right <= width and 0 <= top < bottom <= height, line
+        row = truth.loc[("expw", f"{name}#{face_id}", 0)]
+        assert EXPW_TO_AFF[int(label)] == row["expr"] and row["face_id"] == int(face_id)
+        faces.setdefault(name, set()).add(int(face_id))
+    assert max(len(ids) for ids in faces.values()) >= 2  # several faces in one image
+    assert sum(truth.index.get_level_values("dataset") == "expw") == sum(len(i) for i in faces.values())
+
+
+# ------------------------------------------------------------------ AFEW-VA
+
+
+def eye_angle(landmarks: np.ndarray) -> float:
+    left, right = landmarks[36:42].mean(axis=0), landmarks[42:48].mean(axis=0)
+    return float(np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0])))
+
+
+def test_afew_va_json_and_frames(corpus, truth):
+    clips = sorted(p for p in (corpus / "afew_va").iterdir())
+    angles = []
+    for clip in clips:
+        data = json.loads((clip / f"{clip.name}.json").read_text())
+        assert data["video_id"] == clip.name
+        pngs = sorted(p.stem for p in clip.glob("*.png"))
+        assert sorted(data["frames"]) == pngs and pngs[0] == "00000"
+        for key, entry in data["frames"].items():
+            assert isinstance(entry["valence"], int) and -10 <= entry["valence"] <= 10
+            assert isinstance(entry["arousal"], int) and -10 <= entry["arousal"] <= 10
+            marks = np.array(entry["landmarks"])
+            assert marks.shape == (68, 2)
+            row = truth.loc[("afew_va", clip.name, int(key))]
+            assert (row["valence"], row["arousal"]) == (entry["valence"] / 10, entry["arousal"] / 10)
+            angles.append(eye_angle(marks))
+        with Image.open(clip / "00000.png") as image:
+            assert image.size == (160, 160)
+    assert max(map(abs, angles)) > 5.0  # faces are turned in the image plane
+
+
+def test_afew_va_eye_landmarks_on_dark_pixels(corpus):
+    clip = sorted((corpus / "afew_va").iterdir())[0]
+    data = json.loads((clip / f"{clip.name}.json").read_text())
+    for key in ("00000", "00010"):
+        pixels = np.asarray(Image.open(clip / f"{key}.png").convert("L"), dtype=float)
+        marks = np.rint(np.array(data["frames"][key]["landmarks"])).astype(int)
+        eyes = pixels[marks[36:48, 1], marks[36:48, 0]].mean()
+        face = pixels[marks[[1, 15, 29, 31, 35], 1], marks[[1, 15, 29, 31, 35], 0]].mean()  # cheeks and nose
+        assert eyes < face - 20, (key, eyes, face)
+
+
+# ------------------------------------------------------------------ determinism and arguments
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+SMALL = Preset(
+    name="small",
+    aff_wild2_videos=3,
+    aff_wild2_validation_videos=1,
+    aff_wild2_frames=(12, 16),
+    disfa_subjects=1,
+    disfa_frames=12,
+    expw_images=4,
+    afew_va_clips=1,
+    afew_va_frames=(8, 10),
+    segment_frames=(4, 8),
+)
+
+
+def test_same_seed_gives_identical_files_whatever_the_workers(tmp_path):
+    first = tree_digest(write_corpus(tmp_path / "a", preset=SMALL, seed=3))
+    second = tree_digest(write_corpus(tmp_path / "b", preset=SMALL, seed=3, n_jobs=2))
+    assert first == second
+    other = tree_digest(write_corpus(tmp_path / "c", preset=SMALL, seed=4))
+    assert other["truth.csv"] != first["truth.csv"]
+
+
+def test_target_folder_rules(tmp_path):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        write_corpus(tmp_path / "busy", preset=SMALL)
+    with pytest.raises(FileExistsError, match=r"no corpus\.json"):
+        write_corpus(tmp_path / "busy", preset=SMALL, overwrite=True)
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+    (tmp_path / "empty").mkdir()
+    root = write_corpus(tmp_path / "empty", preset=SMALL)
+    write_corpus(root, preset=SMALL, seed=1, overwrite=True)
+    assert json.loads((root / "corpus.json").read_text())["seed"] == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no partial folders left
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        write_corpus(tmp_path / "x", preset="huge")
+    with pytest.raises(ValueError, match="n_jobs"):
+        write_corpus(tmp_path / "x", n_jobs=0)
+    with pytest.raises(ValueError, match="aff_wild2_frames"):
+        Preset("bad", 3, 1, (10, 5), 1, 10, 1, 1, (5, 6))
+    assert set(PRESETS) >= {"tiny", "demo"}
+
+
+def test_cli_writes_a_corpus(tmp_path, capsys):
+    from affect_data.synthetic.__main__ import main
+
+    assert main(["--out", str(tmp_path / "cli"), "--preset", "tiny", "--seed", "1", "--jobs", "1"]) == 0
+    assert "aff_wild2" in capsys.readouterr().out
+    assert (tmp_path / "cli" / "truth.csv").is_file()
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "cli")])

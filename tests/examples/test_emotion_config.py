@@ -1,0 +1,96 @@
+"""The pipeline's YAML configuration (examples/emotion/config.py)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "examples"))
+
+from emotion.config import ConfigError, load_config  # noqa: E402
+
+CONFIGS = ROOT / "examples" / "emotion" / "configs"
+
+
+def write(tmp_path, data, name="config.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def tiny():
+    return yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["paper", "demo", "tiny"])
+def test_shipped_configs_parse(name):
+    config = load_config(CONFIGS / f"{name}.yaml", check_paths=False)
+    assert config.name == name
+
+
+def test_paper_config_holds_the_papers_settings():
+    config = load_config(CONFIGS / "paper.yaml", check_paths=False)
+    training = config.training
+    assert (config.model.backbone, config.data.image_size) == ("resnet50", 112)
+    assert (training.lr, training.lr_step_epochs, training.lr_gamma) == (1e-4, 3, 0.1)
+    assert (training.teacher.epochs, training.students.count, training.students.epochs) == (8, 5, 3)
+    assert (training.students.lam, training.students.temperature) == (0.6, 1.5)
+
+
+def test_unknown_key_is_named_with_its_path(tmp_path):
+    data = tiny()
+    data["training"]["teacher"]["epohcs"] = 3
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError, match=r"config\.yaml: unknown key 'training\.teacher\.epohcs'.*epochs"):
+        load_config(path)
+
+
+def test_unknown_top_level_key(tmp_path):
+    data = tiny()
+    data["modle"] = {}
+    with pytest.raises(ConfigError, match=r"unknown key 'modle'"):
+        load_config(write(tmp_path, data))
+
+
+def test_wrong_type_and_bad_choice_are_named(tmp_path):
+    data = tiny()
+    data["training"]["batch_per_task"] = "eight"
+    with pytest.raises(ConfigError, match=r"training.batch_per_task must be int, got 'eight'"):
+        load_config(write(tmp_path, data))
+    data = tiny()
+    data["model"]["backbone"] = "vgg16"
+    with pytest.raises(ConfigError, match=r"model.backbone must be one of .*'resnet50'.*got 'vgg16'"):
+        load_config(write(tmp_path, data))
+
+
+def test_missing_data_paths_are_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "affwild").mkdir()
+    data = tiny()
+    data["data"] = {"aff_wild2": "affwild", "disfa": "no/disfa", "expw": "no/expw"}
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError, match=r"data.disfa = 'no/disfa'; data.expw = 'no/expw'") as error:
+        load_config(path)
+    assert "aff_wild2" not in str(error.value)
+    data["data"] = {"disfa": "affwild"}
+    with pytest.raises(ConfigError, match=r"data.aff_wild2 is required"):
+        load_config(write(tmp_path, data))
+
+
+def test_synthetic_root_may_be_missing_but_excludes_real_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tiny()
+    config = load_config(write(tmp_path, data))
+    assert config.data.roots()["expw"] == Path("data/synthetic-tiny/expw")
+    data["data"]["expw"] = "somewhere"
+    with pytest.raises(ConfigError, match=r"data.expw must be null"):
+        load_config(write(tmp_path, data))
+
+
+def test_required_key_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"missing required key 'name'"):
+        load_config(write(tmp_path, {"data": {"aff_wild2": "x"}}))
+    with pytest.raises(ConfigError, match=r"does not exist"):
+        load_config(tmp_path / "absent.yaml")

@@ -1,0 +1,137 @@
+"""The emotion pipeline end to end on the tiny synthetic corpus: every stage, re-runs, the report."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "examples"))
+
+from emotion import run  # noqa: E402
+from emotion.pipeline import read_marker  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+STAGES = ("prepare", "teacher", "students", "evaluate", "report")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One complete `run.py all` on the tiny config, in a temporary folder."""
+    torch.set_num_threads(1)
+    folder = tmp_path_factory.mktemp("emotion")
+    data = yaml.safe_load((ROOT / "examples" / "emotion" / "configs" / "tiny.yaml").read_text())
+    data["run_root"] = str(folder / "runs")
+    data["data"]["synthetic"]["root"] = str(folder / "corpus")
+    data["data"]["crop_cache"] = str(folder / "crops")
+    config = folder / "tiny.yaml"
+    config.write_text(yaml.safe_dump(data))
+    assert run.main(["all", "--config", str(config)]) == 0
+    return config, folder / "runs" / "tiny"
+
+
+def test_every_stage_finished(finished_run):
+    _, run_dir = finished_run
+    for stage in STAGES:
+        assert read_marker(run_dir / stage) is not None, stage
+    assert (run_dir / "teacher" / "model.pt").is_file()
+    assert sorted(p.name for p in (run_dir / "students").glob("student_*")) == ["student_0", "student_1"]
+
+
+def test_rerun_is_a_no_op(finished_run, capsys):
+    config, run_dir = finished_run
+    before = {stage: read_marker(run_dir / stage)["id"] for stage in STAGES}
+    assert run.main(["all", "--config", str(config)]) == 0
+    assert {stage: read_marker(run_dir / stage)["id"] for stage in STAGES} == before
+    assert capsys.readouterr().out.count("up to date") == len(STAGES)
+
+
+def test_report_holds_the_evaluated_numbers(finished_run):
+    _, run_dir = finished_run
+    scores = json.loads((run_dir / "evaluate" / "scores.json").read_text())
+    assert set(scores["models"]) == {"teacher", "student_0", "student_1", "ensemble"}
+    report = (run_dir / "report" / "report.md").read_text()
+    results = (run_dir / "report" / "results.md").read_text()
+    for name in ("teacher", "student_0", "student_1", "ensemble"):
+        model = scores["models"][name]
+        for value in (model["AU"]["score"], model["EXPR"]["score"], model["VA"]["ccc"]["arousal"]):
+            assert f"{value:.4f}" in results
+            assert f"{value:.4f}" in report
+    for figure in ("figure5", "figure2_AU", "figure2_EXPR", "figure2_VA", "per_au_f1", "training_curves"):
+        path = run_dir / "report" / f"{figure}.png"
+        assert path.stat().st_size > 1000, figure
+        assert f"({figure}.png)" in report
+
+
+def test_evaluation_scores_every_validation_frame_on_every_task(finished_run):
+    _, run_dir = finished_run
+    scores = json.loads((run_dir / "evaluate" / "scores.json").read_text())
+    n = scores["n_frames"]
+    teacher = scores["models"]["teacher"]
+    assert teacher["AU"]["n_frames"] == teacher["EXPR"]["n_frames"] == teacher["VA"]["n_frames"] == n
+
+
+def test_experiments_write_tables_with_the_scores(finished_run):
+    config, run_dir = finished_run
+    data = yaml.safe_load(config.read_text())
+    data["training"]["steps_per_epoch"] = 2
+    data["experiments"] = {
+        "single_task_epochs": 1,
+        "sequence_lengths": [4],
+        "sequence_batch_per_task": 4,
+        "sequence_steps_per_epoch": 2,
+        "sequence_epochs": 1,
+        "sequence_student_epochs": 1,
+    }
+    quick = config.with_name("experiments.yaml")
+    quick.write_text(yaml.safe_dump(data))
+    assert run.main(["experiments", "--config", str(quick)]) == 0
+
+    table1 = (run_dir / "table1" / "table1.md").read_text()
+    single = json.loads((run_dir / "table1" / "scores.json").read_text())
+    assert set(single) == {"baseline", "+ external data", "+ balancing"}
+    for variant, scores in single.items():
+        assert f"| {variant} | {scores['AU']['score']:.4f} | {scores['EXPR']['score']:.4f} |" in table1
+    figure5 = (run_dir / "figure5" / "figure5.md").read_text()
+    assert f"| single-task CNN | {single['+ balancing']['AU']['score']:.4f} |" in figure5
+    table2 = (run_dir / "table2" / "table2.md").read_text()
+    sequences = json.loads((run_dir / "table2" / "scores.json").read_text())["4"]
+    assert set(sequences) == {"teacher", "student_0", "student_1", "ensemble"}
+    assert f"| CNN-RNN L=4 teacher | {sequences['teacher']['AU']['score']:.4f} |" in table2
+    evaluated = json.loads((run_dir / "evaluate" / "scores.json").read_text())
+    assert sequences["teacher"]["VA"]["n_frames"] == evaluated["n_frames"]  # the clips cover every frame once
+    for name in ("table1/table1.png", "figure5/figure5.png", "table2/table2.png"):
+        assert (run_dir / name).stat().st_size > 1000
+
+
+def test_predict_runs_the_ensemble_on_a_folder_of_frames(finished_run, tmp_path, capsys):
+    import numpy as np
+    from emotion.config import load_config
+    from emotion.inference import load_ensemble, predict_run
+    from emotion.video import Face
+
+    config_path, _ = finished_run
+    config = load_config(config_path)
+    models, key = load_ensemble(config)
+    assert (len(models), key) == (2, "ensemble")
+
+    class EveryOtherFrame:  # a stand-in detector: a face in the even frames of each batch it is given
+        def detect(self, images):
+            points = np.array([[38, 45], [74, 45], [56, 62], [42, 80], [70, 80]], float)
+            face = Face(np.array([20.0, 20, 92, 100]), 0.99, points)
+            return [[face] if i % 2 == 0 else [] for i in range(len(images))]
+
+    frames = sorted(Path(config.data.synthetic.root, "aff_wild2", "cropped_aligned").iterdir())[0]
+    table = predict_run(config, frames, tmp_path / "out", detector=EveryOtherFrame(), progress=False)
+    assert len(table) == len(list(frames.iterdir()))
+    assert table["face_found"].tolist()[:4] == [True, False, True, False]
+    assert table.loc[~table["face_found"], "valence"].isna().all()
+    assert table.loc[table["face_found"], "valence"].between(-1, 1).all()
+    assert (tmp_path / "out" / "predictions.csv").is_file()
+
+    assert run.main(["predict", "--config", str(config_path)]) == 2
+    assert "needs --source" in capsys.readouterr().err

@@ -1,0 +1,88 @@
+"""Stage bookkeeping of the emotion pipeline (examples/emotion/pipeline.py): no-op, stale inputs, --force."""
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "examples"))
+
+from emotion import pipeline  # noqa: E402
+from emotion.config import load_config  # noqa: E402
+
+
+@pytest.fixture
+def counting_stages(monkeypatch):
+    """Replace the real stages by two cheap ones that count their runs and write a file."""
+    runs = {"a": 0, "b": 0}
+
+    def make(name):
+        def run(config, folder):
+            runs[name] += 1
+            (folder / "out.txt").write_text(f"{name} {runs[name]}")
+            return {"runs": runs[name]}
+
+        return run
+
+    stages = {
+        "a": pipeline.Stage("a", (), ("training.lr",), make("a")),
+        "b": pipeline.Stage("b", ("a",), ("training.lr", "evaluation"), make("b")),
+    }
+    monkeypatch.setattr(pipeline, "STAGES", stages)
+    return runs
+
+
+def config_in(tmp_path, **changes):
+    data = yaml.safe_load((ROOT / "examples" / "emotion" / "configs" / "tiny.yaml").read_text())
+    data["run_root"] = str(tmp_path / "runs")
+    for key, value in changes.items():
+        section, name = key.split("__")
+        data[section][name] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_config(path, check_paths=False)
+
+
+def test_finished_stage_is_a_no_op(tmp_path, counting_stages):
+    config = config_in(tmp_path)
+    assert pipeline.run_stage("a", config, log=lambda _: None)
+    assert not pipeline.run_stage("a", config, log=lambda _: None)
+    assert counting_stages["a"] == 1
+    marker = pipeline.read_marker(config.run_dir / "a")
+    assert marker["summary"] == {"runs": 1}
+    assert marker["config"] == {"training.lr": 1e-3}
+    assert (config.run_dir / "config.yaml").is_file()
+
+
+def test_stage_needs_its_inputs(tmp_path, counting_stages):
+    with pytest.raises(pipeline.StageError, match=r"needs stage 'a' first"):
+        pipeline.run_stage("b", config_in(tmp_path), log=lambda _: None)
+
+
+def test_force_redoes_a_stage_and_makes_the_next_stale(tmp_path, counting_stages):
+    config = config_in(tmp_path)
+    messages = []
+    pipeline.run_stage("a", config, log=messages.append)
+    pipeline.run_stage("b", config, log=messages.append)
+    (config.run_dir / "a" / "leftover.tmp").write_text("x")
+    assert pipeline.run_stage("a", config, force=True, log=messages.append)
+    assert not (config.run_dir / "a" / "leftover.tmp").exists()  # a forced stage starts from an empty folder
+    assert pipeline.run_stage("b", config, log=messages.append)
+    assert "a changed since b ran" in messages[-3]
+    assert counting_stages == {"a": 2, "b": 2}
+
+
+def test_changed_configuration_needs_force(tmp_path, counting_stages):
+    pipeline.run_stage("a", config_in(tmp_path), log=lambda _: None)
+    pipeline.run_stage("b", config_in(tmp_path), log=lambda _: None)
+    changed = config_in(tmp_path, evaluation__tune_thresholds=False)
+    assert not pipeline.run_stage("a", changed, log=lambda _: None)  # a does not read `evaluation`
+    with pytest.raises(pipeline.StageError, match=r"changed: evaluation.tune_thresholds.*--force"):
+        pipeline.run_stage("b", changed, log=lambda _: None)
+    assert pipeline.run_stage("b", changed, force=True, log=lambda _: None)
+    # Speed-only settings never invalidate a stage.
+    faster = dataclasses.replace(changed, data=dataclasses.replace(changed.data, num_workers=4))
+    assert not pipeline.run_stage("b", faster, log=lambda _: None)
