@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,16 @@ def validation_table(aff_wild2: pd.DataFrame, truth: Path | None = None) -> pd.D
 
 
 def _ensure_corpus(root: Path, preset: str, seed: int) -> None:
-    if (root / "corpus.json").is_file():
+    manifest = root / "corpus.json"
+    if manifest.is_file():
+        written = json.loads(manifest.read_text())
+        found = (written.get("preset", {}).get("name"), written.get("seed"))
+        if found != (preset, seed):
+            raise ValueError(
+                f"{manifest} holds the synthetic corpus of preset {found[0]!r}, seed {found[1]}, but the "
+                f"config asks for preset {preset!r}, seed {seed}: point data.synthetic.root at another "
+                f"folder, or delete {root} to have it written again"
+            )
         return
     from affect_data.synthetic import write_corpus
 

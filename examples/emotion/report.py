@@ -22,7 +22,7 @@ from affect_data.schema import AU_NAMES, EXPR_NAMES
 from emotion.config import Config
 from emotion.pipeline import read_marker
 
-__all__ = ["results_table", "run_report"]
+__all__ = ["findings", "results_table", "run_report"]
 
 #: Headline columns: (title, task key in scores.json, path to the number).
 COLUMNS = (
@@ -50,7 +50,7 @@ def run_report(config: Config, folder: Path) -> dict[str, Any]:
     table = results_table(scores)
     source = _source(config, prepare, scores)
 
-    results = f"{source}\n\n{_markdown(table)}\n"
+    results = f"{source}\n\n{_markdown(table)}\n\n{findings(table)}\n"
     (folder / "results.md").write_text(results, encoding="utf-8")
 
     figures = {
@@ -78,6 +78,30 @@ def results_table(scores: dict[str, Any]) -> pd.DataFrame:
             [table.drop(index="ensemble", errors="ignore"), mean.to_frame().T, table.loc[["ensemble"]]]
         )
     return table
+
+
+#: The headline number of each task, for the plain-words comparison with the teacher.
+HEADLINES = (("AU", "AU score"), ("EXPR", "EXPR score"), ("VA", "VA mean CCC"))
+
+
+def findings(table: pd.DataFrame) -> str:
+    """Say in words, task by task, whether the students' mean and the ensemble beat the teacher.
+
+    Only what the table holds: a tie or a loss is said as plainly as a win.
+    """
+    if "teacher" not in table.index:
+        return ""
+    lines = []
+    for name in ("students (mean)", "ensemble"):
+        if name not in table.index:
+            continue
+        verdicts = []
+        for task, column in HEADLINES:
+            ours, teacher = table.at[name, column], table.at["teacher", column]
+            word = "beats" if ours > teacher else "does not beat" if ours < teacher else "ties"
+            verdicts.append(f"{task} {word} it ({ours:.4f} vs {teacher:.4f})")
+        lines.append(f"- {name} vs the teacher: " + "; ".join(verdicts) + ".")
+    return "\n".join(lines)
 
 
 def _dig(values: dict[str, Any], path: tuple[str, ...]) -> float:
@@ -238,6 +262,8 @@ def _report_markdown(
         source,
         "",
         _markdown(table),
+        "",
+        findings(table),
         "",
         "![Figure 5](figure5.png)",
         "",

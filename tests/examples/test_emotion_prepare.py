@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
 
-from emotion.prepare import keep_rows, validation_table  # noqa: E402
+from emotion.prepare import _ensure_corpus, keep_rows, validation_table  # noqa: E402
 
 
 def aff_wild2_rows():
@@ -67,3 +67,11 @@ def test_dropping_rows_renumbers_the_balanced_list():
     kept, renumbered = keep_rows(table, indices, np.array([True, False, True, True]))
     assert kept["path"].tolist() == ["a", "c", "d"]
     assert kept["path"].to_numpy()[renumbered].tolist() == ["d", "a", "c", "d"]
+
+
+def test_a_corpus_of_another_preset_or_seed_is_not_reused(tmp_path):
+    (tmp_path / "corpus.json").write_text('{"preset": {"name": "tiny"}, "seed": 3}')
+    _ensure_corpus(tmp_path, "tiny", 3)  # the same corpus: reused as it is
+    asked_otherwise = r"preset 'tiny', seed 3, but the config asks for preset 'demo', seed 0"
+    with pytest.raises(ValueError, match=asked_otherwise):
+        _ensure_corpus(tmp_path, "demo", 0)
