@@ -39,6 +39,7 @@ from emotion.factory import (
     paper_tasks,
     read_table,
     resolve_device,
+    seeded,
     truth_arrays,
 )
 from emotion.models import MultitaskCNNRNN, TemporalHeads
@@ -220,7 +221,8 @@ def run_table2(config: Config, folder: Path) -> dict[str, Any]:
             seed=config.seed,
         )
         val_clips = FeatureClips(features(validation), validation, length)
-        initial = TemporalHeads(MultitaskCNNRNN(cnn))
+        with seeded(config.seed + length):  # the same GRU start whatever ran before in this process
+            initial = TemporalHeads(MultitaskCNNRNN(cnn))
         teacher_epochs = experiments.sequence_epochs or config.training.teacher.epochs
         teacher = train_teacher(
             copy.deepcopy(initial), tasks, train, sampler, val_clips, train_config(config, teacher_epochs),

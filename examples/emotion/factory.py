@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ __all__ = [
     "paper_tasks",
     "read_table",
     "resolve_device",
+    "seeded",
     "truth_arrays",
     "write_table",
 ]
@@ -45,15 +47,28 @@ def paper_tasks() -> list[Task]:
 
 def build_model(config: Config, pretrained: bool = True, tasks: Sequence[Task] | None = None) -> MultitaskCNN:
     """The config's multitask CNN (one head per task of ``tasks``, default the paper's three);
-    ``pretrained=False`` skips the backbone weights (to be overwritten)."""
+    ``pretrained=False`` skips the backbone weights (to be overwritten).
+
+    The random initial weights come from ``config.seed`` alone, not from whatever used the global generator
+    before, so a stage gives the same model whether it runs alone or after others in one process.
+    """
     tasks = paper_tasks() if tasks is None else tasks
-    return MultitaskCNN(
-        backbone=config.model.backbone,
-        weights=config.model.weights if pretrained else None,
-        num_outputs={task.name: task.num_outputs for task in tasks},
-        hidden=config.model.hidden,
-        dropout=config.model.dropout,
-    )
+    with seeded(config.seed):
+        return MultitaskCNN(
+            backbone=config.model.backbone,
+            weights=config.model.weights if pretrained else None,
+            num_outputs={task.name: task.num_outputs for task in tasks},
+            hidden=config.model.hidden,
+            dropout=config.model.dropout,
+        )
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the block on torch's CPU generator seeded with ``seed``, restoring the generator's state after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def resolve_device(name: str) -> torch.device:
