@@ -8,7 +8,6 @@ averaging mismatch), with random input noise (per-slot item seeds) and sharded v
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,21 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import toy_training as toy
 
 from mtl_distill import distributed
 from mtl_distill.checkpoint import load_checkpoint
 
-SCRIPT = Path(__file__).with_name("toy_training.py")
-
-
-def _toy():
-    spec = importlib.util.spec_from_file_location("toy_training", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-toy = _toy()
+SCRIPT = Path(toy.__file__)
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ to be restored for the weights to match bit for bit.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -16,22 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import toy_training as toy
 
 from mtl_distill.checkpoint import load_checkpoint, save_checkpoint
 from mtl_distill.trainer import TrainConfig, Trainer
 
-HERE = Path(__file__).parent
-SCRIPT = HERE / "toy_training.py"
-
-
-def _toy():
-    spec = importlib.util.spec_from_file_location("toy_training", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-toy = _toy()
+SCRIPT = Path(toy.__file__)
 
 
 def _run_until_paused(out_dir: Path, pause_after: int) -> str:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import copy
 import csv
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import toy_training as toy
 from torch import nn
 
 from mtl_distill.batching import MultiTaskBatchSampler
@@ -28,15 +27,6 @@ from mtl_distill.trainer import (
 
 torch.set_num_threads(1)
 
-
-def _toy():
-    spec = importlib.util.spec_from_file_location("toy_training", Path(__file__).with_name("toy_training.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-toy = _toy()
 TASKS = toy.make_tasks()
 
 
