@@ -138,6 +138,11 @@ def test_score_bad_input():
         ALL_TASKS[0].score(np.zeros((4, 2)), np.zeros((4, 2)))
     with pytest.raises(ValueError, match="task 'va': 4 predictions but 3 targets"):
         ALL_TASKS[2].score(np.zeros((4, 2)), np.zeros((3, 2)))
+    # a wrong target width names the shape given
+    with pytest.raises(ValueError, match=r"targets for task 'au' must have shape \[4, 3\], got \[4, 2\]"):
+        ALL_TASKS[0].score(np.zeros((4, 3)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match=r"targets for task 'va' must have shape \[4, 2\], got \[4, 3\]"):
+        ALL_TASKS[2].score(np.zeros((4, 2)), np.zeros((4, 3)))
 
 
 @pytest.mark.parametrize("task", ALL_TASKS, ids=lambda task: task.name)

@@ -237,7 +237,10 @@ class MultiLabelTask(Task):
         """
         predictions, targets = self._check_scoring_arrays(predictions, targets, self.num_labels, "[n, L]")
         if targets.shape != predictions.shape:
-            raise ValueError(f"targets for task {self.name!r} must have shape {list(predictions.shape)}")
+            raise ValueError(
+                f"targets for task {self.name!r} must have shape {list(predictions.shape)}, "
+                f"got {list(targets.shape)}"
+            )
         thresholds = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (self.num_labels,))
         decisions = predictions >= thresholds
         truth = targets >= 0.5
@@ -448,12 +451,7 @@ class BinnedRegressionTask(Task):
         return _score_regression(self, predictions, targets, self.num_dims, self.dim_names)
 
     def prepare_targets(self, targets: Tensor, mask: Tensor) -> Tensor:
-        if self.num_dims == 1 and targets.ndim == 1:
-            targets = targets[:, None]
-        self._check_target_shape(targets, (len(mask), self.num_dims))
-        targets = targets.float()
-        not_finite = ~torch.isfinite(targets).all(dim=1)
-        self._raise_at_first(not_finite & mask, targets, "targets must be finite")
+        targets = _check_continuous_targets(self, targets, mask, self.num_dims)
         if self.out_of_range == "error":
             outside = ((targets < self.low) | (targets > self.high)).any(dim=1)
             self._raise_at_first(
@@ -531,12 +529,7 @@ class RegressionTask(Task):
         return _score_regression(self, predictions, targets, self.num_dims, self.dim_names)
 
     def prepare_targets(self, targets: Tensor, mask: Tensor) -> Tensor:
-        if self.num_dims == 1 and targets.ndim == 1:
-            targets = targets[:, None]
-        self._check_target_shape(targets, (len(mask), self.num_dims))
-        targets = targets.float()
-        not_finite = ~torch.isfinite(targets).all(dim=1)
-        self._raise_at_first(not_finite & mask, targets, "targets must be finite")
+        targets = _check_continuous_targets(self, targets, mask, self.num_dims)
         return torch.where(mask[:, None], targets, torch.zeros_like(targets))
 
     def supervision_loss(self, logits: Tensor, targets: Tensor) -> Tensor:
@@ -544,6 +537,17 @@ class RegressionTask(Task):
 
     def distillation_loss(self, student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
         return ((student_logits - teacher_logits) ** 2).sum(dim=1)
+
+
+def _check_continuous_targets(task: Task, targets: Tensor, mask: Tensor, num_dims: int) -> Tensor:
+    """Float32 ``[B, D]`` view of continuous targets (``[B]`` accepted for D = 1), finite where labelled."""
+    if num_dims == 1 and targets.ndim == 1:
+        targets = targets[:, None]
+    task._check_target_shape(targets, (len(mask), num_dims))
+    targets = targets.float()
+    not_finite = ~torch.isfinite(targets).all(dim=1)
+    task._raise_at_first(not_finite & mask, targets, "targets must be finite")
+    return targets
 
 
 def concordance_loss(predictions: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
@@ -576,9 +580,12 @@ def _score_regression(
     task: Task, predictions: np.ndarray, targets: np.ndarray, num_dims: int, dim_names: tuple[str, ...] | None
 ) -> dict[str, float]:
     predictions, targets = task._check_scoring_arrays(predictions, targets, num_dims, "[n, D]")
+    given_shape = list(targets.shape)
     targets = targets.reshape(len(targets), -1).astype(np.float64)
     if targets.shape != predictions.shape:
-        raise ValueError(f"targets for task {task.name!r} must have shape {list(predictions.shape)}")
+        raise ValueError(
+            f"targets for task {task.name!r} must have shape {list(predictions.shape)}, got {given_shape}"
+        )
     ccc = concordance_correlation(predictions, targets)
     names = dim_names or tuple(str(i) for i in range(num_dims))
     result = {"score": float(ccc.mean()), "mse": float(((predictions - targets) ** 2).mean())}

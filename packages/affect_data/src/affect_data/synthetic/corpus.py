@@ -51,35 +51,7 @@ TRUTH_COLUMNS: tuple[str, ...] = (
 FORMAT_VERSION = 1
 
 # DISFA's subject ids (27 subjects; the numbering has gaps).
-_DISFA_NUMBERS = (
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-    8,
-    9,
-    10,
-    11,
-    12,
-    13,
-    16,
-    17,
-    18,
-    21,
-    23,
-    24,
-    25,
-    26,
-    27,
-    28,
-    29,
-    30,
-    31,
-    32,
-)
+_DISFA_NUMBERS = (*range(1, 14), 16, 17, 18, 21, *range(23, 33))
 _DISFA_SUBJECTS = [f"SN{k:03d}" for k in _DISFA_NUMBERS]
 _EXPW_WORDS = (
     "actor",
@@ -116,17 +88,38 @@ class Preset:
     expw_faces: tuple[float, ...] = (0.6, 0.3, 0.1)  # chance of 1, 2, 3 faces per ExpW image
 
     def __post_init__(self) -> None:
+        # Checked here, where the sizes are chosen: a bad value would otherwise surface deep in planning as
+        # a numpy error naming no field (or, for a negative count, silently slice the DISFA subject list).
         if self.aff_wild2_videos < 3 or self.aff_wild2_validation_videos < 1:
             raise ValueError(
                 f"preset {self.name!r}: need at least 3 Aff-Wild2 training videos (one per task) and 1 "
                 f"validation video, got {self.aff_wild2_videos} and {self.aff_wild2_validation_videos}"
             )
+        for name in ("disfa_frames", "expw_images", "afew_va_clips"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"preset {self.name!r}: {name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.disfa_subjects <= len(_DISFA_SUBJECTS):
+            raise ValueError(
+                f"preset {self.name!r}: disfa_subjects must be in 0..{len(_DISFA_SUBJECTS)} (DISFA has "
+                f"{len(_DISFA_SUBJECTS)} subjects), got {self.disfa_subjects}"
+            )
         for name in ("aff_wild2_frames", "afew_va_frames", "segment_frames"):
             low, high = getattr(self, name)
             if not 1 <= low <= high:
                 raise ValueError(
-                    f"preset {self.name!r}: {name} must be a range (low, high) with 1 <= low <= high"
+                    f"preset {self.name!r}: {name} must be a range (low, high) with 1 <= low <= high, "
+                    f"got {(low, high)}"
                 )
+        if not 0.0 <= self.two_subject_share <= 1.0:
+            raise ValueError(
+                f"preset {self.name!r}: two_subject_share must be in [0, 1], got {self.two_subject_share}"
+            )
+        faces = np.asarray(self.expw_faces, dtype=float)
+        if len(faces) == 0 or (faces < 0).any() or abs(faces.sum() - 1.0) > 1e-9:
+            raise ValueError(
+                f"preset {self.name!r}: expw_faces must be the chances of 1, 2, ... faces per image "
+                f"(non-negative, summing to 1), got {self.expw_faces}"
+            )
 
 
 PRESETS: dict[str, Preset] = {
@@ -328,10 +321,6 @@ def plan_aff_wild2(preset: Preset, rng: np.random.Generator) -> list[VideoPlan]:
 
 def plan_disfa(preset: Preset, rng: np.random.Generator) -> list[VideoPlan]:
     """Plan DISFA: long videos of subjects filmed in a lab (plain background, even light), all annotated."""
-    if preset.disfa_subjects > len(_DISFA_SUBJECTS):
-        raise ValueError(
-            f"DISFA has {len(_DISFA_SUBJECTS)} subjects; preset asks for {preset.disfa_subjects}"
-        )
     size = preset.disfa_size
     plans = []
     for k, subject in enumerate(_DISFA_SUBJECTS[: preset.disfa_subjects]):
@@ -450,15 +439,13 @@ def render_video(root: Path, plan: VideoPlan) -> None:
     renderer = FrameRenderer(plan.size, plan.size, plan.identity, rng, background=background)
     intensity = plan.labels.shared_intensity
     marks = np.zeros((len(plan.labels), 68, 2))
-    folder_made = False
-    for frame in np.flatnonzero(plan.has_image).tolist():
-        path = _video_frame_path(root, plan, frame)
-        if not folder_made:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            folder_made = True
+    frames = np.flatnonzero(plan.has_image).tolist()
+    if frames:  # every frame of a video goes to one folder; a video without images gets none
+        _video_frame_path(root, plan, frames[0]).parent.mkdir(parents=True, exist_ok=True)
+    for frame in frames:
         pose = Pose(*plan.poses[frame])
         pixels, (marks[frame],) = renderer.render([(plan.identity, intensity[frame], pose)])
-        writers.save_image(path, pixels)
+        writers.save_image(_video_frame_path(root, plan, frame), pixels)
     if plan.dataset == "afew_va":
         text = writers.afew_va_json(plan.name, plan.labels.va, marks)
         (root / "afew_va" / plan.name / f"{plan.name}.json").write_text(text, encoding="utf-8")
@@ -640,8 +627,11 @@ def write_corpus(
         truth.to_csv(tmp / "truth.csv", index=False)
         info = _corpus_info(preset, seed, videos, stills, truth, duplicates)
         (tmp / "corpus.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out) if overwrite else out.rmdir()
+        if out.exists():  # _check_target allowed it: an empty folder, or an earlier corpus to replace
+            if overwrite:
+                shutil.rmtree(out)
+            else:
+                out.rmdir()
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
