@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from affect_data.synthetic import FrameRenderer, Pose, sample_identity, write_corpus
+from affect_data.synthetic import PRESETS, FrameRenderer, Pose, sample_identity, write_corpus
 
 GOAL = 500.0
 
@@ -59,7 +59,9 @@ def corpus_time(preset: str, n_jobs: int) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=3000, help="frames per render measurement")
-    parser.add_argument("--preset", default="demo", help="preset for the end-to-end measurement")
+    parser.add_argument(  # checked here, not after the render measurements have run
+        "--preset", choices=sorted(PRESETS), default="demo", help="preset for the end-to-end measurement"
+    )
     args = parser.parse_args()
 
     print(f"{'measurement':42s} {'frames/s (CPU)':>15s} {'frames/s (wall)':>16s} {'CPU rate / goal':>16s}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -283,6 +284,21 @@ def test_same_seed_gives_identical_files_whatever_the_workers(tmp_path):
     assert other["truth.csv"] != first["truth.csv"]
 
 
+def test_seeded_corpus_is_pinned(tmp_path):
+    # The README's demo figures were produced from a seeded corpus: a change to planning, labels or drawing
+    # must be deliberate. Labels and lossless images are hashed; JPEG bytes depend on the encoder's version.
+    root = write_corpus(tmp_path / "c", preset=SMALL, seed=3)
+    text, pixels = hashlib.sha256(), hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        key = path.relative_to(root).as_posix().encode()
+        if path.suffix in (".txt", ".csv", ".lst", ".json"):
+            text.update(key + path.read_bytes())
+        elif path.suffix in (".png", ".bmp"):
+            pixels.update(key + np.asarray(Image.open(path)).tobytes())
+    assert text.hexdigest() == "b983c3172fe039fa10ddfd51a19494e69dbf2f963a0778e021e35457d4dcd886"
+    assert pixels.hexdigest() == "b3b08f637c644a00d4cdc910eefcd79bf1adcf3c538e4835606fb014d5f50a49"
+
+
 def test_target_folder_rules(tmp_path):
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
@@ -306,6 +322,34 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="aff_wild2_frames"):
         Preset("bad", 3, 1, (10, 5), 1, 10, 1, 1, (5, 6))
     assert set(PRESETS) >= {"tiny", "demo"}
+
+
+def test_label_writer_rejects_an_unknown_task():
+    from affect_data.synthetic.writers import aff_wild2_label_lines
+
+    # Used to fail with a bare KeyError on the header lookup before reaching its ValueError.
+    with pytest.raises(
+        ValueError, match=r"unknown Aff-Wild2 task 'au'; expected one of \['AU', 'EXPR', 'VA'\]"
+    ):
+        aff_wild2_label_lines("au", np.zeros(3), np.zeros(3, bool))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # A negative count used to slice the DISFA subject list from the end (26 subjects), silently.
+        ({"disfa_subjects": -1}, r"disfa_subjects must be in 0\.\.27 .*got -1"),
+        ({"disfa_subjects": 28}, r"disfa_subjects must be in 0\.\.27 .*got 28"),
+        ({"expw_images": -2}, r"expw_images must be >= 0, got -2"),
+        ({"segment_frames": (0, 4)}, r"segment_frames .* got \(0, 4\)"),
+        ({"two_subject_share": 1.5}, r"two_subject_share must be in \[0, 1\], got 1\.5"),
+        ({"expw_faces": (0.5, 0.3)}, r"expw_faces .* got \(0\.5, 0\.3\)"),
+        ({"expw_faces": (1.2, -0.2)}, r"expw_faces .*non-negative"),
+    ],
+)
+def test_bad_preset_names_the_field_and_value(change, message):
+    with pytest.raises(ValueError, match=rf"preset 'small': {message}"):
+        dataclasses.replace(SMALL, **change)
 
 
 def test_cli_writes_a_corpus(tmp_path, capsys):

@@ -75,9 +75,13 @@ class Pose:
         return cls(cx=size * 0.5, cy=size * 0.55, scale=size * 0.32, angle=angle)
 
 
+def _rgb(color) -> tuple[int, int, int]:
+    """A colour as PIL takes it: three ints, clipped to 0-255 and truncated."""
+    return tuple(int(v) for v in np.clip(color, 0, 255))
+
+
 def _blend(color, toward, amount: float) -> tuple[int, int, int]:
-    c = np.asarray(color, float) * (1.0 - amount) + np.asarray(toward, float) * amount
-    return tuple(int(v) for v in np.clip(c, 0, 255))
+    return _rgb(np.asarray(color, float) * (1.0 - amount) + np.asarray(toward, float) * amount)
 
 
 def sample_identity(rng: np.random.Generator) -> Identity:
@@ -117,16 +121,15 @@ def sample_identity(rng: np.random.Generator) -> Identity:
     hair = _HAIR[rng.integers(len(_HAIR))] + rng.normal(0, 8, 3)
     lips = skin * np.array([0.82, 0.55, 0.55]) + np.array([30.0, 5.0, 5.0]) + rng.normal(0, 6, 3)
     background = rng.uniform(40, 220, 3)
-    as_rgb = lambda c: tuple(int(v) for v in np.clip(c, 0, 255))  # noqa: E731
     return Identity(
         shape=shape,
-        skin=as_rgb(skin),
-        hair=as_rgb(hair),
+        skin=_rgb(skin),
+        hair=_rgb(hair),
         hair_style=int(rng.choice(3, p=[0.15, 0.5, 0.35])),
-        iris=as_rgb(_IRIS[rng.integers(len(_IRIS))]),
-        lips=as_rgb(lips),
+        iris=_rgb(_IRIS[rng.integers(len(_IRIS))]),
+        lips=_rgb(lips),
         glasses=bool(rng.random() < 0.15),
-        background=as_rgb(background),
+        background=_rgb(background),
         light_angle=u(0.0, 2.0 * np.pi),
         light_strength=u(0.0, 0.45),
         brightness=u(0.75, 1.2),
@@ -236,6 +239,8 @@ class _Look:
 def _blend_fast(
     color: tuple[int, int, int], toward: tuple[int, int, int], amount: float
 ) -> tuple[int, int, int]:
+    # Called per frame (cheeks, wrinkles): plain ints, no numpy. Not merged with _blend, whose float
+    # rounding differs by one grey level at times and would change the seeded corpus's pixels.
     return tuple(int(c + (t - c) * amount) for c, t in zip(color, toward, strict=True))
 
 

@@ -45,20 +45,19 @@ def aff_wild2_label_lines(task: str, values: np.ndarray, unannotated: np.ndarray
     unannotated : bool array
         AU: (T, 8), True where an AU is not annotated (-1); EXPR: (T,) (-1); VA: (T,) (both -5).
     """
-    header = AFF_WILD2_HEADERS[task]
+    if task not in AFF_WILD2_HEADERS:
+        raise ValueError(f"unknown Aff-Wild2 task {task!r}; expected one of {sorted(AFF_WILD2_HEADERS)}")
     if task == "AU":
         cells = np.where(unannotated, -1, values).astype(int)
         body = [",".join(map(str, row)) for row in cells.tolist()]
     elif task == "EXPR":
         body = [str(v) for v in np.where(unannotated, -1, values).astype(int).tolist()]
-    elif task == "VA":
+    else:  # VA
         body = [
             "-5,-5" if missing else f"{v:.3f},{a:.3f}"
             for (v, a), missing in zip(values.tolist(), unannotated.tolist(), strict=True)
         ]
-    else:
-        raise ValueError(f"unknown Aff-Wild2 task {task!r}; expected one of {sorted(AFF_WILD2_SETS)}")
-    return [header, *body]
+    return [AFF_WILD2_HEADERS[task], *body]
 
 
 def write_lines(path: Path, lines: list[str]) -> None:
