@@ -41,3 +41,12 @@ def test_each_training_image_has_one_label_and_test_images_all():
     image, targets, masks = plain[0]
     assert image.shape == (64,) and set(targets) == set(masks) == {"digit", "attributes", "shape"}
     assert float(test.targets["shape"].min()) >= -1 and float(test.targets["shape"].max()) <= 1
+
+
+def test_readme_shows_the_table_and_timings_the_full_run_wrote():
+    readme = (RUN.parent / "README.md").read_text()
+    written = (RUN.parent / "results.md").read_text()
+    table = "\n".join(line for line in written.splitlines() if line.startswith("|"))
+    assert table in readme
+    wall, cpu = re.search(r"(\d+) s wall-clock, (\d+) s CPU", written).groups()
+    assert f"{cpu} s of CPU time" in readme and f"{wall} s of wall-clock time" in readme

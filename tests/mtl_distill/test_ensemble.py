@@ -102,6 +102,10 @@ def test_tune_thresholds_bad_input():
         tune_thresholds(np.full((2, 1), np.nan), np.zeros((2, 1)))
     with pytest.raises(ValueError, match="candidates must be a non-empty 1-D array"):
         tune_thresholds(np.zeros((2, 1)), np.zeros((2, 1)), candidates=np.array([]))
+    with pytest.raises(ValueError, match=r"1-D array of finite thresholds, got shape \[2, 1\]"):
+        tune_thresholds(np.zeros((2, 1)), np.zeros((2, 1)), candidates=np.array([[0.3], [0.6]]))
+    with pytest.raises(ValueError, match="with 1 non-finite value"):
+        tune_thresholds(np.zeros((2, 1)), np.zeros((2, 1)), candidates=np.array([0.3, np.nan]))
 
 
 def test_average_predictions():

@@ -14,6 +14,7 @@ from mtl_distill import (
     concordance_loss,
     task_from_config,
 )
+from mtl_distill import tasks as mtl_tasks
 
 torch.set_num_threads(1)
 
@@ -36,6 +37,21 @@ def test_bins_edges_and_centers():
     assert task.centers.tolist() == [0.25, 0.75, 1.25, 1.75]
     values = torch.tensor([0.0, 0.49, 0.5, 1.0, 1.99, 2.0, -5.0, 9.0])
     assert task.bin_index(values).tolist() == [0, 0, 1, 2, 3, 3, 0, 3]
+
+
+def test_bin_constants_are_built_once_per_device_and_dtype_and_survive_inference_mode():
+    task = BinnedRegressionTask("va", num_dims=1, num_bins=4, low=0.0, high=2.0)
+    mtl_tasks._bins_on.cache_clear()  # other tests may have built these constants already
+    # The first use is a prediction: the constants it caches must not be inference tensors.
+    with torch.inference_mode():
+        task.predict(torch.zeros(2, 4))
+    logits = torch.zeros(3, 4, requires_grad=True)
+    task.batch_loss(logits, torch.tensor([[0.1], [0.9], [1.7]]), torch.ones(3, dtype=torch.bool)).backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+    cpu = torch.device("cpu")
+    first, again = (mtl_tasks._bins_on(0.0, 2.0, 4, cpu, torch.float32) for _ in range(2))
+    assert first[0] is again[0] and first[1] is again[1]
+    assert first[0].tolist() == task.edges[1:-1].tolist() and first[1].tolist() == task.centers.tolist()
 
 
 def test_binned_prediction_is_the_expected_value_over_centers_dimension_major():

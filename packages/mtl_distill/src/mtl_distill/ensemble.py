@@ -132,9 +132,14 @@ def _best_cuts(probabilities: np.ndarray, positive: np.ndarray, num_positive: np
 def _best_candidates(
     probabilities: np.ndarray, positive: np.ndarray, num_positive: np.ndarray, candidates: np.ndarray
 ) -> np.ndarray:
-    candidates = np.unique(np.asarray(candidates, dtype=np.float64))[::-1]  # descending: ties -> highest
+    candidates = np.asarray(candidates, dtype=np.float64)
+    # Checked before np.unique, which would flatten a 2-D array silently.
     if candidates.ndim != 1 or len(candidates) == 0 or not np.isfinite(candidates).all():
-        raise ValueError("candidates must be a non-empty 1-D array of finite thresholds")
+        raise ValueError(
+            f"candidates must be a non-empty 1-D array of finite thresholds, got shape "
+            f"{list(candidates.shape)} with {int((~np.isfinite(candidates)).sum())} non-finite value(s)"
+        )
+    candidates = np.unique(candidates)[::-1]  # descending: ties go to the highest threshold
     n = len(probabilities)
     thresholds = np.empty(probabilities.shape[1])
     for label in range(probabilities.shape[1]):

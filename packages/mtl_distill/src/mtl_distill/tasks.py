@@ -20,6 +20,7 @@ are in :mod:`mtl_distill.losses`.
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -413,7 +414,7 @@ class BinnedRegressionTask(Task):
     @property
     def edges(self) -> Tensor:
         """Bin edges ``[num_bins + 1]`` (float64)."""
-        return torch.linspace(self.low, self.high, self.num_bins + 1, dtype=torch.float64)
+        return _bin_edges(self.low, self.high, self.num_bins)
 
     @property
     def centers(self) -> Tensor:
@@ -423,14 +424,14 @@ class BinnedRegressionTask(Task):
 
     def bin_index(self, values: Tensor) -> Tensor:
         """Bin of each value (``edges[k] <= v < edges[k + 1]``; the top edge belongs to the last bin)."""
-        inner_edges = self.edges[1:-1].to(device=values.device, dtype=values.dtype)
+        inner_edges, _ = _bins_on(self.low, self.high, self.num_bins, values.device, values.dtype)
         return torch.bucketize(values.clamp(self.low, self.high), inner_edges, right=True)
 
     def _per_dim(self, logits: Tensor) -> Tensor:
         return logits.reshape(len(logits), self.num_dims, self.num_bins)
 
     def _expected_values(self, logits: Tensor) -> Tensor:
-        centers = self.centers.to(device=logits.device, dtype=logits.dtype)
+        _, centers = _bins_on(self.low, self.high, self.num_bins, logits.device, logits.dtype)
         return torch.softmax(self._per_dim(logits), dim=2) @ centers
 
     def predict(self, logits: Tensor) -> Tensor:
@@ -537,6 +538,25 @@ class RegressionTask(Task):
 
     def distillation_loss(self, student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
         return ((student_logits - teacher_logits) ** 2).sum(dim=1)
+
+
+def _bin_edges(low: float, high: float, num_bins: int) -> Tensor:
+    return torch.linspace(low, high, num_bins + 1, dtype=torch.float64)
+
+
+@functools.lru_cache(maxsize=64)
+def _bins_on(
+    low: float, high: float, num_bins: int, device: torch.device, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """Inner bin edges and bin centers on ``device`` in ``dtype``, built once (read-only; never modify them).
+
+    The losses and predictions need them every step: copying them from the host each time would be a
+    host-to-device transfer, which synchronises a GPU stream, per batch.
+    """
+    with torch.inference_mode(False):  # cached tensors must stay usable by autograd after an inference call
+        edges = _bin_edges(low, high, num_bins)
+        centers = (edges[:-1] + edges[1:]) / 2
+        return edges[1:-1].to(device=device, dtype=dtype), centers.to(device=device, dtype=dtype)
 
 
 def _check_continuous_targets(task: Task, targets: Tensor, mask: Tensor, num_dims: int) -> Tensor:
