@@ -221,6 +221,7 @@ def _check(config: Config, source: Path, check_paths: bool) -> None:
         ("training.teacher.epochs", config.training.teacher.epochs, 1),
         ("training.students.count", config.training.students.count, 0),
         ("training.lr_step_epochs", config.training.lr_step_epochs, 1),
+        ("evaluation.batch_size", config.evaluation.batch_size, 1),
         ("experiments.sequence_batch_per_task", config.experiments.sequence_batch_per_task, 1),
         *(
             (f"experiments.sequence_lengths[{i}]", n, 1)
@@ -232,6 +233,10 @@ def _check(config: Config, source: Path, check_paths: bool) -> None:
     if not 0.0 <= config.training.students.lam <= 1.0:
         raise ConfigError(
             f"{source}: training.students.lam must be in [0, 1], got {config.training.students.lam}"
+        )
+    if not config.training.students.temperature > 0:  # else the students stage fails on its first batch
+        raise ConfigError(
+            f"{source}: training.students.temperature must be > 0, got {config.training.students.temperature}"
         )
     if data.recipe is not None:
         from affect_data.recipes import check_recipe

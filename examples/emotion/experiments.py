@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from affect_data.datasets import task_label_tensors
 from affect_data.schema import TASK_COLUMNS
 from emotion.config import Config
 from emotion.evaluate import predict, score_task, tune_au_thresholds
@@ -74,6 +75,7 @@ def run_table1(config: Config, folder: Path) -> dict[str, Any]:
 
     scores: dict[str, dict[str, Any]] = {variant: {} for variant in VARIANTS}
     for task in paper_tasks():
+        val_dataset = frame_dataset(validation, config, train=False, task_names=[task.name])
         for variant, task_recipe in zip(VARIANTS, _variants(recipe, task.name), strict=True):
             out_dir = folder / f"{task.name}_{variant.strip('+ ').replace(' ', '_')}"
             data = prepare_task(sources, task.name, task_recipe, random_state=config.seed)
@@ -90,14 +92,13 @@ def run_table1(config: Config, folder: Path) -> dict[str, Any]:
                     steps_per_epoch=config.training.steps_per_epoch,
                     seed=config.seed,
                 ),
-                frame_dataset(validation, config, train=False, task_names=[task.name]),
+                val_dataset,
                 train_config(config, epochs),
                 seed=config.seed,
                 out_dir=out_dir,
             )
-            dataset = frame_dataset(validation, config, train=False, task_names=[task.name])
             predicted = predict(
-                result.model, dataset, config.evaluation.batch_size, device, desc=out_dir.name
+                result.model, val_dataset, config.evaluation.batch_size, device, desc=out_dir.name
             )
             scores[variant].update(_score(task.name, truth, predicted))
     write_json(folder / "scores.json", scores)
@@ -169,7 +170,7 @@ class FeatureClips(Dataset):
         self.positions = torch.from_numpy(windows.positions)
         self.valid = torch.from_numpy(windows.valid)
         self.features = features
-        self.labels = {task: _labels(table, task) for task in TASK_COLUMNS}
+        self.labels = {task: task_label_tensors(table, task) for task in TASK_COLUMNS}
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -179,15 +180,6 @@ class FeatureClips(Dataset):
         targets = {task: values[rows] for task, (values, _) in self.labels.items()}
         masks = {task: mask[rows] & valid for task, (_, mask) in self.labels.items()}
         return self.features[rows].float(), targets, masks
-
-
-def _labels(table: pd.DataFrame, task: str) -> tuple[torch.Tensor, torch.Tensor]:
-    values = table[list(TASK_COLUMNS[task])].to_numpy(dtype=np.float64, na_value=np.nan)
-    mask = torch.from_numpy(~np.isnan(values).any(axis=1))
-    values = np.nan_to_num(values)
-    if task == "EXPR":
-        return torch.from_numpy(values[:, 0].astype(np.int64)), mask
-    return torch.from_numpy(values.astype(np.float32)), mask
 
 
 def run_table2(config: Config, folder: Path) -> dict[str, Any]:
@@ -204,14 +196,18 @@ def run_table2(config: Config, folder: Path) -> dict[str, Any]:
     train_tables = {
         task.name: aff_wild2[labelled_rows(aff_wild2, task.name)].reset_index(drop=True) for task in tasks
     }
-    features = _head_features(cnn, config, [*train_tables.values(), validation], device)
+    lookup = _head_features(cnn, config, [*train_tables.values(), validation], device)
+    train_features = {name: lookup(table) for name, table in train_tables.items()}  # once, not per length
+    val_features = lookup(validation)
     truth = truth_arrays(validation)
 
     rows = {f"CNN {name}": row for name, row in _cnn_rows(config).items()}
     scores = {}
     for length in experiments.sequence_lengths:
         out_dir = folder / f"length_{length}"
-        clips = {name: FeatureClips(features(table), table, length) for name, table in train_tables.items()}
+        clips = {
+            name: FeatureClips(train_features[name], table, length) for name, table in train_tables.items()
+        }
         train, offsets = concat_datasets(clips)
         sampler = MultiTaskBatchSampler(
             {name: np.arange(len(c)) for name, c in clips.items()},
@@ -220,7 +216,7 @@ def run_table2(config: Config, folder: Path) -> dict[str, Any]:
             offsets=offsets,
             seed=config.seed,
         )
-        val_clips = FeatureClips(features(validation), validation, length)
+        val_clips = FeatureClips(val_features, validation, length)
         with seeded(config.seed + length):  # the same GRU start whatever ran before in this process
             initial = TemporalHeads(MultitaskCNNRNN(cnn))
         teacher_epochs = experiments.sequence_epochs or config.training.teacher.epochs
@@ -267,8 +263,9 @@ def _head_features(cnn, config: Config, tables: list[pd.DataFrame], device: torc
             DataLoader(dataset, batch_size=config.evaluation.batch_size), desc="features"
         ):
             features = cnn.features(images.to(device))
-            parts.append(torch.stack([features[task] for task in cnn.num_outputs], dim=1).float().cpu())
-    every = torch.cat(parts).half()  # 768 bytes per frame: Aff-Wild2's 1.4 M frames fit in about 1 GB
+            # Half precision per batch, not at the end: the float32 copy of every frame is never held.
+            parts.append(torch.stack([features[task] for task in cnn.num_outputs], dim=1).half().cpu())
+    every = torch.cat(parts)  # 768 bytes per frame: Aff-Wild2's 1.4 M frames fit in about 1 GB
 
     def lookup(table: pd.DataFrame) -> torch.Tensor:
         return every[torch.from_numpy(paths.get_indexer(table["path"].astype(str)))]

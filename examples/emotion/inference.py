@@ -18,7 +18,6 @@ from emotion.config import Config
 from emotion.evaluate import model_paths
 from emotion.factory import IMAGENET_NORMALIZE, build_model, resolve_device
 from emotion.pipeline import StageError, read_marker
-from mtl_distill.checkpoint import load_checkpoint
 
 __all__ = ["load_ensemble", "predict_run"]
 
@@ -28,15 +27,13 @@ def load_ensemble(config: Config) -> tuple[list[Any], str]:
     run_dir = config.run_dir
     if read_marker(run_dir / "evaluate") is None:
         raise StageError(f"predict needs a finished run: {run_dir} has no evaluate stage (run `run.py all`)")
+    from emotion.predict import load_models
+
     paths = model_paths(run_dir)
     students = [path for name, path in paths.items() if name.startswith("student_")]
     chosen, key = (students, "ensemble") if students else ([paths["teacher"]], "teacher")
-    models = []
-    for path in chosen:
-        model = build_model(config, pretrained=False)
-        model.load_state_dict(load_checkpoint(path))
-        models.append(model.eval())
-    return models, key
+    # load_models names the checkpoint that does not fit the config's model (edited config, other run).
+    return load_models(chosen, lambda: build_model(config, pretrained=False)), key
 
 
 def predict_run(

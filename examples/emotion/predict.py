@@ -55,6 +55,7 @@ from emotion.video import (
     detect_faces,
 )
 from mtl_distill.checkpoint import load_checkpoint
+from mtl_distill.ensemble import average_predictions
 
 __all__ = [
     "ensemble_predict",
@@ -116,7 +117,7 @@ def ensemble_predict(models: Sequence[nn.Module], images: torch.Tensor) -> dict[
     if not models:
         raise ValueError("ensemble_predict needs at least one model")
     tasks = paper_tasks()
-    total: dict[str, np.ndarray] = {}
+    members = []
     with torch.inference_mode():
         for number, model in enumerate(models):
             outputs = model(images)
@@ -124,6 +125,7 @@ def ensemble_predict(models: Sequence[nn.Module], images: torch.Tensor) -> dict[
                 raise ValueError(
                     f"model {number} returned {type(outputs).__name__}; expected a dict of task -> logits"
                 )
+            predicted = {}
             for task in tasks:
                 logits = outputs.get(task.name)
                 expected = (len(images), task.num_outputs)
@@ -132,9 +134,9 @@ def ensemble_predict(models: Sequence[nn.Module], images: torch.Tensor) -> dict[
                     raise ValueError(
                         f"model {number}: expected {task.name!r} logits of shape {expected}, got {got}"
                     )
-                predicted = task.predict(logits.float()).double().cpu().numpy()
-                total[task.name] = total.get(task.name, 0.0) + predicted
-    return {name: values / len(models) for name, values in total.items()}
+                predicted[task.name] = task.predict(logits.float()).cpu().numpy()
+            members.append(predicted)
+    return average_predictions(members)  # the evaluate stage's ensemble rule
 
 
 def read_thresholds(
@@ -303,7 +305,8 @@ def predict_video(
 
     def flush() -> None:
         if pending:
-            images = torch.stack([transform(_model_view(crop, transform.input_size)) for crop in pending])
+            # One transform call for the batch: the evaluation view is the same center crop for every face.
+            images = transform(np.stack([_model_view(crop, transform.input_size) for crop in pending]))
             for name, values in ensemble_predict(models, images.to(device)).items():
                 predictions[name].append(values)
             pending.clear()
@@ -378,11 +381,11 @@ def _prediction_table(
     decisions.loc[~has_face] = pd.NA
     columns.update({name: decisions[name] for name in AU_NAMES})
     columns.update({f"{name}_prob": au_prob[:, i] for i, name in enumerate(AU_NAMES)})
-    expr = pd.array(np.where(has_face, np.nan_to_num(expr_prob).argmax(axis=1), 0), dtype="Int64")
-    expr[~has_face] = pd.NA
-    columns["expr"] = expr
-    names = [EXPR_NAMES[e] if face else pd.NA for e, face in zip(expr.fillna(0), has_face, strict=True)]
-    columns["expr_name"] = pd.array(names, dtype="string")
+    expr = np.nan_to_num(expr_prob).argmax(axis=1)  # 0 on frames without a face, masked just below
+    columns["expr"] = pd.array(expr, dtype="Int64")
+    columns["expr_name"] = pd.array(np.asarray(EXPR_NAMES, dtype=object)[expr], dtype="string")
+    for name in ("expr", "expr_name"):
+        columns[name][~has_face] = pd.NA
     columns.update({f"{name}_prob": expr_prob[:, i] for i, name in enumerate(EXPR_NAMES)})
     columns.update({name: va[:, i] for i, name in enumerate(VA_NAMES)})
     return pd.DataFrame(columns)[prediction_columns()]

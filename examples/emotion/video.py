@@ -475,7 +475,8 @@ def align_crop(
     """
     matrix = face_transform(landmarks, size, margin)
     picture = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
-    picture = picture.convert("RGB")
+    if picture.mode != "RGB":  # convert() copies even when the mode is already RGB: a whole frame per call
+        picture = picture.convert("RGB")
     step = math.sqrt(abs(np.linalg.det(matrix[:, :2])))  # source pixels per output pixel
     factor = int(step) if step >= 2 else 1
     if factor > 1:

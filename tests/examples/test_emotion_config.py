@@ -65,6 +65,24 @@ def test_wrong_type_and_bad_choice_are_named(tmp_path):
         load_config(write(tmp_path, data))
 
 
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        (("training", "students"), "temperature", 0, r"training\.students\.temperature must be > 0, got 0"),
+        (("training", "students"), "lam", 1.5, r"training\.students\.lam must be in \[0, 1\], got 1\.5"),
+        (("evaluation",), "batch_size", 0, r"evaluation\.batch_size must be >= 1, got 0"),
+    ],
+)
+def test_out_of_range_values_are_named(tmp_path, section, key, value, message):
+    data = tiny()
+    place = data
+    for name in section:
+        place = place.setdefault(name, {})
+    place[key] = value
+    with pytest.raises(ConfigError, match=r"config\.yaml: " + message):
+        load_config(write(tmp_path, data), check_paths=False)
+
+
 def test_missing_data_paths_are_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "affwild").mkdir()

@@ -245,6 +245,19 @@ def test_large_faces_are_shrunk_before_sampling_without_moving_them():
     assert np.abs(crop.astype(float) - np.asarray(direct, dtype=float)).mean() < 2.0
 
 
+def test_align_crop_takes_pil_images_of_any_mode_and_leaves_them_untouched(clip):
+    image, points = clip[0][0], five_points(clip[1][0])
+    expected = align_crop(image, points, size=48)
+    rgb = Image.fromarray(image)
+    np.testing.assert_array_equal(align_crop(rgb, points, size=48), expected)
+    assert rgb.mode == "RGB" and np.array_equal(np.asarray(rgb), image)
+    rgba = rgb.convert("RGBA")
+    np.testing.assert_array_equal(align_crop(rgba, points, size=48), expected)
+    assert rgba.mode == "RGBA"
+    gray = align_crop(rgb.convert("L"), points, size=48)
+    assert gray.shape == (48, 48, 3) and (gray[..., 0] == gray[..., 2]).all()
+
+
 def test_detect_faces_keeps_one_face_per_frame(clip):
     frames = [Frame(i, i / FPS, image) for i, image in enumerate(clip[0])]
     largest = list(detect_faces(frames, KnownFaces(clip), size=48, batch_size=5))
@@ -451,3 +464,26 @@ def test_command_line_writes_aligned_crops(video, tmp_path, capsys):
 def test_load_models_rejects_missing_checkpoints(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"absent.pt"):
         load_models([tmp_path / "absent.pt"], lambda: MultitaskCNN("resnet_tiny"))
+
+
+def test_a_runs_ensemble_that_does_not_fit_its_config_is_named(tmp_path):
+    import yaml
+    from emotion.config import load_config
+    from emotion.inference import load_ensemble
+    from emotion.pipeline import StageError, write_json
+
+    data = yaml.safe_load((ROOT / "examples" / "emotion" / "configs" / "tiny.yaml").read_text())
+    data["run_root"] = str(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(data))
+    config = load_config(tmp_path / "tiny.yaml", check_paths=False)
+    with pytest.raises(StageError, match="no evaluate stage"):
+        load_ensemble(config)
+    write_json(config.run_dir / "evaluate" / "DONE.json", {"id": "x"})
+    teacher = config.run_dir / "teacher" / "model.pt"
+    teacher.parent.mkdir(parents=True)
+    torch.save(MultitaskCNN("resnet_tiny", hidden=data["model"]["hidden"]).state_dict(), teacher)
+    models, key = load_ensemble(config)  # no students: the teacher alone
+    assert (len(models), key) == (1, "teacher") and not models[0].training
+    torch.save(MultitaskCNN("resnet_tiny", hidden=2 * data["model"]["hidden"]).state_dict(), teacher)
+    with pytest.raises(ValueError, match=r"teacher.model\.pt.*does not fit the model"):
+        load_ensemble(config)

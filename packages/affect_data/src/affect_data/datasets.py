@@ -54,7 +54,7 @@ class _FrameTableDataset(Dataset):
         self.cache = cache
         self._paths = _image_paths(table) if cache is None else None
         self._cache_rows = _cache_rows(cache, table, self.transform.input_size)
-        self._labels = {task: _task_labels(table, task) for task in self.task_names}
+        self._labels = {task: task_label_tensors(table, task) for task in self.task_names}
         self._row_ids = _row_ids(table) if return_index else None
 
 
@@ -235,8 +235,19 @@ def _check_tasks(task_names: Sequence[str], table: pd.DataFrame) -> tuple[str, .
     return names
 
 
-def _task_labels(table: pd.DataFrame, task: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Targets with 0 where missing, and the mask of rows that hold the task's complete label."""
+def task_label_tensors(table: pd.DataFrame, task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One task's targets for every row of a frame table, as the datasets serve them.
+
+    Returns the targets with 0 where missing (AU: float32 [n, 8]; EXPR: int64 [n]; VA: float32 [n, 2]) and
+    the bool mask [n] of rows that hold the task's complete label.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"expr": pd.array([4, None], dtype="Int8")})
+    >>> targets, mask = task_label_tensors(table, "EXPR")
+    >>> targets.tolist(), mask.tolist()
+    ([4, 0], [True, False])
+    """
     values = table[list(TASK_COLUMNS[task])].to_numpy(dtype=np.float64, na_value=np.nan)
     mask = torch.from_numpy(~np.isnan(values).any(axis=1))
     values = np.nan_to_num(values, nan=0.0)
