@@ -18,6 +18,7 @@ CPU, nccl on CUDA). Public names: :func:`setup_distributed`, :func:`is_distribut
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Mapping
 
@@ -46,7 +47,8 @@ def setup_distributed(backend: str | None = None) -> torch.device:
     """Join the process group that ``torchrun`` describes in the environment, and pick this rank's device.
 
     Does nothing but choose the device when ``WORLD_SIZE`` is unset or 1, or when a group already exists.
-    The backend defaults to nccl when CUDA is available, else gloo.
+    The backend defaults to nccl when CUDA is available, else gloo. A group joined here is destroyed when the
+    process exits: left to interpreter teardown, gloo's threads can abort the process after training ended.
 
     Returns
     -------
@@ -64,7 +66,13 @@ def setup_distributed(backend: str | None = None) -> torch.device:
         torch.cuda.set_device(device)
     if int(os.environ.get("WORLD_SIZE", 1)) > 1 and dist.is_available() and not dist.is_initialized():
         dist.init_process_group(backend=backend or ("nccl" if device.type == "cuda" else "gloo"))
+        atexit.register(_destroy_process_group)
     return device
+
+
+def _destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class _AllGather(torch.autograd.Function):
