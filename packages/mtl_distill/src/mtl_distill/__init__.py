@@ -12,9 +12,11 @@ tour; the modules, in reading order:
 - :mod:`~mtl_distill.soft_labels` - the students' soft labels: the teacher online, or a float16 cache.
 - :mod:`~mtl_distill.evaluation` - predicting and scoring on labelled data.
 - :mod:`~mtl_distill.ensemble` - the students' ensemble, per-label thresholds, saving and loading.
+- :mod:`~mtl_distill.study` - comparing trainings over seeds: confidence intervals, paired differences.
 - :mod:`~mtl_distill.checkpoint`, :mod:`~mtl_distill.distributed`, :mod:`~mtl_distill.logging_utils`.
 """
 
+from mtl_distill import study
 from mtl_distill.batching import IndexedDataset, MultiTaskBatchSampler, concat_datasets
 from mtl_distill.checkpoint import load_checkpoint, save_checkpoint, seed_everything
 from mtl_distill.ensemble import Ensemble, average_predictions, tune_thresholds
@@ -87,6 +89,7 @@ __all__ = [
     "score_predictions",
     "seed_everything",
     "student_loss",
+    "study",
     "task_from_config",
     "teacher_loss",
     "train_students",

@@ -1,0 +1,346 @@
+"""Comparing trainings over seeds: means with confidence intervals and paired differences.
+
+One training run says little: on small problems the seed-to-seed spread of a single model is often larger
+than the gap between two methods. A *study* repeats every method with the same seeds and compares them
+seed by seed. The input is a table of per-seed scores::
+
+    scores = {
+        0: {"teacher": {"digit": 0.93, "shape": 0.66}, "students (mean)": {"digit": 0.94, "shape": 0.67}},
+        1: {...},
+        ...
+    }
+
+that is ``{seed: {model: {metric: value}}}``. :func:`summarize` gives, per model and metric, the mean over
+seeds with a Student-t confidence interval, and for each requested pair of models the **paired**
+differences (computed seed by seed, so that what the seed changes for both models cancels), their
+interval, and on how many seeds the first model won. :meth:`StudySummary.to_markdown` writes both as
+Markdown tables.
+
+The intervals are ``mean +- t_{(1 + confidence) / 2, n - 1} * sd / sqrt(n)`` with the sample standard
+deviation (``ddof=1``); with one seed the interval is undefined (NaN).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "Interval",
+    "PairedDifference",
+    "StudySummary",
+    "confidence_interval",
+    "paired_difference",
+    "student_t_quantile",
+    "summarize",
+]
+
+SeedScores = Mapping[int | str, Mapping[str, Mapping[str, float]]]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The mean of ``n`` values and its two-sided confidence interval ``[low, high]``."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    confidence: float
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+    def excludes_zero(self) -> bool:
+        """Whether the whole interval lies above or below zero (a difference that holds over seeds)."""
+        return bool(self.low > 0 or self.high < 0)
+
+    def format(self, digits: int = 3, sign: bool = False) -> str:
+        """``"0.812 ± 0.014"`` (``sign=True``: ``"+0.012 ± 0.009"``); the mean alone when ``n < 2``."""
+        spec = f"{'+' if sign else ''}.{digits}f"
+        if not math.isfinite(self.half_width):
+            return format(self.mean, spec)
+        return f"{format(self.mean, spec)} ± {self.half_width:.{digits}f}"
+
+
+@dataclass(frozen=True)
+class PairedDifference(Interval):
+    """Seed-by-seed differences ``a - b``: their mean and interval, and how often ``a`` won, tied or lost."""
+
+    wins: int = 0
+    ties: int = 0
+    losses: int = 0
+
+
+def student_t_quantile(probability: float, df: float) -> float:
+    """Quantile of Student's t distribution with ``df`` degrees of freedom (inverse of its CDF).
+
+    Computed by bisection on the CDF (from the regularised incomplete beta function), to about 1e-12.
+
+    Example
+    -------
+    >>> round(student_t_quantile(0.975, 4), 4)  # the 95% interval of 5 seeds
+    2.7764
+    """
+    if not 0.0 < probability < 1.0:
+        raise ValueError(f"probability must lie in (0, 1), got {probability!r}")
+    if not df > 0:
+        raise ValueError(f"df must be > 0, got {df!r}")
+    if probability < 0.5:
+        return -student_t_quantile(1.0 - probability, df)
+    low, high = 0.0, 1.0
+    while _student_t_cdf(high, df) < probability:
+        high *= 2.0
+    for _ in range(200):
+        middle = (low + high) / 2
+        if _student_t_cdf(middle, df) < probability:
+            low = middle
+        else:
+            high = middle
+        if high - low <= 1e-13 * max(1.0, high):
+            break
+    return (low + high) / 2
+
+
+def confidence_interval(values: Iterable[float], confidence: float = 0.95) -> Interval:
+    """Mean of ``values`` with its Student-t confidence interval (NaN bounds for fewer than 2 values).
+
+    Example
+    -------
+    >>> interval = confidence_interval([0.80, 0.82, 0.81, 0.83, 0.79])
+    >>> round(interval.mean, 3), round(interval.low, 4), round(interval.high, 4)
+    (0.81, 0.7904, 0.8296)
+    """
+    array = _finite_values(values, "values")
+    _check_confidence(confidence)
+    n = len(array)
+    mean = float(array.mean()) if n else math.nan
+    if n < 2:
+        return Interval(mean, math.nan, math.nan, n, confidence)
+    half = student_t_quantile((1 + confidence) / 2, n - 1) * float(array.std(ddof=1)) / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n, confidence)
+
+
+def paired_difference(a: Iterable[float], b: Iterable[float], confidence: float = 0.95) -> PairedDifference:
+    """The differences ``a[i] - b[i]`` of paired values (the same seed): mean, interval, wins / ties / losses.
+
+    Example
+    -------
+    >>> difference = paired_difference([0.84, 0.86, 0.85, 0.83, 0.88], [0.82, 0.85, 0.83, 0.83, 0.85])
+    >>> difference.format(sign=True), (difference.wins, difference.ties, difference.losses)
+    ('+0.016 ± 0.014', (4, 1, 0))
+    """
+    first, second = _finite_values(a, "a"), _finite_values(b, "b")
+    if first.shape != second.shape:
+        raise ValueError(f"paired values need the same length, got {len(first)} and {len(second)}")
+    differences = first - second
+    interval = confidence_interval(differences, confidence)
+    return PairedDifference(
+        interval.mean,
+        interval.low,
+        interval.high,
+        interval.n,
+        confidence,
+        wins=int((differences > 0).sum()),
+        ties=int((differences == 0).sum()),
+        losses=int((differences < 0).sum()),
+    )
+
+
+@dataclass
+class StudySummary:
+    """What :func:`summarize` found.
+
+    Attributes
+    ----------
+    seeds : list
+        The seeds of the table, in order.
+    models, metrics : list of str
+        Row and column order of the tables.
+    intervals : dict
+        ``intervals[model][metric]``: the :class:`Interval` of that model's scores over the seeds it has.
+    differences : dict
+        ``differences[(a, b)][metric]``: the :class:`PairedDifference` ``a - b`` over the seeds both have.
+    confidence : float
+    """
+
+    seeds: list
+    models: list[str]
+    metrics: list[str]
+    intervals: dict[str, dict[str, Interval]]
+    differences: dict[tuple[str, str], dict[str, PairedDifference]] = field(default_factory=dict)
+    confidence: float = 0.95
+
+    def to_markdown(self, digits: int = 3, metric_names: Mapping[str, str] | None = None) -> str:
+        """Two Markdown tables: per model the mean ± half-width, and per comparison the paired difference
+        ± half-width with the seeds won (``wins/n``)."""
+        names = [(metric_names or {}).get(metric, metric) for metric in self.metrics]
+        level = f"{self.confidence:.0%}"
+        lines = [
+            f"Mean ± half-width of the {level} interval over {len(self.seeds)} seeds "
+            f"({', '.join(map(str, self.seeds))}):",
+            "",
+            _row(["model", *names]),
+            _row(["---", *["---:"] * len(names)]),
+        ]
+        for model in self.models:
+            cells = [
+                self.intervals[model][m].format(digits) if m in self.intervals[model] else ""
+                for m in self.metrics
+            ]
+            lines.append(_row([model, *cells]))
+        if self.differences:
+            lines += [
+                "",
+                f"Paired differences (seed by seed), mean ± half-width of the {level} interval, and the "
+                "seeds won; **bold** where the interval excludes zero:",
+                "",
+                _row(["comparison", *names]),
+                _row(["---", *["---:"] * len(names)]),
+            ]
+            for (a, b), per_metric in self.differences.items():
+                cells = []
+                for metric in self.metrics:
+                    difference = per_metric.get(metric)
+                    if difference is None:
+                        cells.append("")
+                        continue
+                    text = difference.format(digits, sign=True)
+                    if difference.excludes_zero():
+                        text = f"**{text}**"
+                    cells.append(f"{text} ({difference.wins}/{difference.n})")
+                lines.append(_row([f"{a} − {b}", *cells]))
+        return "\n".join(lines) + "\n"
+
+
+def summarize(
+    scores: SeedScores,
+    comparisons: Sequence[tuple[str, str]] = (),
+    *,
+    models: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+    confidence: float = 0.95,
+) -> StudySummary:
+    """Means with confidence intervals per model and metric, and paired differences between models.
+
+    Parameters
+    ----------
+    scores : mapping
+        ``{seed: {model: {metric: value}}}``. A model or metric missing for some seed is summarised over
+        the seeds that have it (and a difference over the seeds that have both); non-finite values raise.
+    comparisons : sequence of (str, str)
+        Pairs ``(a, b)`` whose seed-by-seed differences ``a - b`` are summarised.
+    models, metrics : sequence of str, optional
+        Which to include, in this order (default: all, in order of first appearance).
+    confidence : float, default 0.95
+
+    Example
+    -------
+    >>> scores = {
+    ...     seed: {"teacher": {"f1": 0.80 + 0.01 * seed}, "student": {"f1": 0.811 + 0.01 * seed}}
+    ...     for seed in range(5)
+    ... }
+    >>> summary = summarize(scores, [("student", "teacher")])
+    >>> summary.differences["student", "teacher"]["f1"].format(sign=True)
+    '+0.011 ± 0.000'
+    """
+    _check_confidence(confidence)
+    if not scores:
+        raise ValueError("scores is empty: need {seed: {model: {metric: value}}} for at least one seed")
+    seeds = list(scores)
+    found_models, found_metrics = [], []
+    for seed in seeds:
+        if not isinstance(scores[seed], Mapping):
+            raise TypeError(f"scores[{seed!r}] must map model names to {{metric: value}}")
+        for model, values in scores[seed].items():
+            if model not in found_models:
+                found_models.append(model)
+            if not isinstance(values, Mapping):
+                raise TypeError(f"scores[{seed!r}][{model!r}] must map metric names to values")
+            found_metrics.extend(metric for metric in values if metric not in found_metrics)
+    models = list(models) if models is not None else found_models
+    metrics = list(metrics) if metrics is not None else found_metrics
+    for name in {name for pair in comparisons for name in pair} | set(models):
+        if name not in found_models:
+            raise ValueError(f"model {name!r} has no scores; the table has {found_models}")
+
+    def series(model: str, metric: str) -> dict:
+        return {
+            seed: scores[seed][model][metric]
+            for seed in seeds
+            if model in scores[seed] and metric in scores[seed][model]
+        }
+
+    intervals = {
+        model: {
+            metric: confidence_interval(values.values(), confidence)
+            for metric in metrics
+            if (values := series(model, metric))
+        }
+        for model in models
+    }
+    differences = {}
+    for a, b in comparisons:
+        per_metric = {}
+        for metric in metrics:
+            first, second = series(a, metric), series(b, metric)
+            common = [seed for seed in first if seed in second]
+            if common:
+                per_metric[metric] = paired_difference(
+                    [first[seed] for seed in common], [second[seed] for seed in common], confidence
+                )
+        differences[(a, b)] = per_metric
+    return StudySummary(seeds, models, metrics, intervals, differences, confidence)
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _finite_values(values: Iterable[float], what: str) -> np.ndarray:
+    array = np.asarray(list(values), dtype=np.float64).reshape(-1)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what} must be finite, got {array.tolist()}")
+    return array
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+
+
+def _student_t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for t >= 0: 1 - I_x(df / 2, 1 / 2) / 2 with x = df / (df + t^2)."""
+    return 1.0 - 0.5 * _regularized_beta(df / (df + t * t), df / 2, 0.5)
+
+
+def _regularized_beta(x: float, a: float, b: float) -> float:
+    """I_x(a, b) by its continued fraction (modified Lentz), using the symmetry for fast convergence."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - _regularized_beta(1.0 - x, b, a)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    fraction = d
+    for m in range(1, 500):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            fraction *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return math.exp(log_front) * fraction / a

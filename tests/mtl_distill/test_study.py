@@ -1,0 +1,101 @@
+"""mtl_distill.study: Student-t intervals, paired differences over seeds, the summary tables."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mtl_distill.study import confidence_interval, paired_difference, student_t_quantile, summarize
+
+
+@pytest.mark.parametrize("df", [1, 2, 4, 9, 29, 250, 0.5, 3.5])
+@pytest.mark.parametrize("probability", [0.5, 0.8, 0.95, 0.975, 0.995, 0.9999, 0.025])
+def test_t_quantile_matches_scipy(df, probability):
+    assert student_t_quantile(probability, df) == pytest.approx(
+        stats.t.ppf(probability, df), rel=1e-9, abs=1e-12
+    )
+
+
+def test_t_quantile_rejects_impossible_arguments():
+    with pytest.raises(ValueError, match="probability"):
+        student_t_quantile(1.0, 4)
+    with pytest.raises(ValueError, match="df"):
+        student_t_quantile(0.9, 0)
+
+
+def test_interval_matches_scipy_t_interval():
+    values = np.array([0.71, 0.69, 0.75, 0.70, 0.73, 0.68])
+    interval = confidence_interval(values, confidence=0.9)
+    low, high = stats.t.interval(0.9, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+    assert (interval.mean, interval.n) == (pytest.approx(values.mean()), 6)
+    assert (interval.low, interval.high) == (pytest.approx(low), pytest.approx(high))
+
+
+def test_interval_of_one_value_is_undefined_and_formats_as_the_mean():
+    interval = confidence_interval([0.5])
+    assert math.isnan(interval.low) and math.isnan(interval.high)
+    assert interval.format() == "0.500" and not interval.excludes_zero()
+
+
+def test_non_finite_values_are_refused():
+    with pytest.raises(ValueError, match="finite"):
+        confidence_interval([0.1, float("nan")])
+
+
+def test_paired_difference_cancels_the_seed_effect():
+    # The seed moves both models by a lot; model a is always 0.01 better: paired, that is certain.
+    seed_effect = np.array([0.0, 0.2, -0.15, 0.1, 0.05])
+    b = 0.5 + seed_effect
+    a = b + 0.01 + np.array([0.001, -0.001, 0.0, 0.002, -0.002])
+    paired = paired_difference(a, b)
+    unpaired = confidence_interval(a).mean - confidence_interval(b).mean
+    assert paired.mean == pytest.approx(unpaired)
+    assert paired.excludes_zero() and paired.low > 0.005
+    assert (paired.wins, paired.ties, paired.losses) == (5, 0, 0)
+    # Compared unpaired, the seed effect swamps the gain: the intervals overlap widely.
+    assert confidence_interval(a).low < confidence_interval(b).high
+
+
+def test_paired_difference_needs_equal_lengths():
+    with pytest.raises(ValueError, match="same length"):
+        paired_difference([1.0, 2.0], [1.0])
+
+
+def test_summarize_pairs_by_seed_and_skips_missing_seeds():
+    scores = {
+        seed: {"teacher": {"f1": 0.8 + 0.01 * seed, "ccc": 0.5}, "student": {"f1": 0.82 + 0.01 * seed}}
+        for seed in range(4)
+    }
+    scores[4] = {"teacher": {"f1": 0.9, "ccc": 0.5}}  # the student of seed 4 did not finish
+    summary = summarize(scores, [("student", "teacher")])
+    assert summary.models == ["teacher", "student"] and summary.metrics == ["f1", "ccc"]
+    assert summary.intervals["teacher"]["f1"].n == 5
+    assert summary.intervals["student"]["f1"].n == 4
+    difference = summary.differences["student", "teacher"]["f1"]
+    assert difference.n == 4 and difference.mean == pytest.approx(0.02) and difference.wins == 4
+    assert "ccc" not in summary.differences["student", "teacher"]  # the student has no ccc
+
+
+def test_summarize_names_an_unknown_model():
+    with pytest.raises(ValueError, match="'ensemble' has no scores"):
+        summarize({0: {"teacher": {"f1": 1.0}}}, [("ensemble", "teacher")])
+
+
+def test_markdown_bolds_differences_whose_interval_excludes_zero():
+    scores = {
+        seed: {
+            "teacher": {"f1": 0.8 + 0.01 * seed, "ccc": 0.5 + 0.01 * seed},
+            "student": {"f1": 0.81 + 0.01 * seed, "ccc": 0.5 + 0.01 * seed + 0.01 * (-1) ** seed},
+        }
+        for seed in range(5)
+    }
+    text = summarize(scores, [("student", "teacher")]).to_markdown(metric_names={"f1": "F1"})
+    assert "over 5 seeds (0, 1, 2, 3, 4)" in text
+    assert "| model | F1 | ccc |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| student − teacher"))
+    f1_cell, ccc_cell = row.split("|")[2:4]
+    assert f1_cell.strip() == "**+0.010 ± 0.000** (5/5)"
+    assert not ccc_cell.strip().startswith("**") and ccc_cell.strip().endswith("(3/5)")
