@@ -57,6 +57,9 @@ def test_layout_and_corpus_json(corpus):
     assert info["seed"] == 0 and info["preset"]["name"] == "tiny"
     validation = info["aff_wild2"]["validation_videos"]
     assert validation and not set(validation) & set(info["aff_wild2"]["train_videos"])
+    test = info["aff_wild2"]["test_videos"]
+    assert len(test) == PRESETS["tiny"].aff_wild2_test_videos == 2
+    assert not set(test) & set(validation) and not set(test) & set(info["aff_wild2"]["train_videos"])
     for task, folder in SET_DIRS.items():
         listed = {
             p.stem for p in (corpus / "aff_wild2/annotations" / folder / "Validation_Set").glob("*.txt")
@@ -147,6 +150,40 @@ def test_aff_wild2_quirks_present(corpus):
     for (_, video), (split, _) in files.items():
         sides.setdefault(video, set()).add(split)
     assert all(len(s) == 1 for s in sides.values())
+
+
+def test_test_videos_have_frames_and_complete_truth_but_no_annotation_files(corpus, truth):
+    info = json.loads((corpus / "corpus.json").read_text())["aff_wild2"]
+    test = set(info["test_videos"])
+    # As in the ABAW 2020 release: no label file of any task or split names a test video...
+    annotated = {p.stem for p in (corpus / "aff_wild2" / "annotations").rglob("*.txt")}
+    assert annotated == set(info["train_videos"]) | set(info["validation_videos"])
+    assert all(info["tasks"][video] == [] for video in test)
+    # ...but their frames are in cropped_aligned, one truth row (every label) per jpg.
+    crops = corpus / "aff_wild2" / "cropped_aligned"
+    assert test <= {p.name for p in crops.iterdir()}
+    rows = truth.reset_index()
+    rows = rows[(rows["dataset"] == "aff_wild2") & (rows["split"] == "test")]
+    assert set(rows["video"]) == test
+    for video in test:
+        frames = set(rows.loc[rows["video"] == video, "frame"] + 1)
+        assert frames == image_numbers(crops / video), video
+    assert not rows.isna().any().any()
+    assert set(rows["expr"]) == set(range(len(EXPR_NAMES)))  # every class, to report every class's F1
+
+
+def test_splits_share_no_identity():
+    from affect_data.synthetic.corpus import plan_aff_wild2
+
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(0).spawn(6)]
+    plans = plan_aff_wild2(PRESETS["tiny"], streams[0], streams[5])
+    faces: dict[str, set[str]] = {}
+    for plan in plans:  # the face itself: the two halves of a pair share only their scene
+        faces.setdefault(plan.split, set()).add(repr((plan.identity.shape, plan.identity.skin)))
+    assert set(faces) == {"train", "validation", "test"}
+    assert not faces["test"] & (faces["train"] | faces["validation"])
+    assert not faces["train"] & faces["validation"]
+    assert len({plan.name for plan in plans}) == len(plans)
 
 
 def test_aff_wild2_images_are_112px_jpeg(corpus):
@@ -284,19 +321,39 @@ def test_same_seed_gives_identical_files_whatever_the_workers(tmp_path):
     assert other["truth.csv"] != first["truth.csv"]
 
 
-def test_seeded_corpus_is_pinned(tmp_path):
-    # The README's demo figures were produced from a seeded corpus: a change to planning, labels or drawing
-    # must be deliberate. Labels and lossless images are hashed; JPEG bytes depend on the encoder's version.
-    root = write_corpus(tmp_path / "c", preset=SMALL, seed=3)
-    text, pixels = hashlib.sha256(), hashlib.sha256()
+def corpus_digests(root: Path) -> dict[str, str]:
+    """sha256 of the labels of everything but the test split, of the test split's truth rows and corpus.json,
+    and of the lossless images. JPEG bytes are left out: they depend on the encoder's version."""
+    digests = {name: hashlib.sha256() for name in ("text", "test", "pixels")}
     for path in sorted(root.rglob("*")):
         key = path.relative_to(root).as_posix().encode()
-        if path.suffix in (".txt", ".csv", ".lst", ".json"):
-            text.update(key + path.read_bytes())
+        if path.name == "corpus.json":
+            digests["test"].update(key + path.read_bytes())
+        elif path.name == "truth.csv":
+            lines = path.read_text().splitlines(keepends=True)
+            split = TRUTH_COLUMNS.index("split")
+            test = [k for k, line in enumerate(lines) if k and line.split(",")[split] == "test"]
+            digests["test"].update(key + "".join(lines[k] for k in test).encode())
+            kept = set(range(len(lines))) - set(test)
+            digests["text"].update(key + "".join(lines[k] for k in sorted(kept)).encode())
+        elif path.suffix in (".txt", ".csv", ".lst", ".json"):
+            digests["text"].update(key + path.read_bytes())
         elif path.suffix in (".png", ".bmp"):
-            pixels.update(key + np.asarray(Image.open(path)).tobytes())
-    assert text.hexdigest() == "b983c3172fe039fa10ddfd51a19494e69dbf2f963a0778e021e35457d4dcd886"
-    assert pixels.hexdigest() == "b3b08f637c644a00d4cdc910eefcd79bf1adcf3c538e4835606fb014d5f50a49"
+            digests["pixels"].update(key + np.asarray(Image.open(path)).tobytes())
+    return {name: digest.hexdigest() for name, digest in digests.items()}
+
+
+def test_seeded_corpus_is_pinned(tmp_path):
+    # The README's demo figures were produced from a seeded corpus: a change to planning, labels or drawing
+    # must be deliberate. "text" and "pixels" are what the corpus held before it had test videos (computed
+    # the same way on a corpus written then): the test videos, drawn from their own stream, changed nothing
+    # else. "test" pins them and corpus.json.
+    digests = corpus_digests(write_corpus(tmp_path / "c", preset=SMALL, seed=3))
+    assert digests == {
+        "text": "a2c39e9a2804e058eab410a7bd30e84bbf83f5aef557f64c92d6b2f7f08c7fbb",
+        "test": "739087917e889a41c203d04313b56d262a1912c5b5274b83073ed150ddd58928",
+        "pixels": "b3b08f637c644a00d4cdc910eefcd79bf1adcf3c538e4835606fb014d5f50a49",
+    }
 
 
 def test_target_folder_rules(tmp_path):
@@ -341,6 +398,8 @@ def test_label_writer_rejects_an_unknown_task():
         ({"disfa_subjects": -1}, r"disfa_subjects must be in 0\.\.27 .*got -1"),
         ({"disfa_subjects": 28}, r"disfa_subjects must be in 0\.\.27 .*got 28"),
         ({"expw_images": -2}, r"expw_images must be >= 0, got -2"),
+        # Scores are reported on the test videos: a corpus without them would leave nothing to report on.
+        ({"aff_wild2_test_videos": 0}, r"aff_wild2_test_videos must be >= 1 .*got 0"),
         ({"segment_frames": (0, 4)}, r"segment_frames .* got \(0, 4\)"),
         ({"two_subject_share": 1.5}, r"two_subject_share must be in \[0, 1\], got 1\.5"),
         ({"expw_faces": (0.5, 0.3)}, r"expw_faces .* got \(0\.5, 0\.3\)"),

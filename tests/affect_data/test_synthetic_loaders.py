@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,8 +12,14 @@ import pytest
 from PIL import Image
 
 from affect_data import load_afew_va, load_aff_wild2, load_disfa, load_expw
-from affect_data.schema import AU_NAMES, TASK_COLUMNS, validate_frame_table
-from affect_data.synthetic import load_truth, write_corpus
+from affect_data.schema import (
+    AU_NAMES,
+    FRAME_TABLE_COLUMNS,
+    LABEL_COLUMNS,
+    TASK_COLUMNS,
+    validate_frame_table,
+)
+from affect_data.synthetic import aff_wild2_truth_table, load_truth, write_corpus
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +69,70 @@ def test_aff_wild2_loader_reads_the_corpus(corpus):
         images = {int(p.stem) - 1 for p in (root / "aff_wild2/cropped_aligned" / video).glob("*.jpg")}
         unannotated += sum("-1" in lines[k].split(",") for k in images)
     assert len(au_rows) == len(framed) - unannotated
+
+
+def test_aff_wild2_loader_ignores_the_test_videos_as_on_the_real_release(corpus, tmp_path):
+    # The loader builds its rows from the label files, so crop folders without one (the test videos, like
+    # the real ABAW 2020 test set) are never read: removing them changes neither the table nor the report.
+    root, _ = corpus
+    test = json.loads((root / "corpus.json").read_text())["aff_wild2"]["test_videos"]
+    table = load_aff_wild2(root / "aff_wild2")
+    assert test and not set(test) & set(table["video"])
+    assert set(table["split"]) == {"train", "validation"}
+    without = tmp_path / "aff_wild2"
+    shutil.copytree(root / "aff_wild2", without)
+    for video in test:
+        shutil.rmtree(without / "cropped_aligned" / video)
+    other = load_aff_wild2(without)
+    pd.testing.assert_frame_equal(table.drop(columns="path"), other.drop(columns="path"))
+    report, other_report = table.attrs["report"], other.attrs["report"]
+    assert report.summary() == other_report.summary().replace(str(without), str(root / "aff_wild2"))
+    assert report.to_frame().equals(other_report.to_frame())
+    assert report.rows_read == report.rows_kept + report.total_skipped
+    with pytest.raises(ValueError, match="splits must be"):  # the loader has no test split to ask for
+        load_aff_wild2(root / "aff_wild2", splits=["test"])
+
+
+def test_truth_table_gives_the_test_frames_with_complete_truth(corpus):
+    root, truth = corpus
+    loaded = load_aff_wild2(root / "aff_wild2")
+    test = aff_wild2_truth_table(root)  # split="test" by default
+    assert list(test.columns) == list(FRAME_TABLE_COLUMNS)
+    assert test.dtypes.equals(loaded.dtypes)  # the loader's frame table, column for column
+    assert not test[list(LABEL_COLUMNS)].isna().any().any()  # every task on every frame
+    assert (test["split"] == "test").all() and (test["subject"] == test["video"]).all()
+    info = json.loads((root / "corpus.json").read_text())["aff_wild2"]
+    assert set(test["video"]) == set(info["test_videos"])
+    expected = truth[(truth["dataset"] == "aff_wild2") & (truth["split"] == "test")]
+    assert len(test) == len(expected)
+    assert test[["video", "frame"]].equals(test[["video", "frame"]].sort_values(["video", "frame"]))
+    both = joined(test, truth)
+    for task in ("AU", "EXPR", "VA"):
+        assert assert_labels_agree(both, task) == len(test)
+    assert all(Path(path).is_file() and Path(path).is_absolute() for path in test["path"])
+    # Paths are spelled as the loader spells them: the validation frames it loads are rows of this table.
+    validation = aff_wild2_truth_table(root, "validation")
+    loaded_validation = loaded[loaded["split"] == "validation"]
+    assert set(loaded_validation["path"]) <= set(validation["path"])
+
+
+def test_truth_table_errors(corpus, tmp_path):
+    root, truth = corpus
+    with pytest.raises(ValueError, match="split must be one of"):
+        aff_wild2_truth_table(root, "Test")
+    old = tmp_path / "old"  # a corpus written before the test split: no test rows in its truth
+    old.mkdir()
+    truth[truth["split"] != "test"].to_csv(old / "truth.csv", index=False)
+    with pytest.raises(ValueError, match=r"no Aff-Wild2 test frames.*write it again"):
+        aff_wild2_truth_table(old)
+    broken = tmp_path / "broken"  # a jpg that the truth lists is gone
+    broken.mkdir()
+    shutil.copy(root / "truth.csv", broken / "truth.csv")
+    shutil.copytree(root / "aff_wild2" / "cropped_aligned", broken / "aff_wild2" / "cropped_aligned")
+    video = aff_wild2_truth_table(root)["video"].iloc[0]
+    (broken / "aff_wild2" / "cropped_aligned" / video / "00001.jpg").unlink(missing_ok=False)
+    with pytest.raises(FileNotFoundError, match=rf"{video}/00001\.jpg is listed in truth\.csv but missing"):
+        aff_wild2_truth_table(broken)
 
 
 def test_disfa_loader_reads_the_corpus(corpus):

@@ -92,7 +92,8 @@ def load_aff_wild2(
     ``table.attrs["report"]``, when the file marks them as not annotated (any kept AU ``-1``, expression
     ``-1``, valence or arousal ``-5``), when the expression is ``Other`` (ABAW 2022+), or when their image
     does not exist (no face was detected in that frame). ``subject`` is the video name (``_left`` /
-    ``_right`` name two people in one video and stay in the name).
+    ``_right`` name two people in one video and stay in the name). Rows come from the label files only: a
+    crop folder with no label file (a video of the ABAW test set, whose labels are withheld) is never read.
 
     Parameters
     ----------

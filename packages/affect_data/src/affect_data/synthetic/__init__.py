@@ -6,6 +6,11 @@ renders videos and photos and writes them as Aff-Wild2 (ABAW 2020), DISFA, ExpW 
 labelled for its own task only and with the real releases' quirks, plus ``truth.csv``, the complete
 labels of every rendered frame.
 
+Aff-Wild2 has three splits of disjoint videos and identities: ``train`` and ``validation`` videos have
+annotation files, as in the ABAW 2020 release; held-out ``test`` videos, like that release's test set, have
+frames in ``cropped_aligned/`` but no annotation file, so the loader does not see them. Select models on
+validation; :func:`aff_wild2_truth_table` gives the test frames with their complete truth to report on.
+
 Example
 -------
 >>> import tempfile, pathlib
@@ -17,7 +22,15 @@ True
 From the shell: ``python -m affect_data.synthetic --preset demo --out runs/corpus --seed 0 --jobs 2``.
 """
 
-from .corpus import DATASETS, PRESETS, TRUTH_COLUMNS, Preset, load_truth, write_corpus
+from .corpus import (
+    DATASETS,
+    PRESETS,
+    TRUTH_COLUMNS,
+    Preset,
+    aff_wild2_truth_table,
+    load_truth,
+    write_corpus,
+)
 from .geometry import FaceShape, face_geometry
 from .labels import (
     ALL_AU_NAMES,
@@ -47,6 +60,7 @@ __all__ = [
     "Person",
     "Pose",
     "Preset",
+    "aff_wild2_truth_table",
     "face_geometry",
     "load_truth",
     "render_face",

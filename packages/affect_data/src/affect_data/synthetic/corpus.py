@@ -4,6 +4,12 @@ Planning (identities, labels, poses, which frames lack a face image or an annota
 the main process from one seed; rendering then runs per video or image, each from its own seed, so the
 result is the same whatever the number of worker processes. The corpus is built in a temporary sibling
 folder and moved into place at the end: a folder that exists holds a complete corpus.
+
+Aff-Wild2 is planned in three splits of disjoint videos (names and identities): ``train`` and
+``validation`` from one random stream, held-out ``test`` videos from a stream of their own, so that adding
+them left the training and validation videos of every seed unchanged. Test videos are rendered like
+validation videos (every expression class among them) but, as in the real ABAW 2020 test set, get no
+annotation file: only their frames and their rows in ``truth.csv`` (``split == "test"``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 
-from ..schema import AU_NAMES, EXPR_NAMES
+from ..schema import AU_NAMES, EXPR_NAMES, FRAME_TABLE_COLUMNS, SPLITS, as_frame_table
 from . import writers
 from .labels import (
     ALL_AU_NAMES,
@@ -48,7 +54,8 @@ TRUTH_COLUMNS: tuple[str, ...] = (
     "arousal",
     *(f"{name}_level" for name in ALL_AU_NAMES),
 )
-FORMAT_VERSION = 1
+#: 2: Aff-Wild2 test videos (frames and truth only; ``corpus.json`` lists them as ``test_videos``).
+FORMAT_VERSION = 2
 
 # DISFA's subject ids (27 subjects; the numbering has gaps).
 _DISFA_NUMBERS = (*range(1, 14), 16, 17, 18, 21, *range(23, 33))
@@ -69,7 +76,11 @@ _EXPW_WORDS = (
 
 @dataclass(frozen=True)
 class Preset:
-    """Sizes of a corpus. Aff-Wild2 video counts count each ``_left``/``_right`` half as one video."""
+    """Sizes of a corpus. Aff-Wild2 video counts count each ``_left``/``_right`` half as one video.
+
+    Test videos have the frame range of the others (``aff_wild2_frames``) and at least one is needed: the
+    scores of a model are reported on them.
+    """
 
     name: str
     aff_wild2_videos: int  # training videos
@@ -80,6 +91,9 @@ class Preset:
     expw_images: int
     afew_va_clips: int
     afew_va_frames: tuple[int, int]
+    # Held-out test videos: frames and hidden truth only, no annotation files (ABAW 2020 withheld its test
+    # labels). A default keeps presets written positionally before the test split valid.
+    aff_wild2_test_videos: int = 1
     segment_frames: tuple[int, int] = (25, 110)  # expression segment lengths in videos
     two_subject_share: float = 0.2  # share of Aff-Wild2 videos filmed as _left/_right pairs
     aff_wild2_size: int = 112  # cropped_aligned jpg side
@@ -94,6 +108,12 @@ class Preset:
             raise ValueError(
                 f"preset {self.name!r}: need at least 3 Aff-Wild2 training videos (one per task) and 1 "
                 f"validation video, got {self.aff_wild2_videos} and {self.aff_wild2_validation_videos}"
+            )
+        if self.aff_wild2_test_videos < 1:
+            # Scores are reported on the test split, and the emotion example's prepare writes it: never empty.
+            raise ValueError(
+                f"preset {self.name!r}: aff_wild2_test_videos must be >= 1 (the held-out test split), "
+                f"got {self.aff_wild2_test_videos}"
             )
         for name in ("disfa_frames", "expw_images", "afew_va_clips"):
             if getattr(self, name) < 0:
@@ -128,6 +148,7 @@ PRESETS: dict[str, Preset] = {
         name="tiny",
         aff_wild2_videos=4,
         aff_wild2_validation_videos=2,
+        aff_wild2_test_videos=2,
         aff_wild2_frames=(40, 60),
         disfa_subjects=2,
         disfa_frames=50,
@@ -144,6 +165,7 @@ PRESETS: dict[str, Preset] = {
         # frames (with 56 videos of 140 frames it learned the training faces but not the held-out ones).
         aff_wild2_videos=120,
         aff_wild2_validation_videos=24,
+        aff_wild2_test_videos=24,
         aff_wild2_frames=(45, 85),
         disfa_subjects=3,
         disfa_frames=600,
@@ -242,81 +264,143 @@ def _aff_wild2_names(rng: np.random.Generator, n: int, pair_share: float, first:
     return groups
 
 
-def plan_aff_wild2(preset: Preset, rng: np.random.Generator) -> list[VideoPlan]:
-    """Plan the Aff-Wild2 part: videos, their split and task sets, labels, missing faces and annotations."""
-    size = preset.aff_wild2_size
-    prior = EXPRESSION_PRIORS["aff_wild2"]
+#: Draws of the test split at most, until every expression class shows on a test frame with a face image.
+_TEST_DRAWS = 100
+
+
+def plan_aff_wild2(
+    preset: Preset, rng: np.random.Generator, test_rng: np.random.Generator
+) -> list[VideoPlan]:
+    """Plan the Aff-Wild2 part: videos, their split and task sets, labels, missing faces and annotations.
+
+    Parameters
+    ----------
+    preset : Preset
+        Numbers of training, validation and test videos, frames per video.
+    rng : numpy.random.Generator
+        Stream of the training and validation videos.
+    test_rng : numpy.random.Generator
+        Stream of the held-out test videos. Their own stream keeps the training and validation videos of a
+        seed exactly as they were before the test split existed.
+
+    Returns
+    -------
+    list of VideoPlan
+        Training, then validation, then test videos. Recordings are numbered on across the three splits, so
+        no name repeats.
+    """
     plans: list[VideoPlan] = []
     recordings = 0
     for split, n_videos in (
         ("train", preset.aff_wild2_videos),
         ("validation", preset.aff_wild2_validation_videos),
     ):
-        index = 0
-        groups = _aff_wild2_names(rng, n_videos, preset.two_subject_share, first=recordings + 1)
-        recordings += len(groups)
-        for group in groups:
-            scene = sample_identity(rng)
-            for name in group:
-                if split == "validation":
-                    tasks = TASKS  # the complete truth of held-out videos is used for every task
-                    # Every class occurs in validation: class c goes to validation video c mod n.
-                    include = tuple(c for c in range(len(EXPR_NAMES)) if c % n_videos == index)
-                else:
-                    # Each video belongs to some task sets; video i always to task i mod 3 (no set empty),
-                    # the first video to all three (so the tiny corpus shows every quirk in every set).
-                    chosen = {TASKS[index % 3]} | {
-                        t for t, p in zip(TASKS, (0.55, 0.75, 0.8), strict=True) if rng.random() < p
-                    }
-                    tasks = TASKS if index == 0 else tuple(t for t in TASKS if t in chosen)
-                    include = ()
-                n = int(rng.integers(preset.aff_wild2_frames[0], preset.aff_wild2_frames[1] + 1))
-                person = sample_person(rng)
-                identity = sample_identity(rng)
-                if len(group) == 2:  # both halves of a pair are filmed in the same place and light
-                    identity = dataclasses.replace(
-                        identity,
-                        background=scene.background,
-                        light_angle=scene.light_angle,
-                        light_strength=scene.light_strength,
-                        brightness=scene.brightness,
-                        noise=scene.noise,
-                    )
-                labels = sample_video_labels(rng, n, person, prior, preset.segment_frames, include)
-                # Frames with no detected face: short runs, and often the last frames of the video (so the
-                # label file is longer than the image list). The first video of each split always shows both.
-                no_face = _runs(rng, n, int(rng.random() < 0.5) + (index == 0), (2, 6))
-                if index == 0 or rng.random() < 0.4:
-                    no_face[n - int(rng.integers(1, 6)) :] = True
-                unannotated = {}
-                for task in tasks:
-                    rows = _runs(rng, n, int(index == 0 or rng.random() < 0.4), (3, 8))
-                    if task == "AU":
-                        cells = np.repeat(rows[:, None], len(AU_NAMES), axis=1)
-                        first = int(np.argmax(rows)) if rows.any() else None
-                        if first is not None:  # a row where only one AU is missing (the row still goes)
-                            cells[first] = False
-                            cells[first, int(rng.integers(len(AU_NAMES)))] = True
-                        unannotated[task] = cells
-                    else:
-                        unannotated[task] = rows
-                plans.append(
-                    VideoPlan(
-                        dataset="aff_wild2",
-                        name=name,
-                        split=split,
-                        identity=identity,
-                        labels=labels,
-                        poses=_aligned_poses(rng, n, size, max_angle=6.0),
-                        has_image=~no_face,
-                        seed=int(rng.integers(2**63)),
-                        size=size,
-                        tasks=tasks,
-                        unannotated=unannotated,
-                    )
+        drawn, n_recordings = _plan_aff_wild2_split(preset, rng, split, n_videos, first=recordings + 1)
+        plans += drawn
+        recordings += n_recordings
+    return plans + _plan_aff_wild2_test(preset, test_rng, first=recordings + 1)
+
+
+def _plan_aff_wild2_test(preset: Preset, rng: np.random.Generator, first: int) -> list[VideoPlan]:
+    """The test videos, redrawn until every expression class shows on a frame with a face image.
+
+    Forcing classes into segments (as for validation) is not enough on small presets: a short video has
+    fewer segments than the classes it is given, and missing faces can hide a short last segment. Scores
+    reported on the test split need every class, so the whole split is drawn again from its stream, at most
+    ``_TEST_DRAWS`` times, keeping the first draw that shows every class (or else the first that shows the
+    most). On ``demo`` the first draw always shows them all; on ``tiny`` it favours videos of more segments.
+    """
+    best: list[VideoPlan] = []
+    best_shown = -1
+    for _ in range(_TEST_DRAWS):
+        plans, _ = _plan_aff_wild2_split(preset, rng, "test", preset.aff_wild2_test_videos, first)
+        shown = len(set().union(*(np.unique(p.labels.expr[p.has_image]).tolist() for p in plans)))
+        if shown > best_shown:
+            best, best_shown = plans, shown
+        if shown == len(EXPR_NAMES):
+            break
+    return best
+
+
+def _plan_aff_wild2_split(
+    preset: Preset, rng: np.random.Generator, split: str, n_videos: int, first: int
+) -> tuple[list[VideoPlan], int]:
+    """The videos of one split, their recordings numbered from ``first``; also returns how many recordings.
+
+    Training videos belong to some task sets. Validation videos belong to every task set (their complete
+    truth is used for every task). Test videos belong to none: the ABAW 2020 test set ships its frames
+    without annotation files, and their labels are in ``truth.csv`` only. Validation and test videos are
+    given every expression class between them.
+    """
+    size = preset.aff_wild2_size
+    prior = EXPRESSION_PRIORS["aff_wild2"]
+    plans: list[VideoPlan] = []
+    index = 0
+    groups = _aff_wild2_names(rng, n_videos, preset.two_subject_share, first=first)
+    for group in groups:
+        scene = sample_identity(rng)
+        for name in group:
+            if split == "train":
+                # Each video belongs to some task sets; video i always to task i mod 3 (no set empty), the
+                # first video to all three (so the tiny corpus shows every quirk in every set).
+                chosen = {TASKS[index % 3]} | {
+                    t for t, p in zip(TASKS, (0.55, 0.75, 0.8), strict=True) if rng.random() < p
+                }
+                tasks = TASKS if index == 0 else tuple(t for t in TASKS if t in chosen)
+                include: tuple[int, ...] = ()
+            else:
+                # Validation: the complete truth of held-out videos is used for every task. Test: no task
+                # set, so no annotation file (the real test labels are withheld).
+                tasks = TASKS if split == "validation" else ()
+                # Every class occurs in the split: class c goes to video c mod n.
+                include = tuple(c for c in range(len(EXPR_NAMES)) if c % n_videos == index)
+            n = int(rng.integers(preset.aff_wild2_frames[0], preset.aff_wild2_frames[1] + 1))
+            person = sample_person(rng)
+            identity = sample_identity(rng)
+            if len(group) == 2:  # both halves of a pair are filmed in the same place and light
+                identity = dataclasses.replace(
+                    identity,
+                    background=scene.background,
+                    light_angle=scene.light_angle,
+                    light_strength=scene.light_strength,
+                    brightness=scene.brightness,
+                    noise=scene.noise,
                 )
-                index += 1
-    return plans
+            labels = sample_video_labels(rng, n, person, prior, preset.segment_frames, include)
+            # Frames with no detected face: short runs, and often the last frames of the video (so the
+            # label file is longer than the image list). The first video of each split always shows both.
+            no_face = _runs(rng, n, int(rng.random() < 0.5) + (index == 0), (2, 6))
+            if index == 0 or rng.random() < 0.4:
+                no_face[n - int(rng.integers(1, 6)) :] = True
+            unannotated = {}
+            for task in tasks:
+                rows = _runs(rng, n, int(index == 0 or rng.random() < 0.4), (3, 8))
+                if task == "AU":
+                    cells = np.repeat(rows[:, None], len(AU_NAMES), axis=1)
+                    first_row = int(np.argmax(rows)) if rows.any() else None
+                    if first_row is not None:  # a row where only one AU is missing (the row still goes)
+                        cells[first_row] = False
+                        cells[first_row, int(rng.integers(len(AU_NAMES)))] = True
+                    unannotated[task] = cells
+                else:
+                    unannotated[task] = rows
+            plans.append(
+                VideoPlan(
+                    dataset="aff_wild2",
+                    name=name,
+                    split=split,
+                    identity=identity,
+                    labels=labels,
+                    poses=_aligned_poses(rng, n, size, max_angle=6.0),
+                    has_image=~no_face,
+                    seed=int(rng.integers(2**63)),
+                    size=size,
+                    tasks=tasks,
+                    unannotated=unannotated,
+                )
+            )
+            index += 1
+    return plans, len(groups)
 
 
 def plan_disfa(preset: Preset, rng: np.random.Generator) -> list[VideoPlan]:
@@ -474,6 +558,8 @@ def _render(job: tuple[Path, VideoPlan | StillPlan]) -> None:
 
 def _write_aff_wild2_labels(root: Path, plans: list[VideoPlan]) -> None:
     for plan in plans:
+        if not plan.tasks:  # a test video: the release has its frames but no annotation file
+            continue
         split = writers.AFF_WILD2_SPLITS[plan.split]
         values = {"AU": plan.labels.au_presence, "EXPR": plan.labels.expr, "VA": plan.labels.va}
         for task in plan.tasks:
@@ -560,11 +646,13 @@ def write_corpus(
     """Render the synthetic affect corpus and write it in the four real formats plus the hidden truth.
 
     Layout under ``out_dir``: ``aff_wild2/`` (ABAW 2020:
-    ``annotations/{AU,EXPR,VA}_Set/{Training,Validation}_Set`` and ``cropped_aligned``), ``disfa/``
+    ``annotations/{AU,EXPR,VA}_Set/{Training,Validation}_Set`` and ``cropped_aligned``, which also holds the
+    frames of the held-out test videos, which have no annotation file), ``disfa/``
     (``ActionUnit_Labels`` and OpenFace aligned bmp frames), ``expw/`` (``label/label.lst``,
     ``image/origin``), ``afew_va/`` (clip folders with png frames and JSON),
     ``truth.csv`` (every rendered frame with all labels, keyed by ``dataset, video, frame``; ExpW faces by
-    ``video = "<image>#<face_id>"``, frame 0) and ``corpus.json`` (preset, seed, counts, splits).
+    ``video = "<image>#<face_id>"``, frame 0; split ``train``, ``validation`` or ``test``) and
+    ``corpus.json`` (preset, seed, counts, the videos of each Aff-Wild2 split).
 
     Parameters
     ----------
@@ -600,9 +688,13 @@ def write_corpus(
     out = Path(out_dir)
     _check_target(out, overwrite)
 
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
+    # One stream per part. The test videos came later and got the sixth child: SeedSequence children are
+    # keyed by their index, so the first five streams, and all they draw, are those of earlier versions.
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
     videos = (
-        plan_aff_wild2(preset, streams[0]) + plan_disfa(preset, streams[1]) + plan_afew_va(preset, streams[3])
+        plan_aff_wild2(preset, streams[0], streams[5])
+        + plan_disfa(preset, streams[1])
+        + plan_afew_va(preset, streams[3])
     )
     stills = plan_expw(preset, streams[2])
 
@@ -669,6 +761,72 @@ def load_truth(root: str | os.PathLike) -> pd.DataFrame:
     return truth
 
 
+def aff_wild2_truth_table(root: str | os.PathLike, split: str = "test") -> pd.DataFrame:
+    """The Aff-Wild2 frames of one split as a frame table carrying their complete hidden truth.
+
+    This is how the held-out test videos are read: like the real ABAW 2020 test set they have frames but
+    no annotation file, so :func:`affect_data.load_aff_wild2` does not see them. Every frame with a face
+    image is a row, labelled for every task from ``truth.csv``.
+
+    Parameters
+    ----------
+    root : path
+        The corpus folder (what :func:`write_corpus` returned).
+    split : {"test", "validation", "train"}
+        Which Aff-Wild2 videos.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A frame table (:mod:`affect_data.schema` columns and dtypes, nothing else), one row per frame,
+        sorted by video and frame. ``path`` is the absolute path of the ``cropped_aligned`` jpg, built as
+        the loader builds it; ``subject`` is the video name, as the loader has it.
+
+    Raises
+    ------
+    ValueError
+        An unknown split, or a corpus without frames in it (one written before the test split existed).
+    FileNotFoundError
+        No ``truth.csv``, or a jpg that ``truth.csv`` lists is missing.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> root = write_corpus(pathlib.Path(tempfile.mkdtemp()) / "c", preset="tiny")
+    >>> test = aff_wild2_truth_table(root, "test")
+    >>> test["video"].nunique(), int(test[["AU1", "expr", "valence"]].isna().sum().sum())
+    (2, 0)
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    truth = load_truth(root)
+    rows = truth[(truth["dataset"] == "aff_wild2") & (truth["split"] == split)]
+    if rows.empty:
+        raise ValueError(
+            f"{Path(root) / 'truth.csv'} has no Aff-Wild2 {split} frames; a corpus written before the test "
+            "split existed (format_version 1 in corpus.json) has none: write it again"
+        )
+    rows = rows.sort_values(["video", "frame"], ignore_index=True)
+    images = (Path(root) / "aff_wild2" / "cropped_aligned").absolute()
+    # The loader's path strings exactly, so a test row and a validation row of one image would be equal.
+    paths = [
+        str(writers.aff_wild2_image_path(images.parent, video, frame))
+        for video, frame in zip(rows["video"].tolist(), rows["frame"].tolist(), strict=True)
+    ]
+    for video in rows["video"].unique().tolist():  # one listing per video, not one stat per frame
+        folder = images / video
+        present = set(os.listdir(folder)) if folder.is_dir() else set()
+        wanted = rows.loc[rows["video"] == video, "frame"]
+        missing = [k for k in wanted.tolist() if f"{k + 1:05d}.jpg" not in present]
+        if missing:
+            raise FileNotFoundError(
+                f"{folder / f'{missing[0] + 1:05d}.jpg'} is listed in truth.csv but missing "
+                f"({len(missing)} image(s) of video {video!r}): is the corpus complete?"
+            )
+    table = rows.assign(path=paths, subject=rows["video"])
+    return as_frame_table(table[list(FRAME_TABLE_COLUMNS)])
+
+
 def _check_target(out: Path, overwrite: bool) -> None:
     if not out.exists():
         return
@@ -707,6 +865,7 @@ def _corpus_info(
         "aff_wild2": {
             "train_videos": [p.name for p in aff if p.split == "train"],
             "validation_videos": [p.name for p in aff if p.split == "validation"],
+            "test_videos": [p.name for p in aff if p.split == "test"],
             "tasks": {p.name: list(p.tasks) for p in aff},
             "frames_without_image": int(sum((~p.has_image).sum() for p in aff)),
             "unannotated_rows": {
