@@ -1,4 +1,4 @@
-"""The ``prepare`` stage: data sets -> per-task training tables, balanced index lists, validation table.
+"""The ``prepare`` stage: data sets -> training tables, balanced index lists, validation and test tables.
 
 1. The synthetic corpus is written first when the config asks for it and it is missing.
 2. The four data sets are loaded with affect_data's loaders (exactly as distributed).
@@ -7,10 +7,17 @@
    row indices into it that the trainer draws its N samples per task from.
 4. ``validation.csv``: every Aff-Wild2 validation frame once, with all the labels it has. On the synthetic
    corpus the labels are replaced by the complete hidden truth (``truth.csv``), so every task is scored on
-   every frame.
-5. ``crops/`` (``data.frame_cache``): affect_data's crop cache of every image above, decoded once at the
+   every frame. Model selection (epochs, AU thresholds) happens on these frames.
+5. ``test.csv``, on the synthetic corpus only: every frame of its held-out Aff-Wild2 test videos, with the
+   complete hidden truth (:func:`affect_data.synthetic.aff_wild2_truth_table`), to report scores on frames
+   that played no part in model selection. Like the real ABAW 2020 test set, those videos have frames but
+   no annotation files. On the real data sets no ``test.csv`` is written (and one left by an earlier run of
+   the folder is removed): the ABAW test labels are withheld, so, as in the ABAW protocol, the validation
+   scores are the ones reported.
+6. ``crops/`` (``data.frame_cache``): affect_data's crop cache of every image above, decoded once at the
    datasets' resize size; rows whose image cannot be read are dropped (and counted in the summary).
-6. ``summary.json``: row counts per task and source, before and after balancing.
+7. ``summary.json``: row counts per task and source, before and after balancing; validation frames and
+   videos; test frames and videos (synthetic corpus only).
 """
 
 from __future__ import annotations
@@ -28,13 +35,20 @@ from emotion.config import Config
 from emotion.factory import frame_cache_folder, write_table
 from emotion.pipeline import write_json
 
-__all__ = ["keep_rows", "load_sources", "plot_balancing", "run_prepare", "validation_table"]
+__all__ = [
+    "held_out_table",
+    "keep_rows",
+    "load_sources",
+    "plot_balancing",
+    "run_prepare",
+    "validation_table",
+]
 
 KEYS = ["dataset", "video", "frame"]
 
 
 def run_prepare(config: Config, folder: Path) -> dict[str, Any]:
-    """Write the training tables, balanced index lists, validation table and summary into ``folder``."""
+    """Write the training tables, balanced index lists, validation (and test) tables and summary."""
     from affect_data.recipes import PAPER_RECIPE, prepare_tasks
 
     synthetic = config.data.synthetic
@@ -44,11 +58,12 @@ def run_prepare(config: Config, folder: Path) -> dict[str, Any]:
     prepared = prepare_tasks(sources, config.data.recipe or PAPER_RECIPE, random_state=config.seed)
     truth = Path(synthetic.root) / "truth.csv" if synthetic is not None else None
     validation = validation_table(sources["aff_wild2"], truth)
+    test = held_out_table(Path(synthetic.root)) if synthetic is not None else None
     tasks = {task: (data.train, data.indices) for task, data in prepared.items()}
 
     unreadable = 0
     if config.data.frame_cache:
-        tasks, validation, unreadable = _cache_crops(config, tasks, validation)
+        tasks, validation, test, unreadable = _cache_crops(config, tasks, validation, test)
 
     summary: dict[str, Any] = {"tasks": {}, "unreadable_images": unreadable}
     for task, (table, indices) in tasks.items():
@@ -62,18 +77,48 @@ def run_prepare(config: Config, folder: Path) -> dict[str, Any]:
     write_table(validation, folder / "validation.csv")
     summary["validation_frames"] = len(validation)
     summary["validation_videos"] = int(validation["video"].nunique())
+    held_out = {}
+    if test is not None:
+        write_table(test, folder / "test.csv")
+        held_out = {"test_frames": len(test), "test_videos": int(test["video"].nunique())}
+    else:  # real data: no test split; a test.csv of an earlier synthetic run here would be stale
+        (folder / "test.csv").unlink(missing_ok=True)
+    summary.update(held_out)
     write_json(folder / "summary.json", summary)
-    return {"validation_frames": len(validation), **{t: v["rows"] for t, v in summary["tasks"].items()}}
+    return {
+        "validation_frames": len(validation),
+        **held_out,
+        **{t: v["rows"] for t, v in summary["tasks"].items()},
+    }
+
+
+def held_out_table(corpus: Path) -> pd.DataFrame:
+    """The synthetic corpus's held-out Aff-Wild2 test frames, one row each, with the complete hidden truth.
+
+    The loader does not see these videos (they have no annotation files, like the real ABAW 2020 test set),
+    so they are read from the corpus's truth with :func:`affect_data.synthetic.aff_wild2_truth_table`: the
+    columns and dtypes of :func:`validation_table`, ``split == "test"``.
+    """
+    from affect_data.synthetic import aff_wild2_truth_table
+
+    return aff_wild2_truth_table(corpus, split="test")
 
 
 def _cache_crops(
-    config: Config, tasks: dict[str, tuple[pd.DataFrame, np.ndarray]], validation: pd.DataFrame
-) -> tuple[dict[str, tuple[pd.DataFrame, np.ndarray]], pd.DataFrame, int]:
-    """Build the crop cache of every training and validation image; drop rows whose image is unreadable."""
+    config: Config,
+    tasks: dict[str, tuple[pd.DataFrame, np.ndarray]],
+    validation: pd.DataFrame,
+    test: pd.DataFrame | None = None,
+) -> tuple[dict[str, tuple[pd.DataFrame, np.ndarray]], pd.DataFrame, pd.DataFrame | None, int]:
+    """Build the crop cache of every training, validation and test image; drop rows whose image is unreadable.
+
+    Test rows are dropped by the same rule as validation rows: a frame that cannot be read cannot be scored.
+    """
     from affect_data.cache import build_frame_cache
     from affect_data.transforms import resized_size
 
-    paths = pd.concat([table["path"] for table, _ in tasks.values()] + [validation["path"]])
+    held_out = [validation] if test is None else [validation, test]
+    paths = pd.concat([table["path"] for table, _ in tasks.values()] + [t["path"] for t in held_out])
     print(f"[prepare] caching {paths.nunique()} face crops at {resized_size(config.data.image_size)} px")
     cache = build_frame_cache(
         paths,
@@ -84,7 +129,9 @@ def _cache_crops(
     )
     kept = {task: keep_rows(table, indices, cache.covers(table)) for task, (table, indices) in tasks.items()}
     validation = validation[cache.covers(validation)].reset_index(drop=True)
-    return kept, validation, len(cache.skipped)
+    if test is not None:
+        test = test[cache.covers(test)].reset_index(drop=True)
+    return kept, validation, test, len(cache.skipped)
 
 
 def keep_rows(table: pd.DataFrame, indices: np.ndarray, keep: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
@@ -144,6 +191,13 @@ def _ensure_corpus(root: Path, preset: str, seed: int) -> None:
                 f"{manifest} holds the synthetic corpus of preset {found[0]!r}, seed {found[1]}, but the "
                 f"config asks for preset {preset!r}, seed {seed}: point data.synthetic.root at another "
                 f"folder, or delete {root} to have it written again"
+            )
+        if "test_videos" not in written.get("aff_wild2", {}):
+            # Its training and validation videos are those a new corpus would have, but test.csv needs the
+            # held-out test videos: say so here, before minutes of loading and balancing.
+            raise ValueError(
+                f"{manifest} was written before the synthetic corpus had held-out test videos: delete "
+                f"{root} to have it written again (its training and validation videos stay the same)"
             )
         return
     from affect_data.synthetic import write_corpus

@@ -1,16 +1,21 @@
-"""Pieces of the emotion pipeline's prepare stage that need no corpus (examples/emotion/prepare.py)."""
+"""The emotion pipeline's prepare stage (examples/emotion/prepare.py): its pieces, then the stage itself on
+the tiny corpus (held-out test split on the synthetic corpus, none on real data)."""
 
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
 
-from emotion.prepare import _ensure_corpus, keep_rows, validation_table  # noqa: E402
+from emotion.config import DATASETS, load_config  # noqa: E402
+from emotion.factory import read_table  # noqa: E402
+from emotion.prepare import _ensure_corpus, keep_rows, run_prepare, validation_table  # noqa: E402
 
 
 def aff_wild2_rows():
@@ -70,8 +75,84 @@ def test_dropping_rows_renumbers_the_balanced_list():
 
 
 def test_a_corpus_of_another_preset_or_seed_is_not_reused(tmp_path):
-    (tmp_path / "corpus.json").write_text('{"preset": {"name": "tiny"}, "seed": 3}')
+    manifest = {"preset": {"name": "tiny"}, "seed": 3, "aff_wild2": {"test_videos": ["v9"]}}
+    (tmp_path / "corpus.json").write_text(json.dumps(manifest))
     _ensure_corpus(tmp_path, "tiny", 3)  # the same corpus: reused as it is
     asked_otherwise = r"preset 'tiny', seed 3, but the config asks for preset 'demo', seed 0"
     with pytest.raises(ValueError, match=asked_otherwise):
         _ensure_corpus(tmp_path, "demo", 0)
+
+
+def test_a_corpus_without_test_videos_is_not_reused(tmp_path):
+    # Written before the corpus had its held-out test split: test.csv could not be written from it.
+    (tmp_path / "corpus.json").write_text('{"preset": {"name": "tiny"}, "seed": 3, "aff_wild2": {}}')
+    with pytest.raises(ValueError, match=r"before the synthetic corpus had held-out test videos: delete"):
+        _ensure_corpus(tmp_path, "tiny", 3)
+
+
+# ------------------------------------------------------------------ the stage on the tiny corpus
+
+
+def tiny_config(folder: Path, **data_changes):
+    data = yaml.safe_load((ROOT / "examples" / "emotion" / "configs" / "tiny.yaml").read_text())
+    data["run_root"] = str(folder / "runs")
+    data["data"]["synthetic"]["root"] = str(folder.parent / "corpus")  # one corpus for the module
+    data["data"]["crop_cache"] = str(folder / "crops")
+    data["data"].update(data_changes)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_config(path, check_paths=False)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """The prepare stage on the tiny corpus: (config, prepare folder, returned summary)."""
+    folder = tmp_path_factory.mktemp("prepare") / "synthetic"
+    folder.mkdir()
+    config = tiny_config(folder)
+    out = config.run_dir / "prepare"
+    out.mkdir(parents=True)
+    return config, out, run_prepare(config, out)
+
+
+@pytest.mark.slow
+def test_prepare_writes_the_held_out_test_split(prepared):
+    config, out, returned = prepared
+    corpus = Path(config.data.synthetic.root)
+    info = json.loads((corpus / "corpus.json").read_text())["aff_wild2"]
+    test, validation = read_table(out / "test.csv"), read_table(out / "validation.csv")
+    assert list(test.columns) == list(validation.columns)
+    assert test.dtypes.equals(validation.dtypes)
+    assert set(test["video"]) == set(info["test_videos"]) and (test["split"] == "test").all()
+    assert not test[["AU1", "AU25", "expr", "valence", "arousal"]].isna().any().any()
+    assert set(test["expr"]) == set(range(7))
+    truth = pd.read_csv(corpus / "truth.csv", dtype={"video": str})
+    assert len(test) == ((truth["dataset"] == "aff_wild2") & (truth["split"] == "test")).sum()
+    # Held out: no test video is a training or validation video.
+    for task in ("AU", "EXPR", "VA"):
+        assert not set(test["video"]) & set(read_table(out / f"train_{task}.csv")["video"]), task
+    assert not set(test["video"]) & set(validation["video"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test_frames"] == returned["test_frames"] == len(test)
+    assert summary["test_videos"] == returned["test_videos"] == len(info["test_videos"])
+    assert summary["validation_frames"] == returned["validation_frames"] == len(validation)
+    # The crop cache holds the test frames, so they are scored without decoding a jpg.
+    from affect_data.cache import FrameCache
+
+    assert FrameCache(out / "crops").covers(test).all()
+
+
+@pytest.mark.slow
+def test_prepare_on_real_data_writes_no_test_split(prepared, tmp_path):
+    # The corpus's four folders read as real data sets: no hidden truth, so no test split (the ABAW
+    # protocol reports validation); a test.csv of an earlier synthetic run is removed.
+    config, _, _ = prepared
+    corpus = Path(config.data.synthetic.root)
+    real = tiny_config(tmp_path, synthetic=None, frame_cache=False, **{n: str(corpus / n) for n in DATASETS})
+    out = real.run_dir / "prepare"
+    out.mkdir(parents=True)
+    (out / "test.csv").write_text("stale")
+    returned = run_prepare(real, out)
+    assert not (out / "test.csv").exists() and (out / "validation.csv").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert "test_frames" not in summary and "test_frames" not in returned
