@@ -32,6 +32,7 @@ __all__ = [
     "ExperimentsConfig",
     "ModelConfig",
     "StudentsConfig",
+    "StudyConfig",
     "SyntheticConfig",
     "TeacherConfig",
     "TrainingConfig",
@@ -154,6 +155,19 @@ class ExperimentsConfig:
 
 
 @dataclass
+class StudyConfig:
+    """``run.py study``: teacher, students and evaluation repeated over seeds, compared with intervals.
+
+    ``variants`` maps a name to overrides of ``training.students`` (e.g. ``{epochs: 14, lam: 0.9}``); every
+    variant of a seed learns from that seed's one teacher. Empty: one variant, ``main``, the students as
+    configured.
+    """
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    variants: dict = field(default_factory=dict)
+
+
+@dataclass
 class Config:
     """The whole pipeline configuration; ``runs/<name>/`` (under ``run_root``) is the run folder."""
 
@@ -165,10 +179,18 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     experiments: ExperimentsConfig = field(default_factory=ExperimentsConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
 
     @property
     def run_dir(self) -> Path:
         return Path(self.run_root) / self.name
+
+    def stage_dir(self, stage: str) -> Path:
+        """The folder of a stage's outputs: ``<run_dir>/<stage>``, unless this run reads that stage from
+        another run folder (a study's runs share ``prepare`` and, per seed, the teacher; see
+        :mod:`emotion.study`)."""
+        shared = getattr(self, "shared_stages", {})
+        return Path(shared[stage]) if stage in shared else self.run_dir / stage
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -219,7 +241,6 @@ def _check(config: Config, source: Path, check_paths: bool) -> None:
         ("data.image_size", data.image_size, 16),
         ("training.batch_per_task", config.training.batch_per_task, 1),
         ("training.teacher.epochs", config.training.teacher.epochs, 1),
-        ("training.students.count", config.training.students.count, 0),
         ("training.lr_step_epochs", config.training.lr_step_epochs, 1),
         ("evaluation.batch_size", config.evaluation.batch_size, 1),
         ("experiments.sequence_batch_per_task", config.experiments.sequence_batch_per_task, 1),
@@ -230,14 +251,11 @@ def _check(config: Config, source: Path, check_paths: bool) -> None:
     ):
         if value < low:
             raise ConfigError(f"{source}: {key} must be >= {low}, got {value}")
-    if not 0.0 <= config.training.students.lam <= 1.0:
-        raise ConfigError(
-            f"{source}: training.students.lam must be in [0, 1], got {config.training.students.lam}"
-        )
-    if not config.training.students.temperature > 0:  # else the students stage fails on its first batch
-        raise ConfigError(
-            f"{source}: training.students.temperature must be > 0, got {config.training.students.temperature}"
-        )
+    _check_students(config.training.students, "training.students", source)
+    if len(set(config.study.seeds)) != len(config.study.seeds) or not config.study.seeds:
+        raise ConfigError(f"{source}: study.seeds must be distinct seeds, got {config.study.seeds}")
+    for name, overrides in config.study.variants.items():
+        student_variant(config, name, overrides, source)
     if data.recipe is not None:
         from affect_data.recipes import check_recipe
 
@@ -256,6 +274,32 @@ def _check(config: Config, source: Path, check_paths: bool) -> None:
                 f"{source}: data folder(s) not found: {'; '.join(missing)} (relative paths are taken from "
                 f"the current directory {str(Path.cwd())!r}); edit the config to point at your copies"
             )
+
+
+def student_variant(
+    config: Config, name: str, overrides: Any, source: Path | str = "the config"
+) -> StudentsConfig:
+    """``training.students`` with a study variant's overrides, checked like the YAML (keys, types, ranges)."""
+    where = f"study.variants.{name}"
+    if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(f"{source}: study variant name {name!r} must be letters, digits, '-' and '_'")
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{source}: {where} must map training.students keys to values, got {overrides!r}")
+    merged = {**dataclasses.asdict(config.training.students), **overrides}
+    students = _build(StudentsConfig, merged, where=where, source=Path(str(source)))
+    _check_students(students, where, source)
+    return students
+
+
+def _check_students(students: StudentsConfig, where: str, source: Path | str) -> None:
+    if students.count < 0:
+        raise ConfigError(f"{source}: {where}.count must be >= 0, got {students.count}")
+    if students.epochs < 1:  # zero epochs would hand untrained students to the evaluation
+        raise ConfigError(f"{source}: {where}.epochs must be >= 1, got {students.epochs}")
+    if not 0.0 <= students.lam <= 1.0:
+        raise ConfigError(f"{source}: {where}.lam must be in [0, 1], got {students.lam}")
+    if not students.temperature > 0:  # else the students stage fails on its first batch
+        raise ConfigError(f"{source}: {where}.temperature must be > 0, got {students.temperature}")
 
 
 def _build(cls: type, data: Any, where: str, source: Path) -> Any:

@@ -1,14 +1,20 @@
-"""The ``evaluate`` stage: teacher, each student and the student ensemble on the validation videos.
+"""The ``evaluate`` stage: teacher, each student and the student ensemble, scored with the ABAW 2020 metrics.
 
-Every model predicts every validation frame once (no augmentation); the predictions are saved
-(``predictions/<model>.npz``), the ensemble averages the students' predictions (sigmoid probabilities, softmax
-probabilities, expected valence/arousal), and ``affect_data.metrics`` scores them with the ABAW 2020 metrics,
-skipping frames without a label for a task. On the synthetic corpus the validation table holds the complete
-hidden truth, so every task is scored on every frame.
+Which frames are scored:
 
-AU decisions use per-AU thresholds that maximise each AU's F1 on these validation frames, tuned for each
-model separately and saved in ``thresholds.json``; the scores at the fixed threshold 0.5 are reported too, as
-tuning on the frames one scores is optimistic.
+- on the synthetic corpus, the held-out **test** videos (``prepare``'s ``test.csv``, complete hidden truth):
+  frames that played no part in model selection, since the epochs were selected and the AU thresholds are
+  tuned on the validation videos;
+- on the real data sets, the Aff-Wild2 **validation** videos, as in the ABAW 2020 protocol (the test labels
+  are withheld): there the AU thresholds are tuned on the frames that are scored, which flatters the tuned
+  AU score, so the score at the fixed threshold 0.5 is reported beside it.
+
+Every model predicts every frame once (no augmentation); the predictions are saved
+(``predictions/<split>/<model>.npz``, reused when an interrupted evaluation resumes), the ensemble averages
+the students' predictions (sigmoid probabilities, softmax probabilities, expected valence/arousal), and
+``affect_data.metrics`` scores them, skipping frames without a label for a task. AU decisions use per-AU
+thresholds that maximise each AU's F1 on the validation frames, tuned for each model separately and saved in
+``thresholds.json``. ``scores.json`` says which split it scored (``split``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -29,51 +36,41 @@ from emotion.pipeline import write_json
 from mtl_distill.checkpoint import load_checkpoint
 from mtl_distill.ensemble import average_predictions, tune_thresholds
 
-__all__ = ["model_paths", "predict", "run_evaluate", "score", "score_task", "tune_au_thresholds"]
+__all__ = [
+    "evaluation_tables",
+    "model_paths",
+    "predict",
+    "reported_split",
+    "run_evaluate",
+    "score",
+    "score_models",
+    "score_task",
+    "tune_au_thresholds",
+]
 
 
 def run_evaluate(config: Config, folder: Path) -> dict[str, Any]:
-    """Predict the validation frames with every model, tune AU thresholds, score, write ``scores.json``."""
-    run_dir = config.run_dir
-    table = read_table(run_dir / "prepare" / "validation.csv")
-    truth = truth_arrays(table)
-    dataset = frame_dataset(table, config, train=False)
+    """Predict the validation (and test) frames with every model, tune AU thresholds on validation, score
+    the reported split, write ``scores.json`` and ``thresholds.json``."""
+    tables = evaluation_tables(config)
     device = resolve_device(config.training.device)
-
-    predictions = {}
-    for name, path in model_paths(run_dir).items():
-        cached = folder / "predictions" / f"{name}.npz"
-        if cached.is_file():  # resuming an interrupted evaluation
-            with np.load(cached) as saved:
-                predictions[name] = dict(saved)
-            continue
-        model = build_model(config, pretrained=False)
-        model.load_state_dict(load_checkpoint(path))
-        predictions[name] = predict(
-            model,
-            dataset,
-            config.evaluation.batch_size,
-            device,
-            desc=f"predict {name}",
-            num_workers=config.data.num_workers,
-        )
-        cached.parent.mkdir(exist_ok=True)
-        np.savez(cached.with_suffix(".tmp.npz"), **predictions[name])
-        cached.with_suffix(".tmp.npz").replace(cached)
-
-    students = [name for name in predictions if name.startswith("student_")]
-    if students:
-        predictions["ensemble"] = average_predictions([predictions[name] for name in students])
-
-    scores, thresholds = {}, {}
-    for name, predicted in predictions.items():
-        thresholds[name] = (
-            tune_au_thresholds(truth["AU"], predicted["AU"]).tolist()
-            if config.evaluation.tune_thresholds
-            else [0.5] * len(AU_NAMES)
-        )
-        scores[name] = score(truth, predicted, np.asarray(thresholds[name]))
-    result = {"n_frames": len(table), "models": scores, "students": students}
+    predictions: dict[str, dict[str, dict[str, np.ndarray]]] = {split: {} for split in tables}
+    for split, table in tables.items():
+        dataset = frame_dataset(table, config, train=False)
+        for name, path in model_paths(config).items():
+            predictions[split][name] = _predict_once(
+                config, path, dataset, device, folder / "predictions" / split / f"{name}.npz"
+            )
+    scores, thresholds = score_models(tables, predictions, config.evaluation.tune_thresholds)
+    reported = reported_split(tables)
+    result = {
+        "split": reported,
+        "n_frames": len(tables[reported]),
+        "n_videos": int(tables[reported]["video"].nunique()),
+        "thresholds_tuned_on": "validation",
+        "models": scores,
+        "students": [name for name in scores if name.startswith("student_")],
+    }
     write_json(folder / "scores.json", result)
     write_json(
         folder / "thresholds.json",
@@ -85,10 +82,77 @@ def run_evaluate(config: Config, folder: Path) -> dict[str, Any]:
     }
 
 
-def model_paths(run_dir: Path) -> dict[str, Path]:
+def evaluation_tables(config: Config) -> dict[str, pd.DataFrame]:
+    """``prepare``'s frame tables to evaluate on: ``validation``, and ``test`` when there is one."""
+    prepared = config.stage_dir("prepare")
+    tables = {"validation": read_table(prepared / "validation.csv")}
+    if (prepared / "test.csv").is_file():  # the synthetic corpus's held-out test videos
+        tables["test"] = read_table(prepared / "test.csv")
+    return tables
+
+
+def reported_split(tables: dict[str, pd.DataFrame]) -> str:
+    """The split whose scores are reported: ``test`` when there is one, else ``validation``."""
+    return "test" if "test" in tables else "validation"
+
+
+def score_models(
+    tables: dict[str, pd.DataFrame],
+    predictions: dict[str, dict[str, dict[str, np.ndarray]]],
+    tune_thresholds: bool = True,
+) -> tuple[dict[str, dict], dict[str, list[float]]]:
+    """Score each model's predictions of the reported split, AU thresholds tuned on its validation ones.
+
+    ``predictions[split][model][task]`` as :func:`predict` returns them (a model may predict a subset of the
+    tasks). The students' ensemble (``student_*``, averaged) is added when there are students. Returns the
+    scores per model (:func:`score`) and the AU thresholds used per model (0.5 without tuning).
+    """
+    predictions = {split: dict(models) for split, models in predictions.items()}
+    for models in predictions.values():
+        students = [name for name in models if name.startswith("student_")]
+        if students:
+            models["ensemble"] = average_predictions([models[name] for name in students])
+    reported = reported_split(tables)
+    validation_truth, truth = truth_arrays(tables["validation"]), truth_arrays(tables[reported])
+    scores, thresholds = {}, {}
+    for name, predicted in predictions[reported].items():
+        cuts = np.full(len(AU_NAMES), 0.5)
+        if tune_thresholds and "AU" in predicted:
+            cuts = tune_au_thresholds(validation_truth["AU"], predictions["validation"][name]["AU"])
+        thresholds[name] = cuts.tolist()
+        scores[name] = score(truth, predicted, cuts)
+    return scores, thresholds
+
+
+def _predict_once(
+    config: Config, weights: Path, dataset: Any, device: torch.device, cached: Path
+) -> dict[str, np.ndarray]:
+    """A model's predictions of every item of ``dataset``, saved to ``cached`` (reused when resuming)."""
+    if cached.is_file():
+        with np.load(cached) as saved:
+            return dict(saved)
+    model = build_model(config, pretrained=False)
+    model.load_state_dict(load_checkpoint(weights))
+    predicted = predict(
+        model,
+        dataset,
+        config.evaluation.batch_size,
+        device,
+        desc=f"predict {cached.parent.name} {cached.stem}",
+        num_workers=config.data.num_workers,
+    )
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cached.with_suffix(".tmp.npz"), **predicted)
+    cached.with_suffix(".tmp.npz").replace(cached)
+    return predicted
+
+
+def model_paths(config: Config) -> dict[str, Path]:
     """Model name -> weights file: ``teacher`` and ``student_0``, ``student_1``, ... in order."""
-    paths = {"teacher": run_dir / "teacher" / "model.pt"}
-    students = sorted((run_dir / "students").glob("student_*/model.pt"), key=lambda p: int(p.parent.name[8:]))
+    paths = {"teacher": config.stage_dir("teacher") / "model.pt"}
+    students = sorted(
+        config.stage_dir("students").glob("student_*/model.pt"), key=lambda p: int(p.parent.name[8:])
+    )
     paths.update({path.parent.name: path for path in students})
     return paths
 

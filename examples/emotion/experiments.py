@@ -12,7 +12,8 @@
   CNN is frozen, its per-frame head features are computed once (center crop) and the GRUs train on them -
   the same model, without running the CNN on every clip of every step.
 
-Every model is scored on the validation table as in ``evaluate`` (AU thresholds tuned per model).
+Every model is scored as in ``evaluate``: on the held-out test videos of the synthetic corpus (on Aff-Wild2's
+validation set with the real data), epochs selected and AU thresholds tuned per model on the validation set.
 """
 
 from __future__ import annotations
@@ -32,16 +33,14 @@ from tqdm.auto import tqdm
 from affect_data.datasets import task_label_tensors
 from affect_data.schema import TASK_COLUMNS
 from emotion.config import Config
-from emotion.evaluate import predict, score_task, tune_au_thresholds
+from emotion.evaluate import evaluation_tables, predict, reported_split, score_models
 from emotion.factory import (
     build_model,
     frame_dataset,
     open_frame_cache,
     paper_tasks,
-    read_table,
     resolve_device,
     seeded,
-    truth_arrays,
 )
 from emotion.models import MultitaskCNNRNN, TemporalHeads
 from emotion.pipeline import write_json
@@ -49,7 +48,6 @@ from emotion.prepare import keep_rows, load_sources
 from emotion.train import train_config
 from mtl_distill.batching import MultiTaskBatchSampler, concat_datasets
 from mtl_distill.checkpoint import load_checkpoint
-from mtl_distill.ensemble import average_predictions
 from mtl_distill.evaluation import predict as predict_items
 from mtl_distill.trainer import train_students, train_teacher
 
@@ -67,15 +65,17 @@ def run_table1(config: Config, folder: Path) -> dict[str, Any]:
 
     recipe = check_recipe(config.data.recipe or PAPER_RECIPE)
     sources = load_sources(config)
-    validation = read_table(config.run_dir / "prepare" / "validation.csv")
-    truth = truth_arrays(validation)
+    tables = evaluation_tables(config)
     cache = open_frame_cache(config)
     epochs = config.experiments.single_task_epochs or config.training.teacher.epochs
     device = resolve_device(config.training.device)
 
     scores: dict[str, dict[str, Any]] = {variant: {} for variant in VARIANTS}
     for task in paper_tasks():
-        val_dataset = frame_dataset(validation, config, train=False, task_names=[task.name])
+        datasets = {
+            split: frame_dataset(table, config, train=False, task_names=[task.name])
+            for split, table in tables.items()
+        }
         for variant, task_recipe in zip(VARIANTS, _variants(recipe, task.name), strict=True):
             out_dir = folder / f"{task.name}_{variant.strip('+ ').replace(' ', '_')}"
             data = prepare_task(sources, task.name, task_recipe, random_state=config.seed)
@@ -92,19 +92,22 @@ def run_table1(config: Config, folder: Path) -> dict[str, Any]:
                     steps_per_epoch=config.training.steps_per_epoch,
                     seed=config.seed,
                 ),
-                val_dataset,
+                datasets["validation"],
                 train_config(config, epochs),
                 seed=config.seed,
                 out_dir=out_dir,
             )
-            predicted = predict(
-                result.model, val_dataset, config.evaluation.batch_size, device, desc=out_dir.name
-            )
-            scores[variant].update(_score(task.name, truth, predicted))
+            predicted = {
+                split: {"model": predict(result.model, dataset, config.evaluation.batch_size, device)}
+                for split, dataset in datasets.items()
+            }
+            scored, _ = score_models(tables, predicted, config.evaluation.tune_thresholds)
+            scores[variant].update(scored["model"])
     write_json(folder / "scores.json", scores)
     table = pd.DataFrame({variant: _headline(scores[variant]) for variant in VARIANTS}).T
     (folder / "table1.md").write_text(
-        "Table I: single-task CNNs on the validation set.\n\n" + _markdown(table) + "\n", encoding="utf-8"
+        f"Table I: single-task CNNs on the {reported_split(tables)} set.\n\n{_markdown(table)}\n",
+        encoding="utf-8",
     )
     _bar_plot(table, folder / "table1.png", "Table I: single-task CNNs")
     return {"rows": {variant: _headline(scores[variant]) for variant in VARIANTS}}
@@ -125,8 +128,8 @@ def _variants(recipe: dict[str, Any], task: str) -> list[dict[str, Any]]:
 # -- Figure 5 -----------------------------------------------------------------------------------------------
 def run_figure5(config: Config, folder: Path) -> dict[str, Any]:
     """Single-task CNN (balanced) vs multitask teacher vs students' mean vs ensemble: table and bar plot."""
-    single = json.loads((config.run_dir / "table1" / "scores.json").read_text(encoding="utf-8"))
-    evaluated = json.loads((config.run_dir / "evaluate" / "scores.json").read_text(encoding="utf-8"))
+    single = json.loads((config.stage_dir("table1") / "scores.json").read_text(encoding="utf-8"))
+    evaluated = json.loads((config.stage_dir("evaluate") / "scores.json").read_text(encoding="utf-8"))
     models = evaluated["models"]
     rows = {
         "single-task CNN": _headline(single["+ balancing"]),
@@ -138,7 +141,9 @@ def run_figure5(config: Config, folder: Path) -> dict[str, Any]:
         rows["student ensemble"] = _headline(models["ensemble"])
     table = pd.DataFrame(rows).T
     (folder / "figure5.md").write_text(
-        "Figure 5: single-task and multitask CNNs on the validation set.\n\n" + _markdown(table) + "\n",
+        f"Figure 5: single-task and multitask CNNs on the {evaluated.get('split', 'validation')} set.\n\n"
+        + _markdown(table)
+        + "\n",
         encoding="utf-8",
     )
     _bar_plot(table, folder / "figure5.png", "Figure 5: single-task vs multitask CNNs")
@@ -190,16 +195,15 @@ def run_table2(config: Config, folder: Path) -> dict[str, Any]:
     experiments, tasks = config.experiments, paper_tasks()
     device = resolve_device(config.training.device)
     cnn = build_model(config, pretrained=False)
-    cnn.load_state_dict(load_checkpoint(config.run_dir / "teacher" / "model.pt"))
-    validation = read_table(config.run_dir / "prepare" / "validation.csv")
+    cnn.load_state_dict(load_checkpoint(config.stage_dir("teacher") / "model.pt"))
+    tables = evaluation_tables(config)
     aff_wild2 = load_aff_wild2(config.data.roots()["aff_wild2"], splits=("train",))
     train_tables = {
         task.name: aff_wild2[labelled_rows(aff_wild2, task.name)].reset_index(drop=True) for task in tasks
     }
-    lookup = _head_features(cnn, config, [*train_tables.values(), validation], device)
+    lookup = _head_features(cnn, config, [*train_tables.values(), *tables.values()], device)
     train_features = {name: lookup(table) for name, table in train_tables.items()}  # once, not per length
-    val_features = lookup(validation)
-    truth = truth_arrays(validation)
+    eval_features = {split: lookup(table) for split, table in tables.items()}
 
     rows = {f"CNN {name}": row for name, row in _cnn_rows(config).items()}
     scores = {}
@@ -216,7 +220,8 @@ def run_table2(config: Config, folder: Path) -> dict[str, Any]:
             offsets=offsets,
             seed=config.seed,
         )
-        val_clips = FeatureClips(val_features, validation, length)
+        eval_clips = {split: FeatureClips(eval_features[split], tables[split], length) for split in tables}
+        val_clips = eval_clips["validation"]
         with seeded(config.seed + length):  # the same GRU start whatever ran before in this process
             initial = TemporalHeads(MultitaskCNNRNN(cnn))
         teacher_epochs = experiments.sequence_epochs or config.training.teacher.epochs
@@ -231,19 +236,23 @@ def run_table2(config: Config, folder: Path) -> dict[str, Any]:
             train_config(config, student_epochs, lam=students.lam, temperature=students.temperature),
             num_students=students.count, soft_labels="online", seed=config.seed, out_dir=out_dir / "students",
         )  # fmt: skip
-        predictions = {"teacher": _predict_clips(teacher.model, val_clips, len(validation), device)}
-        for k, run in enumerate(runs):
-            predictions[f"student_{k}"] = _predict_clips(run.model, val_clips, len(validation), device)
-        scores[length] = _score_models(truth, predictions)
+        models = {"teacher": teacher.model, **{f"student_{k}": run.model for k, run in enumerate(runs)}}
+        predictions = {
+            split: {
+                name: _predict_clips(model, clips, len(tables[split]), device)
+                for name, model in models.items()
+            }
+            for split, clips in eval_clips.items()
+        }
+        scores[length], _ = score_models(tables, predictions, config.evaluation.tune_thresholds)
         rows.update(
             {f"CNN-RNN L={length} {name}": row for name, row in _summary_rows(scores[length]).items()}
         )
     write_json(folder / "scores.json", {str(length): s for length, s in scores.items()})
     table = pd.DataFrame(rows).T
     (folder / "table2.md").write_text(
-        "Table II: multitask CNN and CNN-RNN on the validation set (best student: best mean score).\n\n"
-        + _markdown(table)
-        + "\n",
+        f"Table II: multitask CNN and CNN-RNN on the {reported_split(tables)} set (best student: best mean "
+        "score).\n\n" + _markdown(table) + "\n",
         encoding="utf-8",
     )
     _bar_plot(table, folder / "table2.png", "Table II: CNN vs CNN-RNN")
@@ -286,23 +295,6 @@ def _predict_clips(model, clips: FeatureClips, n_rows: int, device: torch.device
     return out
 
 
-def _score_models(truth: dict[str, np.ndarray], predictions: dict[str, dict[str, np.ndarray]]) -> dict:
-    students = [name for name in predictions if name.startswith("student_")]
-    if students:
-        predictions = {**predictions, "ensemble": average_predictions([predictions[s] for s in students])}
-    scores = {}
-    for name, predicted in predictions.items():
-        scores[name] = {}
-        for task, values in predicted.items():
-            scores[name].update(_score(task, truth, {task: values}))
-    return scores
-
-
-def _score(task: str, truth: dict[str, np.ndarray], predicted: dict[str, np.ndarray]) -> dict[str, Any]:
-    thresholds = tune_au_thresholds(truth["AU"], predicted["AU"]) if task == "AU" else None
-    return score_task(task, truth[task], predicted[task], thresholds)
-
-
 def _summary_rows(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Teacher, best student (best mean headline score), students' mean and ensemble rows."""
     rows = {"teacher": _headline(scores["teacher"])}
@@ -318,7 +310,7 @@ def _summary_rows(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, floa
 
 
 def _cnn_rows(config: Config) -> dict[str, dict[str, float]]:
-    evaluated = json.loads((config.run_dir / "evaluate" / "scores.json").read_text(encoding="utf-8"))
+    evaluated = json.loads((config.stage_dir("evaluate") / "scores.json").read_text(encoding="utf-8"))
     return _summary_rows(evaluated["models"])
 
 
@@ -354,7 +346,7 @@ def _bar_plot(table: pd.DataFrame, path: Path, title: str) -> None:
         offset = (i - (len(table) - 1) / 2) * width
         ax.bar(x + offset, row.to_numpy(dtype=float), width, label=name, color=colors[i % len(colors)])
     ax.set_xticks(x, table.columns)
-    ax.set_ylabel("validation score")
+    ax.set_ylabel("score")
     ax.set_title(title)
     ax.legend(fontsize="small", ncols=2)
     ax.grid(axis="y", alpha=0.3)

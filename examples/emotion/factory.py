@@ -97,7 +97,7 @@ def frame_dataset(
 
 def frame_cache_folder(config: Config) -> Path:
     """Where ``prepare`` writes the crop cache."""
-    return config.run_dir / "prepare" / "crops"
+    return config.stage_dir("prepare") / "crops"
 
 
 def open_frame_cache(config: Config):

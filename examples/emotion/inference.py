@@ -25,11 +25,11 @@ __all__ = ["load_ensemble", "predict_run"]
 def load_ensemble(config: Config) -> tuple[list[Any], str]:
     """The run's students (its teacher when it has none) and the ``thresholds.json`` entry that fits them."""
     run_dir = config.run_dir
-    if read_marker(run_dir / "evaluate") is None:
+    if read_marker(config.stage_dir("evaluate")) is None:
         raise StageError(f"predict needs a finished run: {run_dir} has no evaluate stage (run `run.py all`)")
     from emotion.predict import load_models
 
-    paths = model_paths(run_dir)
+    paths = model_paths(config)
     students = [path for name, path in paths.items() if name.startswith("student_")]
     chosen, key = (students, "ensemble") if students else ([paths["teacher"]], "teacher")
     # load_models names the checkpoint that does not fit the config's model (edited config, other run).
@@ -48,7 +48,7 @@ def predict_run(
 
     source = Path(source)
     models, key = load_ensemble(config)
-    thresholds = read_thresholds(config.run_dir / "evaluate" / "thresholds.json", key=key)
+    thresholds = read_thresholds(config.stage_dir("evaluate") / "thresholds.json", key=key)
     out_dir = Path(out_dir) if out_dir is not None else config.run_dir / "predict" / source.stem
     return predict_video(
         source,

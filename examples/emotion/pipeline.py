@@ -135,10 +135,10 @@ def run_stage(name: str, config: Config, force: bool = False, log: Callable[[str
     """
     stage = STAGES[name]
     run_dir = config.run_dir
-    folder = run_dir / name
+    folder = config.stage_dir(name)
     inputs = {}
     for upstream in stage.inputs:
-        marker = read_marker(run_dir / upstream)
+        marker = read_marker(config.stage_dir(upstream))
         if marker is None:
             raise StageError(
                 f"stage {name!r} needs stage {upstream!r} first: run `run.py {upstream}` (or `all`)"

@@ -43,10 +43,9 @@ def run_report(config: Config, folder: Path) -> dict[str, Any]:
 
     matplotlib.use("Agg")  # files only, no display
 
-    run_dir = config.run_dir
-    scores = json.loads((run_dir / "evaluate" / "scores.json").read_text(encoding="utf-8"))
-    thresholds = json.loads((run_dir / "evaluate" / "thresholds.json").read_text(encoding="utf-8"))
-    prepare = json.loads((run_dir / "prepare" / "summary.json").read_text(encoding="utf-8"))
+    scores = json.loads((config.stage_dir("evaluate") / "scores.json").read_text(encoding="utf-8"))
+    thresholds = json.loads((config.stage_dir("evaluate") / "thresholds.json").read_text(encoding="utf-8"))
+    prepare = json.loads((config.stage_dir("prepare") / "summary.json").read_text(encoding="utf-8"))
     table = results_table(scores)
     source = _source(config, prepare, scores)
 
@@ -57,10 +56,10 @@ def run_report(config: Config, folder: Path) -> dict[str, Any]:
         "figure5": _plot_comparison(table, folder / "figure5.png"),
         "per_au_f1": _plot_details(scores, "AU", AU_NAMES, folder / "per_au_f1.png"),
         "per_class_f1": _plot_details(scores, "EXPR", EXPR_NAMES, folder / "per_class_f1.png"),
-        "training_curves": _plot_curves(run_dir, folder / "training_curves.png"),
+        "training_curves": _plot_curves(config, folder / "training_curves.png"),
     }
-    figures.update(_plot_distributions(run_dir, folder))
-    report = _report_markdown(config, run_dir, scores, thresholds, prepare, table, source, figures)
+    figures.update(_plot_distributions(config, folder))
+    report = _report_markdown(config, scores, thresholds, prepare, table, source, figures)
     (folder / "report.md").write_text(report, encoding="utf-8")
     return {"figures": sorted(figures), "rows": list(table.index)}
 
@@ -121,22 +120,25 @@ def _markdown(table: pd.DataFrame, digits: int = 4) -> str:
 
 def _source(config: Config, prepare: dict[str, Any], scores: dict[str, Any]) -> str:
     frames = scores["n_frames"]
-    videos = prepare.get("validation_videos", "?")
+    split = scores.get("split", "validation")
+    videos = scores.get("n_videos", prepare.get(f"{split}_videos", "?"))
     synthetic = config.data.synthetic
     if synthetic is not None:
+        selection = " (epochs selected on the separate validation videos)" if split == "test" else ""
         return (
             f"Synthetic affect corpus (preset `{synthetic.preset}`, seed {synthetic.seed}): {frames} frames "
-            f"of {videos} held-out validation videos, every task scored on every frame against the corpus's "
-            f"complete hidden truth. {METRICS}"
+            f"of {videos} held-out {split} videos, every task scored on every frame against the corpus's "
+            f"complete hidden truth{selection}. {METRICS.format(tuned_on='the validation frames')}"
         )
     return (
-        f"Aff-Wild2 validation set: {frames} frames of {videos} videos, each task scored on the frames "
-        f"annotated for it. {METRICS}"
+        f"Aff-Wild2 validation set (the ABAW 2020 protocol: the test labels are withheld): {frames} frames "
+        f"of {videos} videos, each task scored on the frames annotated for it. "
+        f"{METRICS.format(tuned_on='these same frames, which flatters the tuned AU score')}"
     )
 
 
 METRICS = (
-    "AU score = 0.5 mean F1 + 0.5 accuracy with per-AU thresholds tuned on these frames (t=0.5: fixed "
+    "AU score = 0.5 mean F1 + 0.5 accuracy with per-AU thresholds tuned on {tuned_on} (t=0.5: fixed "
     "threshold 0.5); EXPR score = 0.67 macro F1 + 0.33 accuracy; VA: concordance correlation (CCC)."
 )
 
@@ -190,21 +192,21 @@ def _plot_details(scores: dict[str, Any], task: str, names: tuple[str, ...], pat
     return path
 
 
-def _training_histories(run_dir: Path) -> dict[str, pd.DataFrame]:
+def _training_histories(config: Config) -> dict[str, pd.DataFrame]:
     histories = {}
     for path in [
-        run_dir / "teacher" / "metrics.csv",
-        *sorted((run_dir / "students").glob("student_*/metrics.csv")),
+        config.stage_dir("teacher") / "metrics.csv",
+        *sorted(config.stage_dir("students").glob("student_*/metrics.csv")),
     ]:
         if path.is_file():
             histories[path.parent.name] = pd.read_csv(path)
     return histories
 
 
-def _plot_curves(run_dir: Path, path: Path) -> Path:
+def _plot_curves(config: Config, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    histories = _training_histories(run_dir)
+    histories = _training_histories(config)
     panels = ["train_loss", *(f"val/{task}/score" for task in ("AU", "EXPR", "VA"))]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
     for ax, column in zip(axes, panels, strict=True):
@@ -221,15 +223,14 @@ def _plot_curves(run_dir: Path, path: Path) -> Path:
     return path
 
 
-def _plot_distributions(run_dir: Path, folder: Path) -> dict[str, Path]:
+def _plot_distributions(config: Config, folder: Path) -> dict[str, Path]:
     from emotion.prepare import plot_balancing
 
-    return plot_balancing(run_dir / "prepare", folder)
+    return plot_balancing(config.stage_dir("prepare"), folder)
 
 
 def _report_markdown(
     config: Config,
-    run_dir: Path,
     scores: dict[str, Any],
     thresholds: dict[str, dict[str, float]],
     prepare: dict[str, Any],
@@ -243,7 +244,7 @@ def _report_markdown(
     threshold_table = pd.DataFrame(thresholds).T
     training = config.training
     timing = {
-        stage: (read_marker(run_dir / stage) or {}).get("seconds")
+        stage: (read_marker(config.stage_dir(stage)) or {}).get("seconds")
         for stage in ("prepare", "teacher", "students", "evaluate")
     }
     lines = [

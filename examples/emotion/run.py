@@ -14,6 +14,8 @@ Stages, in order, all writing into the run folder ``<run_root>/<name>/`` of the 
 - ``predict``  - the run's student ensemble on your own video or folder of face images (``--source``);
 - ``table1``, ``figure5``, ``table2`` - the paper's experiments (single-task CNNs; single-task vs multitask;
   CNN vs CNN-RNN at each sequence length), after ``all``; ``experiments`` runs the three.
+- ``study``    - teacher, students and evaluation over several seeds (``--seeds 0-4``) and the config's
+  student variants, compared seed by seed with 95% intervals (``<run>/study/summary.md``).
 
 A finished stage is a no-op when run again; ``--force`` redoes it (and so the stages after it).
 """
@@ -40,11 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "stage",
-        choices=[*STAGES, "all", "experiments", "predict"],
+        choices=[*STAGES, "all", "experiments", "predict", "study"],
         help="the stage to run (`all`: the five main stages, `experiments`: table1, figure5, table2)",
     )
     parser.add_argument("--config", required=True, type=Path, help="the YAML configuration file")
     parser.add_argument("--force", action="store_true", help="redo the stage(s) even if done")
+    study = parser.add_argument_group("study")
+    study.add_argument("--seeds", help="seeds to run, e.g. 0-4 or 0,2,5 (default: the config's study.seeds)")
+    study.add_argument("--variants", help="comma-separated study variants (default: all of the config's)")
     video = parser.add_argument_group("predict")
     video.add_argument("--source", type=Path, help="a video file or a folder of images")
     video.add_argument("--out", type=Path, help="output folder (default <run>/predict/<source name>)")
@@ -56,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, check_paths=args.stage != "predict")
         if args.stage == "predict":
             return _predict(config, args)
+        if args.stage == "study":
+            return _study(config, args)
         groups = {"all": MAIN_STAGES, "experiments": EXPERIMENT_STAGES}
         names = groups.get(args.stage, [args.stage])
         for name in names:
@@ -77,6 +84,16 @@ def main(argv: list[str] | None = None) -> int:
             for table in sorted((config.run_dir / name).glob("*.md")):
                 print(table.read_text(encoding="utf-8"))
                 print(f"({table}, plot: {table.with_suffix('.png')})\n")
+    return 0
+
+
+def _study(config, args: argparse.Namespace) -> int:
+    from emotion.study import parse_seeds, run_study
+
+    seeds = parse_seeds(args.seeds) if args.seeds else None
+    variants = args.variants.split(",") if args.variants else None
+    run_study(config, seeds, variants, force=args.force)
+    print((config.run_dir / "study" / "summary.md").read_text(encoding="utf-8"))
     return 0
 
 

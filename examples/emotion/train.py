@@ -3,7 +3,9 @@
 Training data: one :class:`~affect_data.datasets.FrameDataset` per task over that task's merged training table
 (random crop and flip per sample), joined with ``mtl_distill.concat_datasets``; every batch holds N samples of
 each task drawn from the balanced index lists that ``prepare`` saved (the paper's 3N batches). After each
-epoch the model is scored on the validation table and the best epoch's weights are kept.
+epoch the model is scored on the validation table and the best epoch's weights are kept: the best by the mean
+of the ABAW 2020 task scores (``affect_data.metrics.abaw_selection_score``), the numbers the evaluation
+reports, so that the epoch kept is the one the report would rank first.
 
 Outputs: ``teacher/`` holds ``initial.pt`` (the starting weights, shared with the students), ``checkpoint.pt``
 (resume), ``metrics.csv`` and ``model.pt`` (best epoch); ``students/student_<k>/`` the same for each student,
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from affect_data.metrics import abaw_selection_score
 from emotion.config import Config
 from emotion.factory import build_model, frame_dataset, paper_tasks, read_table, resolve_device
 from mtl_distill.batching import MultiTaskBatchSampler, concat_datasets
@@ -45,7 +48,7 @@ def run_teacher(config: Config, folder: Path) -> dict[str, Any]:
 def run_students(config: Config, folder: Path) -> dict[str, Any]:
     """Train the students from the teacher's starting weights on ground truth + soft labels (Eq. 14)."""
     students = config.training.students
-    teacher_dir = config.run_dir / "teacher"
+    teacher_dir = config.stage_dir("teacher")
     initial = build_model(config, pretrained=False)
     initial.load_state_dict(load_checkpoint(teacher_dir / "initial.pt"))
     teacher = build_model(config, pretrained=False)
@@ -74,7 +77,7 @@ def run_students(config: Config, folder: Path) -> dict[str, Any]:
 def training_data(config: Config) -> tuple[Any, MultiTaskBatchSampler, Any, Any]:
     """The joined per-task training datasets, the 3N batch sampler, the validation dataset, and an
     un-augmented view of the training datasets (for cached soft labels), from ``prepare``'s outputs."""
-    prepared = config.run_dir / "prepare"
+    prepared = config.stage_dir("prepare")
     tasks = [task.name for task in paper_tasks()]
     tables = {task: read_table(prepared / f"train_{task}.csv") for task in tasks}
     train, offsets = concat_datasets(
@@ -109,6 +112,7 @@ def train_config(config: Config, epochs: int, **student: float) -> TrainConfig:
         device=str(device),
         amp=device.type == "cuda",  # mixed precision and channels-last: GPU only
         channels_last=device.type == "cuda",
+        selection=abaw_selection_score,
         **student,
     )
 

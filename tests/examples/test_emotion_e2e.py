@@ -135,3 +135,48 @@ def test_predict_runs_the_ensemble_on_a_folder_of_frames(finished_run, tmp_path,
 
     assert run.main(["predict", "--config", str(config_path)]) == 2
     assert "needs --source" in capsys.readouterr().err
+
+
+def test_study_runs_every_seed_and_variant_and_compares_them_seed_by_seed(finished_run, capsys):
+    config, run_dir = finished_run
+    data = yaml.safe_load(config.read_text())
+    data["study"] = {"seeds": [5, 6], "variants": {"paper": {}, "hot": {"temperature": 3.0, "count": 1}}}
+    study_config = config.with_name("study.yaml")
+    study_config.write_text(yaml.safe_dump(data))
+    assert run.main(["study", "--config", str(study_config)]) == 0
+    printed = capsys.readouterr().out
+
+    study = run_dir / "study"
+    for seed in (5, 6):
+        assert (study / f"seed_{seed}" / "teacher" / "model.pt").is_file()  # one teacher per seed
+        assert len(list((study / f"seed_{seed}" / "paper" / "students").glob("student_*/model.pt"))) == 2
+        assert len(list((study / f"seed_{seed}" / "hot" / "students").glob("student_*/model.pt"))) == 1
+        saved = yaml.safe_load((study / f"seed_{seed}" / "hot" / "config.yaml").read_text())
+        assert (saved["seed"], saved["training"]["students"]["temperature"]) == (seed, 3.0)
+    # Both variants of a seed learned from the same teacher, which differs between seeds.
+    evaluated = {
+        (s, v): json.loads((study / f"seed_{s}" / v / "evaluate" / "scores.json").read_text())
+        for s in (5, 6)
+        for v in ("paper", "hot")
+    }
+    teachers = [evaluated[key]["models"]["teacher"] for key in sorted(evaluated)]
+    assert teachers[0] == teachers[1] and teachers[2] == teachers[3] and teachers[0] != teachers[2]
+
+    scores = json.loads((study / "scores.json").read_text())["scores"]
+    paper = [
+        json.loads((study / f"seed_{s}" / "paper" / "evaluate" / "scores.json").read_text()) for s in (5, 6)
+    ]
+    for seed, evaluated in zip(("5", "6"), paper, strict=True):
+        students = [evaluated["models"][f"student_{k}"]["AU"]["score"] for k in range(2)]
+        assert scores[seed]["paper: students (mean)"]["AU"] == pytest.approx(sum(students) / 2)
+    difference = scores["5"]["paper: ensemble"]["VA"] - scores["5"]["teacher"]["VA"]
+    difference += scores["6"]["paper: ensemble"]["VA"] - scores["6"]["teacher"]["VA"]
+    summary = (study / "summary.md").read_text()
+    assert "over 2 seeds (5, 6)" in summary and summary in printed
+    row = next(line for line in summary.splitlines() if line.startswith("| paper: ensemble − teacher"))
+    assert row.split("|")[4].strip().startswith(f"{difference / 2:+.3f}")  # VA, the third metric
+    assert (study / "summary.png").stat().st_size > 1000
+
+    # Everything is done: running the study again trains nothing.
+    assert run.main(["study", "--config", str(study_config)]) == 0
+    assert "running into" not in capsys.readouterr().out

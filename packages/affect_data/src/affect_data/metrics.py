@@ -20,6 +20,8 @@ call it, report). Macro F1 always averages over all 7 classes, present or not.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -247,6 +249,41 @@ def va_score(y_true, y_pred) -> dict[str, object]:
         "ccc": per_dim,
         "n_frames": int((~np.isnan(truth)).any(axis=1).sum()),
     }
+
+
+def abaw_selection_score(task_scores: Mapping[str, Mapping[str, float]]) -> float:
+    """The mean ABAW 2020 score of the tasks, from a trainer's per-task scores: a model selection rule.
+
+    ``task_scores`` is what ``mtl_distill.evaluate`` returns for the tasks ``AU`` (a multi-label task:
+    ``score`` = mean F1 at threshold 0.5, ``accuracy``), ``EXPR`` (multi-class: ``score`` = macro F1,
+    ``accuracy``) and ``VA`` (``score`` = mean CCC); tasks that are absent are left out of the mean. Each
+    task's ABAW 2020 score is composed from those parts exactly as :func:`au_score`, :func:`expr_score` and
+    :func:`va_score` compose theirs, so that ``mtl_distill.TrainConfig(selection=abaw_selection_score)`` keeps
+    the epoch that the ABAW evaluation would rank first (AU at threshold 0.5; the macro F1 averages the
+    classes present in truth or prediction, which on a validation set holding all 7 classes is the 7-class
+    average).
+
+    Examples
+    --------
+    >>> abaw_selection_score({
+    ...     "AU": {"score": 0.5, "accuracy": 0.9},
+    ...     "EXPR": {"score": 0.4, "accuracy": 0.7},
+    ...     "VA": {"score": 0.3},
+    ... })  # (0.7 + 0.499 + 0.3) / 3
+    0.49966...
+    """
+    parts = []
+    if "AU" in task_scores:
+        au = task_scores["AU"]
+        parts.append(AU_F1_WEIGHT * au["score"] + (1 - AU_F1_WEIGHT) * au["accuracy"])
+    if "EXPR" in task_scores:
+        expr = task_scores["EXPR"]
+        parts.append(EXPR_F1_WEIGHT * expr["score"] + EXPR_ACCURACY_WEIGHT * expr["accuracy"])
+    if "VA" in task_scores:
+        parts.append(task_scores["VA"]["score"])
+    if not parts:
+        raise ValueError(f"abaw_selection_score needs scores of AU, EXPR or VA, got {sorted(task_scores)}")
+    return float(np.mean(parts))
 
 
 def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, zero_division: float) -> np.ndarray:

@@ -1,0 +1,239 @@
+"""``run.py study``: teacher, students and evaluation repeated over seeds, compared with intervals.
+
+One run cannot tell a method's gain from the seed's: on the synthetic corpus the teacher alone moves by
+0.02-0.04 between seeds. A study trains every seed and compares the models seed by seed
+(:mod:`mtl_distill.study`: paired differences with Student-t 95% intervals).
+
+Folders, under the run folder of the config::
+
+    prepare/                              shared by every seed (the data do not depend on the training seed)
+    study/seed_<s>/teacher/               one teacher per seed, shared by every variant
+    study/seed_<s>/<variant>/students/    the variant's students of that seed
+    study/seed_<s>/<variant>/evaluate/    their scores (scores.json) and the teacher's
+    study/summary.md, summary.png, scores.json
+
+Each seed's stages are ordinary pipeline stages: finished ones are skipped, interrupted ones resume from their
+checkpoints, so an interrupted study continues where it stopped when run again.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import platform
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from emotion.config import Config, ConfigError, student_variant
+from emotion.pipeline import read_marker, run_stage, write_json
+from mtl_distill.study import StudySummary, summarize
+
+__all__ = ["MAIN_VARIANT", "parse_seeds", "run_study", "seed_config", "study_scores", "summarize_study"]
+
+#: The variant of a study whose config names none: the students exactly as configured.
+MAIN_VARIANT = "main"
+
+#: Metrics of the study tables: (name, task key in scores.json, path to the number).
+METRICS = (
+    ("AU", "AU", ("score",)),
+    ("EXPR", "EXPR", ("score",)),
+    ("VA", "VA", ("score",)),
+    ("valence", "VA", ("ccc", "valence")),
+    ("arousal", "VA", ("ccc", "arousal")),
+)
+MEAN, ENSEMBLE, TEACHER = "students (mean)", "ensemble", "teacher"
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-4"`` -> ``[0, 1, 2, 3, 4]``; ``"0,2,5-6"`` -> ``[0, 2, 5, 6]``.
+
+    Example
+    -------
+    >>> parse_seeds("0-2,7")
+    [0, 1, 2, 7]
+    """
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            seeds.extend(range(int(first), int(last if last else first) + 1))
+    except ValueError:
+        raise ConfigError(f"--seeds must look like 0-4 or 0,1,5, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds must name distinct seeds, got {text!r}")
+    return seeds
+
+
+def variants_of(config: Config, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Variant name -> its ``training.students`` settings (all of the config's, or those ``names``)."""
+    declared = config.study.variants or {MAIN_VARIANT: {}}
+    unknown = [name for name in names or () if name not in declared]
+    if unknown:
+        raise ConfigError(f"unknown study variant(s) {unknown}; the config declares {sorted(declared)}")
+    chosen = names or list(declared)
+    return {name: student_variant(config, name, declared[name]) for name in chosen}
+
+
+def seed_config(config: Config, seed: int, variant: str) -> Config:
+    """The configuration of one seed and variant: its own run folder, the shared ``prepare`` and teacher."""
+    derived = copy.deepcopy(config)
+    derived.seed = seed
+    derived.training.students = variants_of(config, [variant])[variant]
+    derived.name = f"{config.name}/study/seed_{seed}/{variant}"
+    derived.shared_stages = {
+        "prepare": config.stage_dir("prepare"),
+        "teacher": config.run_dir / "study" / f"seed_{seed}" / "teacher",
+    }
+    return derived
+
+
+def run_study(
+    config: Config,
+    seeds: Sequence[int] | None = None,
+    variants: Sequence[str] | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> StudySummary:
+    """Prepare once, then per seed the teacher and, per variant, the students and the evaluation; summarise.
+
+    ``force`` redoes every seed's teacher (and so everything after it), not ``prepare``.
+    """
+    seeds = list(seeds if seeds is not None else config.study.seeds)
+    names = list(variants_of(config, variants))
+    run_stage("prepare", config, log=log)
+    for seed in seeds:
+        for index, variant in enumerate(names):
+            derived = seed_config(config, seed, variant)
+            log(f"[study] seed {seed}, variant {variant!r}")
+            run_stage("teacher", derived, force=force and index == 0, log=log)
+            run_stage("students", derived, log=log)
+            run_stage("evaluate", derived, log=log)
+    summary = summarize_study(config, seeds, names)
+    log(f"[study] summary: {config.run_dir / 'study' / 'summary.md'}")
+    return summary
+
+
+def study_scores(config: Config, seeds: Sequence[int], variants: Sequence[str]) -> dict[int, dict]:
+    """``{seed: {model: {metric: value}}}`` from the evaluations: the teacher once per seed, and per variant
+    its students' mean, its ensemble and each student (prefixed with the variant's name when there are
+    several variants)."""
+    table: dict[int, dict] = {}
+    for seed in seeds:
+        row: dict[str, dict[str, float]] = {}
+        for variant in variants:
+            folder = seed_config(config, seed, variant).stage_dir("evaluate")
+            if read_marker(folder) is None:
+                raise ConfigError(f"seed {seed}, variant {variant!r}: {folder} is not finished")
+            models = json.loads((folder / "scores.json").read_text(encoding="utf-8"))["models"]
+            prefix = f"{variant}: " if len(variants) > 1 else ""
+            row[TEACHER] = _metrics(models[TEACHER])
+            students = [name for name in models if name.startswith("student_")]
+            for name in students:
+                row[prefix + name] = _metrics(models[name])
+            if students:
+                row[prefix + MEAN] = {
+                    metric: sum(row[prefix + name][metric] for name in students) / len(students)
+                    for metric in row[TEACHER]
+                }
+                row[prefix + ENSEMBLE] = _metrics(models[ENSEMBLE])
+        table[seed] = row
+    return table
+
+
+def summarize_study(config: Config, seeds: Sequence[int], variants: Sequence[str]) -> StudySummary:
+    """Write ``study/summary.md``, ``summary.png`` and ``scores.json``; return the summary."""
+    folder = config.run_dir / "study"
+    scores = study_scores(config, seeds, variants)
+    prefixes = [f"{variant}: " if len(variants) > 1 else "" for variant in variants]
+    models = [TEACHER]
+    comparisons = []
+    for prefix in prefixes:
+        models += [prefix + MEAN, prefix + ENSEMBLE]
+        comparisons += [
+            (prefix + MEAN, TEACHER),
+            (prefix + ENSEMBLE, TEACHER),
+            (prefix + ENSEMBLE, prefix + MEAN),
+        ]
+    comparisons += [(prefix + MEAN, prefixes[0] + MEAN) for prefix in prefixes[1:]]
+    summary = summarize(scores, comparisons, models=models, metrics=[name for name, _, _ in METRICS])
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "scores.json", {"seeds": list(seeds), "variants": list(variants), "scores": scores})
+    text = f"# Study `{config.name}`\n\n{_setting(config, seeds, variants)}\n\n{summary.to_markdown()}"
+    (folder / "summary.md").write_text(text, encoding="utf-8")
+    plot_differences(summary, folder / "summary.png")
+    return summary
+
+
+def plot_differences(summary: StudySummary, path: Path) -> Path:
+    """One panel per metric: each comparison's mean paired difference with its 95% interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = list(summary.differences)
+    fig, axes = plt.subplots(
+        1, len(summary.metrics), figsize=(3.2 * len(summary.metrics), 0.5 * len(pairs) + 1.6)
+    )
+    for ax, metric in zip(axes, summary.metrics, strict=True):
+        for row, pair in enumerate(pairs):
+            difference = summary.differences[pair].get(metric)
+            if difference is None:
+                continue
+            error = difference.half_width if difference.n > 1 else 0.0
+            colour = "tab:green" if difference.low > 0 else "tab:red" if difference.high < 0 else "tab:gray"
+            ax.errorbar(difference.mean, row, xerr=error, fmt="o", color=colour, capsize=3)
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(pairs)), [f"{a} − {b}" for a, b in pairs] if ax is axes[0] else [])
+        ax.invert_yaxis()
+        ax.set_title(metric)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(
+        f"paired differences over {len(summary.seeds)} seeds, mean and 95% interval", fontsize="medium"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _metrics(model_scores: dict[str, Any]) -> dict[str, float]:
+    values = {}
+    for name, task, keys in METRICS:
+        value = model_scores[task]
+        for key in keys:
+            value = value[key]
+        values[name] = float(value)
+    return values
+
+
+def _setting(config: Config, seeds: Sequence[int], variants: Sequence[str]) -> str:
+    training = config.training
+    images_per_epoch = 3 * training.batch_per_task * (training.steps_per_epoch or 0)
+    budget = (
+        f"{images_per_epoch:,} images per epoch" if images_per_epoch else "one pass over the data per epoch"
+    )
+    lines = [
+        f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), CPU `{_cpu_model()}`. Backbone "
+        f"`{config.model.backbone}`; teacher {training.teacher.epochs} epochs ({budget}).",
+        "",
+        "| variant | students | epochs | lam | T | soft labels |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, students in variants_of(config, list(variants)).items():
+        lines.append(
+            f"| {name} | {students.count} | {students.epochs} | {students.lam:g} | "
+            f"{students.temperature:g} | {students.soft_labels} |"
+        )
+    return "\n".join(lines)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
