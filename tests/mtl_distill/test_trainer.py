@@ -98,6 +98,51 @@ def test_students_start_from_the_teachers_initial_weights_with_their_own_seeds(d
     assert states_equal(trained.teacher.model.state_dict(), frozen_at_start.teacher.model.state_dict())
 
 
+def test_students_can_start_from_own_random_weights_or_from_the_trained_teacher(data):
+    train, sampler, val = data
+    model = toy.make_model(dropout=0.2)
+    initial = copy.deepcopy(model.state_dict())
+    random_start = distill(
+        model, TASKS, train, sampler, val, DistillConfig(quiet(1), quiet(0), 2, student_init="random")
+    )
+    first, second = (student.state_dict() for student in random_start.students)
+    assert not states_equal(first, initial) and not states_equal(first, second)
+    again = distill(
+        model, TASKS, train, sampler, val, DistillConfig(quiet(1), quiet(0), 2, student_init="random")
+    )
+    assert states_equal(again.students[0].state_dict(), first)  # seeded: the same fresh weights every time
+
+    from_teacher = distill(
+        model, TASKS, train, sampler, val, DistillConfig(quiet(1), quiet(0), 1, student_init="teacher")
+    )
+    assert states_equal(from_teacher.students[0].state_dict(), from_teacher.teacher.model.state_dict())
+    assert states_equal(model.state_dict(), initial)
+
+
+def test_reset_parameters_names_a_parameter_it_cannot_reset():
+    from mtl_distill.trainer import reset_parameters
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(2, 2)
+            self.scale = nn.Parameter(torch.ones(2))
+
+    with pytest.raises(ValueError, match=r"cannot re-initialise parameters \['scale'\]"):
+        reset_parameters(Scaled(), seed=0)
+
+
+def test_the_paper_preset_and_invalid_student_starts():
+    paper = DistillConfig.paper()
+    assert (paper.teacher.epochs, paper.student.epochs, paper.num_students) == (8, 3, 5)
+    assert (paper.student.lr, paper.student.lr_step_epochs, paper.student.lr_gamma) == (1e-4, 3, 0.1)
+    assert (paper.student.lam, paper.student.temperature, paper.student.t2_scaling) == (0.6, 1.5, False)
+    assert (paper.soft_labels, paper.student_init) == ("online", "teacher_initial")
+    assert DistillConfig.paper(device="cpu").teacher.device == "cpu"
+    with pytest.raises(ValueError, match="student_init must be one of"):
+        DistillConfig(student_init="imagenet")
+
+
 def test_the_teacher_is_frozen_in_eval_mode_and_unchanged_by_students(data):
     train, sampler, val = data
     teacher = toy.make_model(dropout=0.5)

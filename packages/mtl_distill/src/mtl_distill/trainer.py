@@ -62,9 +62,13 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "distill",
+    "reset_parameters",
     "train_students",
     "train_teacher",
 ]
+
+#: Where students start (see :class:`DistillConfig`).
+STUDENT_INITS = ("teacher_initial", "random", "teacher")
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -559,6 +563,11 @@ class DistillConfig:
         are computed once per sample on ``cache_dataset`` (un-augmented) and looked up - much faster.
     cache_dtype : str, default "float16"
         Storage type of the cached teacher logits ("float16", "bfloat16" or "float32").
+    student_init : {"teacher_initial", "random", "teacher"}, default "teacher_initial"
+        Where each student starts: the teacher's starting weights (the paper: its ImageNet start), fresh
+        random weights of its own (each parameterised module's ``reset_parameters()`` under the student's
+        seed: students that differ from the start), or the trained teacher's weights (born-again
+        fine-tuning: the students' budget then adds to the teacher's).
     seed : int, default 0
         The teacher's seed; each student's seed is derived from ``(seed, generation, student)``.
     """
@@ -569,13 +578,38 @@ class DistillConfig:
     generations: int = 1
     soft_labels: str = "online"
     cache_dtype: str = "float16"
+    student_init: str = "teacher_initial"
     seed: int = 0
+
+    @classmethod
+    def paper(cls, teacher_epochs: int = 8, student_epochs: int = 3, **settings: Any) -> DistillConfig:
+        """The paper's Algorithm 1 exactly: Adam 1e-4 divided by 10 every 3 epochs, a teacher of 8 epochs and
+        5 students of 3 epochs from the teacher's starting weights, lam 0.6, T 1.5 without T^2, online soft
+        labels. ``settings`` go to both runs' :class:`TrainConfig` (e.g. ``device``, ``progress``).
+
+        Example
+        -------
+        >>> config = DistillConfig.paper(progress=False)
+        >>> config.student.epochs, config.student.lam, config.student.temperature, config.soft_labels
+        (3, 0.6, 1.5, 'online')
+        """
+        optimisation = {"lr": 1e-4, "lr_step_epochs": 3, "lr_gamma": 0.1, **settings}
+        loss = {"lam": 0.6, "temperature": 1.5, "t2_scaling": False}
+        return cls(
+            teacher=TrainConfig(epochs=teacher_epochs, **optimisation),
+            student=TrainConfig(epochs=student_epochs, **loss, **optimisation),
+            num_students=5,
+            soft_labels="online",
+            student_init="teacher_initial",
+        )
 
     def __post_init__(self) -> None:
         if self.soft_labels not in ("online", "cached"):
             raise ValueError(f"soft_labels must be 'online' or 'cached', got {self.soft_labels!r}")
         if self.cache_dtype not in ("float16", "bfloat16", "float32"):
             raise ValueError(f"cache_dtype must be float16, bfloat16 or float32, got {self.cache_dtype!r}")
+        if self.student_init not in STUDENT_INITS:
+            raise ValueError(f"student_init must be one of {STUDENT_INITS}, got {self.student_init!r}")
         if self.num_students < 1 or self.generations < 1:
             raise ValueError(
                 f"num_students and generations must be >= 1, got {self.num_students}, {self.generations}"
@@ -631,14 +665,17 @@ def train_students(
     soft_labels: str = "online",
     cache_dataset: Dataset | None = None,
     cache_dtype: str = "float16",
+    reinitialise: bool = False,
     seed: int = 0,
     generation: int = 1,
     out_dir: str | os.PathLike | None = None,
 ) -> list[TrainResult]:
     """Algorithm 1, procedure STUDENT, ``num_students`` times: students of a frozen ``teacher`` (Eq. 14).
 
-    Every student is a deep copy of ``initial_model`` (give it the teacher's *starting* weights) trained
-    with its own seed, derived from ``(seed, generation, student index)``. The teacher (a model or an
+    Every student is a deep copy of ``initial_model`` (the paper: the teacher's *starting* weights) trained
+    with its own seed, derived from ``(seed, generation, student index)``; with ``reinitialise`` each copy
+    first gets fresh random weights of its own (``reset_parameters()`` of every module that has one, under
+    the student's seed). The teacher (a model or an
     :class:`~mtl_distill.soft_labels.EnsembleTeacher`) is copied, frozen and put in eval mode; the caller's
     modules are not modified. ``soft_labels="cached"`` computes the teacher's outputs once on
     ``cache_dataset`` (default ``train_dataset``; give an un-augmented view of the same samples), stored in
@@ -658,13 +695,16 @@ def train_students(
         raise ValueError(f"soft_labels must be 'online' or 'cached', got {soft_labels!r}")
     results = []
     for index in range(num_students):
+        student_seed = _student_seed(seed, generation, index)
         student = copy.deepcopy(initial_model)
+        if reinitialise:
+            reset_parameters(student, student_seed)
         trainer = Trainer(
             student,
             tasks,
             config,
             soft_labels=source,
-            seed=_student_seed(seed, generation, index),
+            seed=student_seed,
             out_dir=out_dir / f"student_{index}" if out_dir is not None else None,
             name=f"generation {generation} student {index + 1}/{num_students}",
         )
@@ -685,9 +725,10 @@ def distill(
 ) -> DistillResult:
     """Algorithm 1 end to end: the teacher, then ``num_students`` students for each generation.
 
-    ``model`` is not modified: the teacher and every student start from copies of its current weights.
-    Everything resumes from ``out_dir`` (``teacher/``, ``generation_<g>/student_<k>/``) when run again; the
-    students then start from the weights saved in ``teacher/initial.pt`` by the first run.
+    ``model`` is not modified: the teacher starts from a copy of its current weights, and the students from
+    the same weights, fresh random ones or the trained teacher's (``config.student_init``). Everything
+    resumes from ``out_dir`` (``teacher/``, ``generation_<g>/student_<k>/``) when run again; the students
+    then start from the weights saved in ``teacher/initial.pt`` by the first run.
 
     Example
     -------
@@ -730,9 +771,10 @@ def distill(
     )
     generations: list[list[TrainResult]] = []
     current_teacher: nn.Module = teacher.model
+    student_start = teacher.model if config.student_init == "teacher" else initial_model
     for generation in range(1, config.generations + 1):
         students = train_students(
-            initial_model,
+            student_start,
             current_teacher,
             tasks,
             train_dataset,
@@ -743,6 +785,7 @@ def distill(
             soft_labels=config.soft_labels,
             cache_dataset=cache_dataset,
             cache_dtype=config.cache_dtype,
+            reinitialise=config.student_init == "random",
             seed=config.seed,
             generation=generation,
             out_dir=root / f"generation_{generation}" if root is not None else None,
@@ -774,6 +817,29 @@ def _teacher_cache(
     if path is not None and distributed.rank() == 0:
         cache.save(path)
     return cache
+
+
+def reset_parameters(model: nn.Module, seed: int) -> nn.Module:
+    """Fresh random weights, in place: ``reset_parameters()`` of every submodule that has one, drawn from
+    torch's generator seeded with ``seed`` (the global generator's state is left as it was).
+
+    Raises a ValueError when a parameter belongs to no module that can reset it (a bare ``nn.Parameter``):
+    it would silently keep its old value.
+    """
+    resettable = [module for module in model.modules() if callable(getattr(module, "reset_parameters", None))]
+    covered = {id(p) for module in resettable for p in module.parameters(recurse=False)}
+    left = [name for name, p in model.named_parameters() if id(p) not in covered]
+    if left:
+        raise ValueError(
+            f"cannot re-initialise parameters {left[:3]}: no module with reset_parameters() owns them; "
+            "give the model's modules a reset_parameters() or use student_init='teacher_initial'"
+        )
+    devices = [p.device for p in model.parameters() if p.device.type == "cuda"]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for module in resettable:
+            module.reset_parameters()
+    return model
 
 
 def _warn_about_frozen_batchnorm_in_train_mode(model: nn.Module) -> None:
