@@ -9,23 +9,37 @@ scikit-learn: nothing is downloaded):
   (mean intensity) and the height of its centre of mass, each scaled to [-1, 1].
 
 Every training image is labelled for ONE task only (a random third each), as in the paper, and gets
-Gaussian pixel noise (std 0.1) as augmentation. A teacher learns from these labels alone; five students
-learn from the labels and the teacher's soft labels on every task (Algorithm 1; by default the teacher runs
-on the same noisy batch, "online"); their ensemble averages their probabilities, with per-label thresholds
-for ``attributes`` tuned on the validation split. A held-out test split with all three labels scores
-everyone.
+Gaussian pixel noise (std 0.1) as augmentation. A teacher learns from these labels alone; students learn from
+the labels and the teacher's soft labels on every task (Algorithm 1); their ensemble averages their
+probabilities, with per-label thresholds for ``attributes`` tuned on the validation split. A held-out test
+split with all three labels scores everyone. Epochs are selected on the validation split.
 
-    python examples/digits/run.py                   # full run (under 2 minutes on 2 CPU cores)
-    python examples/digits/run.py --quick           # a few seconds: fewer epochs, two students
+One run says little (the teacher alone moves by about 0.01 between seeds), so the script runs a *study*:
+every seed trains a teacher and each variant's students from it, and the variants are compared with the
+teacher seed by seed (paired differences with 95% intervals, :mod:`mtl_distill.study`)::
 
-The Markdown table is printed and written to ``--results`` (default ``examples/digits/results.md``).
+    python examples/digits/run.py                          # the package's defaults over seeds 0-4
+    python examples/digits/run.py --variants paper,default # two variants (one teacher per seed)
+    python examples/digits/run.py --study                  # every variant of the README's tables
+    python examples/digits/run.py --seeds 0                # one seed: a single-run table
+    python examples/digits/run.py --quick                  # seconds: a smoke test
+
+Runs are saved under ``--out-dir`` (default ``runs/digits``) and resume: a finished seed is not trained
+again. The Markdown summary is printed and written to ``--results``.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
+import multiprocessing
+import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +60,8 @@ TASKS = [
     md.MultiLabelTask("attributes", num_labels=4, label_names=list(ATTRIBUTES)),
     md.BinnedRegressionTask("shape", num_dims=2, num_bins=10, dim_names=["ink", "height"]),
 ]
+#: Metrics of the tables: the task's headline score (macro F1, mean F1, mean CCC).
+METRICS = {"digit": "digit macro F1", "attributes": "attributes mean F1", "shape": "shape mean CCC"}
 
 
 class Digits(Dataset):
@@ -127,99 +143,313 @@ def make_splits(seed: int, noise: float) -> tuple[Digits, Digits, Digits, Digits
     )
 
 
-def scores_row(name: str, scores: dict[str, dict[str, float]]) -> dict[str, float | str]:
-    row = {
-        "model": name,
-        "digit macro F1": scores["digit"]["score"],
-        "digit accuracy": scores["digit"]["accuracy"],
-        "attributes mean F1": scores["attributes"]["score"],
-        "shape mean CCC": scores["shape"]["score"],
-    }
-    row["mean score"] = float(np.mean([scores[task.name]["score"] for task in TASKS]))
-    return row
+# -- what is compared --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Schedule:
+    """How long a teacher (and, unless a variant says otherwise, each student) trains.
+
+    Adam at ``lr``, divided by 10 after ``lr_step_epochs``; an epoch is ``steps_per_epoch`` batches of 32
+    images per task (None: one pass over the largest task's list, 11 batches).
+    """
+
+    epochs: int
+    steps_per_epoch: int | None
+    lr_step_epochs: int
+    lr: float = 3e-3
+
+    def train_config(self, epochs: int | None = None, **loss: Any) -> md.TrainConfig:
+        return md.TrainConfig(
+            epochs=self.epochs if epochs is None else epochs,
+            lr=self.lr,
+            lr_step_epochs=self.lr_step_epochs,
+            progress=False,
+            tensorboard=False,
+            **loss,
+        )
 
 
-def markdown_table(rows: list[dict[str, float | str]]) -> str:
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    for row in rows:
-        cells = [value if isinstance(value, str) else f"{value:.3f}" for value in row.values()]
-        lines.append("| " + " | ".join(cells) + " |")
+SCHEDULES = {
+    # 40 epochs of 44 batches: the teacher's validation scores have levelled off (1,760 steps).
+    "converged": Schedule(epochs=40, steps_per_epoch=44, lr_step_epochs=30),
+    # This example's first schedule, 30 epochs of 11 batches (330 steps): far from converged.
+    "short": Schedule(epochs=30, steps_per_epoch=None, lr_step_epochs=20),
+    "quick": Schedule(epochs=3, steps_per_epoch=None, lr_step_epochs=20),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of training the students: changes to the package's defaults, in package terms.
+
+    ``student`` overrides :class:`mtl_distill.TrainConfig` loss fields of the students, ``distill``
+    :class:`mtl_distill.DistillConfig` fields; ``student_epochs`` is a fraction of the teacher's epochs.
+    """
+
+    question: str
+    description: str
+    student: dict[str, Any] = field(default_factory=dict)
+    distill: dict[str, Any] = field(default_factory=dict)
+    student_epochs: float = 1.0
+    schedule: str = "converged"
+
+
+PAPER_LOSS = {"lam": 0.6, "temperature": 1.5, "t2_scaling": False}
+PAPER_DISTILL = {"soft_labels": "online", "student_init": "teacher_initial"}
+VARIANTS = {
+    "default": Variant("defaults", "the package's defaults, students as long as the teacher"),
+    "paper": Variant(
+        "the paper",
+        "the paper exactly: lam 0.6, T 1.5, online soft labels, students from the teacher's start, "
+        "for 3/8 of the teacher's epochs",
+        PAPER_LOSS,
+        PAPER_DISTILL,
+        student_epochs=3 / 8,
+    ),
+    "paper-equal": Variant(
+        "budget", "the paper's method, students as long as the teacher", PAPER_LOSS, PAPER_DISTILL
+    ),
+    "paper-short": Variant(
+        "budget",
+        "the paper's method, teacher and students on this example's first (short) schedule",
+        PAPER_LOSS,
+        PAPER_DISTILL,
+        schedule="short",
+    ),
+    "from-teacher": Variant(
+        "budget",
+        "the paper's method, students start from the trained teacher (their budget adds to its)",
+        PAPER_LOSS,
+        {**PAPER_DISTILL, "student_init": "teacher"},
+    ),
+    "cached": Variant(
+        "loss",
+        "the paper's method with cached soft labels",
+        PAPER_LOSS,
+        {**PAPER_DISTILL, "soft_labels": "cached"},
+    ),
+    "t2": Variant(
+        "loss",
+        "the paper's method with T = 2 and T^2 scaling",
+        {**PAPER_LOSS, "temperature": 2.0, "t2_scaling": True},
+        PAPER_DISTILL,
+    ),
+    "lam0.9": Variant("loss", "the paper's method with lam = 0.9", {**PAPER_LOSS, "lam": 0.9}, PAPER_DISTILL),
+    "own-init": Variant(
+        "diversity",
+        "the paper's method, each student from its own random weights",
+        PAPER_LOSS,
+        {**PAPER_DISTILL, "student_init": "random"},
+    ),
+}
+STUDY = (
+    "default",
+    "paper",
+    "paper-equal",
+    "paper-short",
+    "from-teacher",
+    "cached",
+    "t2",
+    "lam0.9",
+    "own-init",
+)
+
+
+# -- one seed ----------------------------------------------------------------------------------------------
+def run_seed(
+    seed: int, variants: list[str], out_dir: Path, quick: bool = False, students: int | None = None
+) -> None:
+    """Train the seed's teacher(s) and each variant's students; write each variant's ``scores.json``."""
+    train_set, train_plain, val_set, test_set, sources = make_splits(seed, noise=0.1)
+    teachers: dict[str, md.TrainResult] = {}
+    for name in variants:
+        result_path = out_dir / f"seed_{seed}" / name / "scores.json"
+        if result_path.is_file():
+            continue
+        variant = VARIANTS[name]
+        schedule = SCHEDULES["quick" if quick else variant.schedule]
+        sampler = md.MultiTaskBatchSampler(sources, batch_size=32, steps_per_epoch=schedule.steps_per_epoch)
+        key = "quick" if quick else variant.schedule
+        if key not in teachers:
+            teachers[key] = md.train_teacher(
+                _initial_model(seed),
+                TASKS,
+                train_set,
+                sampler,
+                val_set,
+                schedule.train_config(),
+                seed=seed,
+                out_dir=out_dir / f"seed_{seed}" / f"teacher-{key}",
+            )
+        config = md.DistillConfig(
+            teacher=schedule.train_config(),
+            student=schedule.train_config(
+                max(1, round(schedule.epochs * variant.student_epochs)), **variant.student
+            ),
+            num_students=students or (2 if quick else 5),
+            seed=seed,
+            **variant.distill,
+        )
+        started = time.process_time()
+        result = md.distill(
+            _initial_model(seed),
+            TASKS,
+            train_set,
+            sampler,
+            val_set,
+            config,
+            cache_dataset=train_plain,
+            out_dir=out_dir / f"seed_{seed}" / name,
+            teacher=teachers[key],
+        )
+        scores = score_models(result, val_set, test_set)
+        scores["budget"] = {
+            "teacher_images": config.teacher.epochs * sampler.steps_per_epoch * 96,
+            "student_images": config.student.epochs * sampler.steps_per_epoch * 96,
+            "student_cpu_seconds": round(time.process_time() - started, 1),
+        }
+        result_path.parent.mkdir(parents=True, exist_ok=True)
+        result_path.write_text(json.dumps(scores, indent=1))
+
+
+def _initial_model(seed: int) -> MultitaskMLP:
+    torch.manual_seed(seed)
+    return MultitaskMLP()
+
+
+def score_models(
+    result: md.DistillResult, val_set: Dataset, test_set: Dataset
+) -> dict[str, dict[str, float]]:
+    """Test scores of the teacher, each student and the ensemble (thresholds tuned on validation)."""
+
+    def headline(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+        return {task: scores[task]["score"] for task in METRICS}
+
+    models = {"teacher": headline(md.evaluate(result.teacher.model, TASKS, test_set))}
+    for k, student in enumerate(result.students):
+        models[f"student_{k}"] = headline(md.evaluate(student, TASKS, test_set))
+    ensemble = md.Ensemble(result.students, TASKS)
+    ensemble.tune_thresholds(val_set)
+    models["ensemble"] = headline(ensemble.evaluate(test_set))
+    return models
+
+
+# -- the study ---------------------------------------------------------------------------------------------
+def collect(seeds: list[int], variants: list[str], out_dir: Path) -> dict[int, dict[str, dict[str, float]]]:
+    """``{seed: {model: {metric: value}}}``: the teacher, and per variant its students' mean and ensemble."""
+    table: dict[int, dict[str, dict[str, float]]] = {}
+    for seed in seeds:
+        row: dict[str, dict[str, float]] = {}
+        for name in variants:
+            scores = json.loads((out_dir / f"seed_{seed}" / name / "scores.json").read_text())
+            teacher = (
+                "teacher"
+                if VARIANTS[name].schedule == "converged"
+                else f"teacher ({VARIANTS[name].schedule})"
+            )
+            row[teacher] = scores["teacher"]
+            students = [model for model in scores if model.startswith("student_")]
+            row[f"{name}: students (mean)"] = {
+                metric: float(np.mean([scores[s][metric] for s in students])) for metric in METRICS
+            }
+            row[f"{name}: ensemble"] = scores["ensemble"]
+        table[seed] = row
+    return table
+
+
+def summary(seeds: list[int], variants: list[str], out_dir: Path, elapsed: float) -> str:
+    """The Markdown tables: per variant its students' mean and ensemble against its teacher."""
+    scores = collect(seeds, variants, out_dir)
+    lines = [
+        f"Test split (539 images, all labels), {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); CPU "
+        f"`{_cpu_model()}`; {elapsed:.0f} s wall-clock for what this invocation trained.",
+        "",
+    ]
+    if len(seeds) == 1:
+        lines += ["**One run**: a single seed, no interval; compare methods with 5 or more seeds.", ""]
+    for name in variants:
+        variant = VARIANTS[name]
+        teacher = "teacher" if variant.schedule == "converged" else f"teacher ({variant.schedule})"
+        models = {
+            "teacher": teacher,
+            "students (mean)": f"{name}: students (mean)",
+            "ensemble": f"{name}: ensemble",
+        }
+        study = md.study.summarize(
+            {seed: {short: scores[seed][full] for short, full in models.items()} for seed in seeds},
+            [("students (mean)", "teacher"), ("ensemble", "teacher"), ("ensemble", "students (mean)")],
+            metrics=list(METRICS),
+        )
+        budget = json.loads((out_dir / f"seed_{seeds[0]}" / name / "scores.json").read_text())["budget"]
+        lines += [
+            f"### `{name}`: {variant.description}",
+            "",
+            f"Images seen: teacher {budget['teacher_images']:,}, each student {budget['student_images']:,}.",
+            "",
+            study.to_markdown(metric_names=METRICS),
+        ]
     return "\n".join(lines)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _parse_seeds(text: str) -> list[int]:
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        seeds.extend(range(int(first), int(last or first) + 1))
+    return seeds
+
+
+def _worker(seed: int, variants: list[str], out_dir: Path, quick: bool, students: int | None) -> int:
+    torch.set_num_threads(1)
+    run_seed(seed, variants, out_dir, quick, students)
+    return seed
 
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few epochs and two students (a smoke test)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--students", type=int, default=None, help="number of students (default 5)")
-    parser.add_argument("--soft-labels", choices=["online", "cached"], default="online")
-    parser.add_argument("--results", type=Path, default=Path(__file__).with_name("results.md"))
-    parser.add_argument("--out-dir", type=Path, default=None, help="checkpoints and metrics.csv (resumable)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,3 (default 0-4)")
+    parser.add_argument("--variants", default="default", help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    parser.add_argument("--study", action="store_true", help="every variant of the README's research tables")
+    parser.add_argument("--quick", action="store_true", help="3 epochs, two students, one seed: a smoke test")
+    parser.add_argument("--students", type=int, default=None, help="students per variant (default 5)")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once, one process each")
+    parser.add_argument("--out-dir", type=Path, default=Path("runs/digits"), help="runs, resumable")
+    parser.add_argument("--results", type=Path, default=None, help="write the summary here too")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    started, cpu_started = time.perf_counter(), time.process_time()
+    seeds = [0] if args.quick and args.seeds == "0-4" else _parse_seeds(args.seeds)
+    variants = list(STUDY) if args.study else args.variants.split(",")
+    unknown = [name for name in variants if name not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    out_dir = args.out_dir / "quick" if args.quick else args.out_dir
 
-    teacher_epochs, student_epochs = (3, 2) if args.quick else (30, 30)
-    num_students = args.students or (2 if args.quick else 5)
-    train_set, train_plain, val_set, test_set, sources = make_splits(args.seed, noise=0.1)
-    sampler = md.MultiTaskBatchSampler(sources, batch_size=32)  # N = 32 per task: batches of 96
-
-    def settings(epochs: int) -> md.TrainConfig:
-        # Adam at 3e-3, divided by 10 after 20 epochs: a small MLP from scratch needs more than the paper's
-        # 1e-4 (which fine-tunes a pretrained ResNet).
-        return md.TrainConfig(epochs=epochs, lr=3e-3, lr_step_epochs=20, progress=False, tensorboard=False)
-
-    torch.manual_seed(args.seed)
-    result = md.distill(
-        MultitaskMLP(),
-        TASKS,
-        train_set,
-        sampler,
-        val_set,
-        md.DistillConfig(
-            teacher=settings(teacher_epochs),
-            student=settings(student_epochs),
-            num_students=num_students,
-            soft_labels=args.soft_labels,
-            seed=args.seed,
-        ),
-        cache_dataset=train_plain,
-        out_dir=args.out_dir,
-    )
-
-    rows = [scores_row("teacher", md.evaluate(result.teacher.model, TASKS, test_set))]
-    students = result.students
-    for k, student in enumerate(students, start=1):
-        rows.append(scores_row(f"student {k}", md.evaluate(student, TASKS, test_set)))
-    mean_row = {"model": f"students' mean (of {len(students)})"}
-    mean_row.update(
-        {key: float(np.mean([row[key] for row in rows[1:]])) for key in rows[0] if key != "model"}
-    )
-    rows.append(mean_row)
-    # The ensemble's test predictions do not depend on the thresholds: predict once, score twice.
-    ensemble = md.Ensemble(students, TASKS)
-    test_predictions = md.predict(ensemble, TASKS, test_set)
-    scores = md.score_predictions(TASKS, test_predictions, ensemble.score_kwargs())
-    rows.append(scores_row("ensemble, thresholds 0.5", scores))
-    ensemble.tune_thresholds(val_set)
-    scores = md.score_predictions(TASKS, test_predictions, ensemble.score_kwargs())
-    rows.append(scores_row("ensemble, tuned thresholds", scores))
-
-    elapsed = time.perf_counter() - started
-    cpu_seconds = time.process_time() - cpu_started
-    table = markdown_table(rows)
-    summary = (
-        f"{len(train_set)} training images (each labelled for one task), {len(val_set)} validation and "
-        f"{len(test_set)} test images (all labels). Teacher {teacher_epochs} epochs, {num_students} students "
-        f"x {student_epochs} epochs, {args.soft_labels} soft labels, seed {args.seed}; {elapsed:.0f} s "
-        f"wall-clock, {cpu_seconds:.0f} s CPU ({args.threads} torch thread(s))."
-    )
-    report = f"{table}\n\n{summary}\n"
+    started = time.perf_counter()
+    if args.jobs > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            work = functools.partial(
+                _worker, variants=variants, out_dir=out_dir, quick=args.quick, students=args.students
+            )
+            for done in pool.map(work, seeds):
+                print(f"seed {done} done", flush=True)
+    else:
+        torch.set_num_threads(1)
+        for seed in seeds:
+            run_seed(seed, variants, out_dir, args.quick, args.students)
+    report = summary(seeds, variants, out_dir, time.perf_counter() - started)
     print(report)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(report)
+    if args.results is not None:
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(report)
     return report
 
 

@@ -1,10 +1,13 @@
-"""examples/digits/run.py in its reduced mode: the table is printed and written, and the models learned."""
+"""examples/digits/run.py: splits, a quick study over variants that resumes, and the README's tables."""
 
 import importlib.util
+import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 RUN = Path(__file__).parents[2] / "examples" / "digits" / "run.py"
@@ -13,22 +16,48 @@ RUN = Path(__file__).parents[2] / "examples" / "digits" / "run.py"
 def load_example():
     spec = importlib.util.spec_from_file_location("digits_example", RUN)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-def test_digits_quick_run(tmp_path, capsys):
+def test_quick_study_compares_variants_with_one_teacher_per_seed_and_resumes(tmp_path, capsys):
     example = load_example()
     results = tmp_path / "results.md"
-    report = example.main(["--quick", "--results", str(results), "--soft-labels", "cached"])
-    assert results.read_text() == report
-    assert report in capsys.readouterr().out
-    rows = {line.split("|")[1].strip(): line for line in report.splitlines() if line.startswith("| ")}
-    expected = ["teacher", "student 1", "student 2", "ensemble, thresholds 0.5", "ensemble, tuned thresholds"]
-    assert all(name in rows for name in expected)
-    teacher_scores = [float(value) for value in re.findall(r"\d\.\d{3}", rows["teacher"])]
-    assert len(teacher_scores) == 5
-    assert teacher_scores[1] > 0.3  # digit accuracy well above chance (0.1) after a few epochs
+    args = ["--quick", "--seeds", "0-1", "--variants", "paper,cached", "--out-dir", str(tmp_path / "runs")]
+    report = example.main([*args, "--results", str(results)])
+    assert results.read_text() == report and report in capsys.readouterr().out
+    runs = tmp_path / "runs" / "quick"
+    for seed in (0, 1):
+        assert (runs / f"seed_{seed}" / "teacher-quick" / "model.pt").is_file()  # shared by both variants
+        paper = json.loads((runs / f"seed_{seed}" / "paper" / "scores.json").read_text())
+        cached = json.loads((runs / f"seed_{seed}" / "cached" / "scores.json").read_text())
+        assert paper["teacher"] == cached["teacher"]
+        assert set(paper) == {"teacher", "student_0", "student_1", "ensemble", "budget"}
+        assert paper["budget"]["student_images"] < paper["budget"]["teacher_images"]  # 3/8 of its epochs
+    assert "over 2 seeds (0, 1)" in report
+    # The paired difference in the table is the mean of the two seeds' differences.
+    differences = []
+    for seed in (0, 1):
+        scores = json.loads((runs / f"seed_{seed}" / "paper" / "scores.json").read_text())
+        mean = np.mean([scores[f"student_{k}"]["digit"] for k in range(2)])
+        differences.append(mean - scores["teacher"]["digit"])
+    section = report.split("### `paper`")[1].split("### `cached`")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| students (mean) − teacher"))
+    assert row.split("|")[2].strip().strip("*").startswith(f"{np.mean(differences):+.3f}")
+
+    before = {path: path.stat().st_mtime_ns for path in runs.rglob("*.json")}
+    again = example.main(args)
+    assert {path: path.stat().st_mtime_ns for path in runs.rglob("*.json")} == before  # nothing retrained
+    assert re.sub(r"\d+ s wall-clock", "", again) == re.sub(r"\d+ s wall-clock", "", report)
+
+
+def test_one_seed_is_labelled_as_one_run_and_unknown_variants_are_named(tmp_path):
+    example = load_example()
+    report = example.main(["--quick", "--variants", "default", "--out-dir", str(tmp_path)])
+    assert "**One run**" in report
+    with pytest.raises(SystemExit):
+        example.main(["--quick", "--variants", "papr", "--out-dir", str(tmp_path)])
 
 
 def test_each_training_image_has_one_label_and_test_images_all():
@@ -41,12 +70,3 @@ def test_each_training_image_has_one_label_and_test_images_all():
     image, targets, masks = plain[0]
     assert image.shape == (64,) and set(targets) == set(masks) == {"digit", "attributes", "shape"}
     assert float(test.targets["shape"].min()) >= -1 and float(test.targets["shape"].max()) <= 1
-
-
-def test_readme_shows_the_table_and_timings_the_full_run_wrote():
-    readme = (RUN.parent / "README.md").read_text()
-    written = (RUN.parent / "results.md").read_text()
-    table = "\n".join(line for line in written.splitlines() if line.startswith("|"))
-    assert table in readme
-    wall, cpu = re.search(r"(\d+) s wall-clock, (\d+) s CPU", written).groups()
-    assert f"{cpu} s of CPU time" in readme and f"{wall} s of wall-clock time" in readme

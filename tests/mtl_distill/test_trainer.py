@@ -474,3 +474,13 @@ def test_frozen_batchnorm_left_in_train_mode_is_reported(data):
     sampler = MultiTaskBatchSampler({"cls": range(48, 96)}, batch_size=8, steps_per_epoch=1)
     with pytest.warns(UserWarning, match=r"frozen BatchNorm layers are in train mode.*\['norm'\]"):
         Trainer(FrozenNormModel(), [TASKS[1]], quiet(1)).fit(train, sampler)
+
+
+def test_distill_uses_a_given_teacher_instead_of_training_one(data):
+    train, sampler, val = data
+    model = toy.make_model()
+    teacher = train_teacher(copy.deepcopy(model), TASKS, train, sampler, val, quiet(1))
+    trained = copy.deepcopy(teacher.model.state_dict())
+    result = distill(model, TASKS, train, sampler, val, DistillConfig(quiet(5), quiet(0), 1), teacher=teacher)
+    assert result.teacher is teacher and states_equal(teacher.model.state_dict(), trained)
+    assert states_equal(result.students[0].state_dict(), model.state_dict())  # from the teacher's start

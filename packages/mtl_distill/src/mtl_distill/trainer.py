@@ -722,8 +722,13 @@ def distill(
     *,
     cache_dataset: Dataset | None = None,
     out_dir: str | os.PathLike | None = None,
+    teacher: TrainResult | None = None,
 ) -> DistillResult:
     """Algorithm 1 end to end: the teacher, then ``num_students`` students for each generation.
+
+    ``teacher``, a finished :func:`train_teacher` run that started from ``model``'s weights, is used
+    instead of training one (``config.teacher`` is then ignored): one teacher can serve several student
+    settings.
 
     ``model`` is not modified: the teacher starts from a copy of its current weights, and the students from
     the same weights, fresh random ones or the trained teacher's (``config.student_init``). Everything
@@ -759,16 +764,17 @@ def distill(
     saved_initial = root / "teacher" / "initial.pt" if root is not None else None
     if saved_initial is not None and saved_initial.is_file():  # resuming: the first run's starting weights
         initial_model.load_state_dict(load_checkpoint(saved_initial))
-    teacher = train_teacher(
-        copy.deepcopy(initial_model),
-        tasks,
-        train_dataset,
-        batch_sampler,
-        val_dataset,
-        config.teacher,
-        seed=config.seed,
-        out_dir=root / "teacher" if root is not None else None,
-    )
+    if teacher is None:
+        teacher = train_teacher(
+            copy.deepcopy(initial_model),
+            tasks,
+            train_dataset,
+            batch_sampler,
+            val_dataset,
+            config.teacher,
+            seed=config.seed,
+            out_dir=root / "teacher" if root is not None else None,
+        )
     generations: list[list[TrainResult]] = []
     current_teacher: nn.Module = teacher.model
     student_start = teacher.model if config.student_init == "teacher" else initial_model
