@@ -106,13 +106,19 @@ class TeacherConfig:
 
 @dataclass
 class StudentsConfig:
-    """Student training: ground truth and the teacher's soft labels (Eq. 14)."""
+    """Student training: ground truth and the teacher's soft labels (Eq. 14).
+
+    ``init`` is where each student starts (``mtl_distill.DistillConfig.student_init``): the teacher's
+    starting weights (the paper), fresh random weights of its own, or the trained teacher's weights.
+    """
 
     count: int = 5
     epochs: int = 3
     lam: float = 0.6
     temperature: float = 1.5
+    t2_scaling: bool = False
     soft_labels: Literal["online", "cached"] = "online"
+    init: Literal["teacher_initial", "random", "teacher"] = "teacher_initial"
 
 
 @dataclass

@@ -233,7 +233,8 @@ def run_table2(config: Config, folder: Path) -> dict[str, Any]:
         student_epochs = experiments.sequence_student_epochs or students.epochs
         runs = train_students(
             initial, teacher.model, tasks, train, sampler, val_clips,
-            train_config(config, student_epochs, lam=students.lam, temperature=students.temperature),
+            train_config(config, student_epochs, lam=students.lam, temperature=students.temperature,
+                         t2_scaling=students.t2_scaling),
             num_students=students.count, soft_labels="online", seed=config.seed, out_dir=out_dir / "students",
         )  # fmt: skip
         models = {"teacher": teacher.model, **{f"student_{k}": run.model for k, run in enumerate(runs)}}

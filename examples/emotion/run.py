@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     study = parser.add_argument_group("study")
     study.add_argument("--seeds", help="seeds to run, e.g. 0-4 or 0,2,5 (default: the config's study.seeds)")
     study.add_argument("--variants", help="comma-separated study variants (default: all of the config's)")
+    study.add_argument("--jobs", type=int, default=1, help="seeds trained at once, one process each")
     video = parser.add_argument_group("predict")
     video.add_argument("--source", type=Path, help="a video file or a folder of images")
     video.add_argument("--out", type=Path, help="output folder (default <run>/predict/<source name>)")
@@ -92,7 +93,7 @@ def _study(config, args: argparse.Namespace) -> int:
 
     seeds = parse_seeds(args.seeds) if args.seeds else None
     variants = args.variants.split(",") if args.variants else None
-    run_study(config, seeds, variants, force=args.force)
+    run_study(config, seeds, variants, force=args.force, jobs=args.jobs)
     print((config.run_dir / "study" / "summary.md").read_text(encoding="utf-8"))
     return 0
 

@@ -50,7 +50,8 @@ def run_students(config: Config, folder: Path) -> dict[str, Any]:
     students = config.training.students
     teacher_dir = config.stage_dir("teacher")
     initial = build_model(config, pretrained=False)
-    initial.load_state_dict(load_checkpoint(teacher_dir / "initial.pt"))
+    start = "model.pt" if students.init == "teacher" else "initial.pt"
+    initial.load_state_dict(load_checkpoint(teacher_dir / start))
     teacher = build_model(config, pretrained=False)
     teacher.load_state_dict(load_checkpoint(teacher_dir / "model.pt"))
     train, sampler, validation, unaugmented = training_data(config)
@@ -61,10 +62,17 @@ def run_students(config: Config, folder: Path) -> dict[str, Any]:
         train,
         sampler,
         validation,
-        train_config(config, students.epochs, lam=students.lam, temperature=students.temperature),
+        train_config(
+            config,
+            students.epochs,
+            lam=students.lam,
+            temperature=students.temperature,
+            t2_scaling=students.t2_scaling,
+        ),
         num_students=students.count,
         soft_labels=students.soft_labels,
         cache_dataset=unaugmented,
+        reinitialise=students.init == "random",
         seed=config.seed,
         out_dir=folder,
     )
@@ -97,7 +105,7 @@ def training_data(config: Config) -> tuple[Any, MultiTaskBatchSampler, Any, Any]
     return train, sampler, validation, unaugmented
 
 
-def train_config(config: Config, epochs: int, **student: float) -> TrainConfig:
+def train_config(config: Config, epochs: int, **student: float | bool) -> TrainConfig:
     training = config.training
     weight_decay = training.weight_decay
     device = resolve_device(training.device)

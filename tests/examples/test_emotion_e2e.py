@@ -143,7 +143,7 @@ def test_study_runs_every_seed_and_variant_and_compares_them_seed_by_seed(finish
     data["study"] = {"seeds": [5, 6], "variants": {"paper": {}, "hot": {"temperature": 3.0, "count": 1}}}
     study_config = config.with_name("study.yaml")
     study_config.write_text(yaml.safe_dump(data))
-    assert run.main(["study", "--config", str(study_config)]) == 0
+    assert run.main(["study", "--config", str(study_config), "--jobs", "2"]) == 0  # a process per seed
     printed = capsys.readouterr().out
 
     study = run_dir / "study"
