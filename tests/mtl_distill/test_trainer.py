@@ -484,3 +484,18 @@ def test_distill_uses_a_given_teacher_instead_of_training_one(data):
     result = distill(model, TASKS, train, sampler, val, DistillConfig(quiet(5), quiet(0), 1), teacher=teacher)
     assert result.teacher is teacher and states_equal(teacher.model.state_dict(), trained)
     assert states_equal(result.students[0].state_dict(), model.state_dict())  # from the teacher's start
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"temperature": 0.0}, "temperature must be > 0"),
+        ({"lam": 1.5}, r"lam must lie in \[0, 1\]"),
+        ({"lr": -1e-3}, "lr must be > 0"),
+        ({"lr_gamma": 0.0}, "lr_gamma must be > 0"),
+        ({"task_weights": {"cls": -1.0}}, r"task_weights\['cls'\] must be >= 0"),
+    ],
+)
+def test_impossible_loss_and_optimiser_settings_are_refused_when_configured(settings, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**settings)

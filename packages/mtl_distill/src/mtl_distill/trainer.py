@@ -158,6 +158,18 @@ class TrainConfig:
             raise ValueError(f"amp_dtype must be 'float16' or 'bfloat16', got {self.amp_dtype!r}")
         if self.reduction not in ("sum", "mean"):
             raise ValueError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
+        # The student's loss settings too: a student starts only after the whole teacher has trained.
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"lam must lie in [0, 1], got {self.lam!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if self.optimizer is None and not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.scheduler is None and not self.lr_gamma > 0:
+            raise ValueError(f"lr_gamma must be > 0, got {self.lr_gamma!r}")
+        for name, weight in (self.task_weights or {}).items():
+            if not float(weight) >= 0:
+                raise ValueError(f"task_weights[{name!r}] must be >= 0, got {weight!r}")
 
 
 @dataclass
