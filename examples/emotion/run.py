@@ -48,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, type=Path, help="the YAML configuration file")
     parser.add_argument("--force", action="store_true", help="redo the stage(s) even if done")
     study = parser.add_argument_group("study")
-    study.add_argument("--seeds", help="seeds to run, e.g. 0-4 or 0,2,5 (default: the config's study.seeds)")
+    study.add_argument(
+        "--seeds",
+        help="seeds, e.g. 0-4 or 0,2,5 (study: default the config's study.seeds); with table1, figure5, "
+        "table2 or experiments: run them over these seeds and summarise with 95%% intervals",
+    )
     study.add_argument("--variants", help="comma-separated study variants (default: all of the config's)")
     study.add_argument("--jobs", type=int, default=1, help="seeds trained at once, one process each")
     video = parser.add_argument_group("predict")
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, check_paths=args.stage != "predict")
         if args.stage == "predict":
             return _predict(config, args)
-        if args.stage == "study":
+        if args.stage == "study" or args.seeds:
             return _study(config, args)
         groups = {"all": MAIN_STAGES, "experiments": EXPERIMENT_STAGES}
         names = groups.get(args.stage, [args.stage])
@@ -89,12 +93,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _study(config, args: argparse.Namespace) -> int:
-    from emotion.study import parse_seeds, run_study
+    from emotion.study import EXPERIMENT_STAGES_OVER_SEEDS, STUDY_STAGES, parse_seeds, run_study
 
+    if args.stage != "study" and args.stage not in EXPERIMENT_STAGES_OVER_SEEDS:
+        raise ConfigError(
+            f"--seeds applies to study and {', '.join(EXPERIMENT_STAGES_OVER_SEEDS)}, not {args.stage}"
+        )
     seeds = parse_seeds(args.seeds) if args.seeds else None
     variants = args.variants.split(",") if args.variants else None
-    run_study(config, seeds, variants, force=args.force, jobs=args.jobs)
-    print((config.run_dir / "study" / "summary.md").read_text(encoding="utf-8"))
+    stages = STUDY_STAGES if args.stage == "study" else EXPERIMENT_STAGES_OVER_SEEDS[args.stage]
+    run_study(config, seeds, variants, force=args.force, jobs=args.jobs, stages=stages)
+    folder = config.run_dir / "study"
+    summaries = (["summary"] if "evaluate" in stages else []) + [s for s in EXPERIMENT_STAGES if s in stages]
+    for name in summaries:
+        print((folder / f"{name}.md").read_text(encoding="utf-8"))
     return 0
 
 

@@ -35,6 +35,7 @@ from emotion.pipeline import read_marker, run_stage, write_json
 from mtl_distill.study import StudySummary, summarize
 
 __all__ = [
+    "EXPERIMENT_STAGES_OVER_SEEDS",
     "MAIN_VARIANT",
     "parse_seeds",
     "run_seed",
@@ -56,6 +57,32 @@ METRICS = (
     ("arousal", "VA", ("ccc", "arousal")),
 )
 MEAN, ENSEMBLE, TEACHER = "students (mean)", "ensemble", "teacher"
+
+#: What ``run.py study`` runs per seed (and variant).
+STUDY_STAGES = ("teacher", "students", "evaluate")
+
+#: What ``run.py <experiment> --seeds`` runs per seed: the experiment and the stages it reads.
+EXPERIMENT_STAGES_OVER_SEEDS = {
+    "table1": ("table1",),
+    "figure5": ("teacher", "students", "evaluate", "table1", "figure5"),
+    "table2": ("teacher", "students", "evaluate", "table2"),
+    "experiments": ("teacher", "students", "evaluate", "table1", "figure5", "table2"),
+}
+
+#: The paper's experiments over seeds: which of a stage's rows are compared seed by seed.
+EXPERIMENT_COMPARISONS = {
+    "table1": [
+        ("+ external data", "baseline"),
+        ("+ balancing", "+ external data"),
+        ("+ balancing", "baseline"),
+    ],
+    "figure5": [
+        ("multitask teacher", "single-task CNN"),
+        ("students (mean)", "multitask teacher"),
+        ("student ensemble", "multitask teacher"),
+    ],
+    "table2": [],  # each CNN-RNN row against the CNN's row of the same model, from the rows found
+}
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -94,9 +121,12 @@ def seed_config(config: Config, seed: int, variant: str) -> Config:
     derived.seed = seed
     derived.training.students = variants_of(config, [variant])[variant]
     derived.name = f"{config.name}/study/seed_{seed}/{variant}"
+    seed_dir = config.run_dir / "study" / f"seed_{seed}"
     derived.shared_stages = {
         "prepare": config.stage_dir("prepare"),
-        "teacher": config.run_dir / "study" / f"seed_{seed}" / "teacher",
+        # What does not depend on the students is trained once per seed, for every variant.
+        "teacher": seed_dir / "teacher",
+        "table1": seed_dir / "table1",
     }
     return derived
 
@@ -107,13 +137,16 @@ def run_study(
     variants: Sequence[str] | None = None,
     force: bool = False,
     jobs: int = 1,
+    stages: Sequence[str] = STUDY_STAGES,
     log: Callable[[str], None] = print,
-) -> StudySummary:
+) -> StudySummary | None:
     """Prepare once, then per seed the teacher and, per variant, the students and the evaluation; summarise.
 
-    ``force`` redoes every seed's teacher (and so everything after it), not ``prepare``. ``jobs`` > 1 trains
-    that many seeds at once, each in its own process with an equal share of the CPU threads (on a CPU a
-    small model keeps one thread busy far better than two, so two seeds at once nearly halve the time).
+    ``force`` redoes every seed's first stage (and so everything after it), not ``prepare``. ``jobs`` > 1
+    trains that many seeds at once, each in its own process with an equal share of the CPU threads (on a
+    CPU a small model keeps one thread busy far better than two, so two seeds at once nearly halve the
+    time). ``stages`` may also name the paper's experiments (``table1``, ``figure5``, ``table2``, after the
+    stages they read); each is then summarised over the seeds too (``study/<stage>.md``).
     """
     seeds = list(seeds if seeds is not None else config.study.seeds)
     names = list(variants_of(config, variants))
@@ -122,7 +155,7 @@ def run_study(
     run_stage("prepare", config, log=log)
     if jobs == 1:
         for seed in seeds:
-            run_seed(config, seed, names, force, log=log)
+            run_seed(config, seed, names, force, stages, log=log)
     else:
         threads = max(1, torch.get_num_threads() // jobs)
         context = multiprocessing.get_context("spawn")  # fresh processes: no forked torch thread pools
@@ -133,7 +166,7 @@ def run_study(
         try:
             with ProcessPoolExecutor(jobs, mp_context=context) as pool:
                 futures = {
-                    pool.submit(_run_seed_quietly, config, seed, names, force, threads): seed
+                    pool.submit(_run_seed_quietly, config, seed, names, force, stages, threads): seed
                     for seed in seeds
                 }
                 for future in as_completed(futures):
@@ -144,8 +177,13 @@ def run_study(
                 del os.environ["TQDM_DISABLE"]
             else:
                 os.environ["TQDM_DISABLE"] = saved
-    summary = summarize_study(config, seeds, names)
-    log(f"[study] summary: {config.run_dir / 'study' / 'summary.md'}")
+    summary = None
+    if "evaluate" in stages:
+        summary = summarize_study(config, seeds, names)
+        log(f"[study] summary: {config.run_dir / 'study' / 'summary.md'}")
+    for stage in stages:
+        if stage in EXPERIMENT_COMPARISONS:
+            log(f"[study] {stage} over the seeds: {summarize_experiment(config, stage, seeds, names)}")
     return summary
 
 
@@ -154,21 +192,26 @@ def run_seed(
     seed: int,
     variants: Sequence[str],
     force: bool = False,
+    stages: Sequence[str] = STUDY_STAGES,
     log: Callable[[str], None] = print,
 ) -> None:
-    """One seed of a study: its teacher, then each variant's students and evaluation."""
+    """One seed of a study: its teacher, then each variant's students and evaluation (or other ``stages``)."""
     for index, variant in enumerate(variants):
         derived = seed_config(config, seed, variant)
         log(f"[study] seed {seed}, variant {variant!r}")
-        run_stage("teacher", derived, force=force and index == 0, log=log)
-        run_stage("students", derived, log=log)
-        run_stage("evaluate", derived, log=log)
+        for position, stage in enumerate(stages):
+            # --force redoes a seed's first stage once (the later ones follow, their input having changed).
+            run_stage(stage, derived, force=force and index == 0 and position == 0, log=log)
 
 
-def _run_seed_quietly(config: Config, seed: int, variants: Sequence[str], force: bool, threads: int) -> None:
+def _run_seed_quietly(
+    config: Config, seed: int, variants: Sequence[str], force: bool, stages: Sequence[str], threads: int
+) -> None:
     # A worker of run_study: its share of the threads, its lines marked with its seed.
     torch.set_num_threads(threads)
-    run_seed(config, seed, variants, force, log=lambda line: print(f"[seed {seed}] {line}", flush=True))
+    run_seed(
+        config, seed, variants, force, stages, log=lambda line: print(f"[seed {seed}] {line}", flush=True)
+    )
 
 
 def study_scores(config: Config, seeds: Sequence[int], variants: Sequence[str]) -> dict[int, dict]:
@@ -220,6 +263,56 @@ def summarize_study(config: Config, seeds: Sequence[int], variants: Sequence[str
     (folder / "summary.md").write_text(text, encoding="utf-8")
     plot_differences(summary, folder / "summary.png")
     return summary
+
+
+def summarize_experiment(config: Config, stage: str, seeds: Sequence[int], variants: Sequence[str]) -> Path:
+    """Write ``study/<stage>.md``: the stage's rows over the seeds and their paired differences (per variant
+    when the stage depends on the students); for ``table1`` also the EXPR F1 of each class (the paper's claim
+    that balancing helps the rare expressions)."""
+    folder = config.run_dir / "study"
+    folder.mkdir(parents=True, exist_ok=True)
+    per_variant = stage != "table1"
+    sections = [f"# `{stage}` over {len(seeds)} seeds\n\n{_setting(config, seeds, variants)}\n"]
+    for variant in variants if per_variant else variants[:1]:
+        rows = {seed: _stage_rows(seed_config(config, seed, variant), stage) for seed in seeds}
+        names = list(rows[seeds[0]])
+        comparisons = EXPERIMENT_COMPARISONS[stage] or _sequence_comparisons(names)
+        summary = summarize(rows, [pair for pair in comparisons if set(pair) <= set(names)], models=names)
+        title = f"## variant `{variant}`\n\n" if per_variant and len(variants) > 1 else ""
+        sections.append(f"{title}{summary.to_markdown()}")
+        if stage == "table1":
+            per_class = {seed: _expr_class_f1(seed_config(config, seed, variant)) for seed in seeds}
+            classes = summarize(per_class, EXPERIMENT_COMPARISONS["table1"], models=names)
+            sections.append(f"### EXPR F1 per class\n\n{classes.to_markdown()}")
+    path = folder / f"{stage}.md"
+    path.write_text("\n".join(sections), encoding="utf-8")
+    return path
+
+
+def _stage_rows(config: Config, stage: str) -> dict[str, dict[str, float]]:
+    marker = read_marker(config.stage_dir(stage))
+    if marker is None:
+        raise ConfigError(f"{config.stage_dir(stage)} is not finished")
+    # "best student (student_k)" names another student in every seed: no row to pair across seeds.
+    return {name: row for name, row in marker["summary"]["rows"].items() if "best student" not in name}
+
+
+def _expr_class_f1(config: Config) -> dict[str, dict[str, float]]:
+    scores = json.loads((config.stage_dir("table1") / "scores.json").read_text(encoding="utf-8"))
+    return {
+        row: {name: float(f1) for name, f1 in tasks["EXPR"]["f1"].items()} for row, tasks in scores.items()
+    }
+
+
+def _sequence_comparisons(names: Sequence[str]) -> list[tuple[str, str]]:
+    """Table II: each CNN-RNN row against the CNN's row of the same model."""
+    pairs = []
+    for name in names:
+        if name.startswith("CNN-RNN "):
+            model = name.split(" ", 2)[2]
+            if f"CNN {model}" in names:
+                pairs.append((name, f"CNN {model}"))
+    return pairs
 
 
 def plot_differences(summary: StudySummary, path: Path) -> Path:

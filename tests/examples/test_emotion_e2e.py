@@ -180,3 +180,28 @@ def test_study_runs_every_seed_and_variant_and_compares_them_seed_by_seed(finish
     # Everything is done: running the study again trains nothing.
     assert run.main(["study", "--config", str(study_config)]) == 0
     assert "running into" not in capsys.readouterr().out
+
+
+def test_experiments_over_seeds_are_summarised_with_intervals(finished_run, capsys):
+    config, run_dir = finished_run
+    data = yaml.safe_load(config.read_text())
+    data["study"] = {"seeds": [5, 6], "variants": {}}
+    study_config = config.with_name("study_experiments.yaml")
+    study_config.write_text(yaml.safe_dump(data))
+    assert run.main(["figure5", "--config", str(study_config), "--seeds", "7-8"]) == 0
+    printed = capsys.readouterr().out
+
+    study = run_dir / "study"
+    for seed in (7, 8):
+        assert read_marker(study / f"seed_{seed}" / "table1") is not None  # once per seed
+        assert read_marker(study / f"seed_{seed}" / "main" / "figure5") is not None
+    table1, figure5 = (study / "table1.md").read_text(), (study / "figure5.md").read_text()
+    assert table1 in printed and figure5 in printed
+    assert "| + balancing − baseline |" in table1 and "### EXPR F1 per class" in table1
+    assert "| students (mean) − multitask teacher |" in figure5
+    rows = [read_marker(study / f"seed_{s}" / "main" / "figure5")["summary"]["rows"] for s in (7, 8)]
+    mean = (rows[0]["multitask teacher"]["AU"] + rows[1]["multitask teacher"]["AU"]) / 2
+    teacher_row = next(line for line in figure5.splitlines() if line.startswith("| multitask teacher |"))
+    assert teacher_row.split("|")[2].strip().startswith(f"{mean:.3f}")
+
+    assert run.main(["report", "--config", str(study_config), "--seeds", "7"]) == 2  # not over seeds
