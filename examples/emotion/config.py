@@ -232,6 +232,11 @@ def load_config(path: str | Path, check_paths: bool = True) -> Config:
 
 
 def _check(config: Config, source: Path, check_paths: bool) -> None:
+    name = Path(config.name)
+    if not config.name or name.is_absolute() or ".." in name.parts:
+        raise ConfigError(
+            f"{source}: name must be a folder name inside run_root (no '..', not absolute), got {config.name!r}"
+        )
     data = config.data
     if data.synthetic is not None:
         given = [name for name in DATASETS if getattr(data, name) is not None]

@@ -7,18 +7,23 @@ records the part of the configuration the stage depends on and the markers of th
 - a stage whose input stage has been redone since is redone (its outputs would be stale);
 - a finished stage whose own configuration changed is an error that names the changed keys - redoing it could
   throw away hours of training, so that takes ``--force``;
-- a stage that was interrupted (no marker) runs again and resumes from what it had written (checkpoints).
+- a stage that was interrupted (no marker) runs again and resumes from what it had written (checkpoints) -
+  unless its configuration changed since it started (``STARTED.json`` records it): resuming would mix two
+  settings, so that is an error naming the changed keys, and ``--force`` starts the stage afresh;
+- one run folder is worked on by one process at a time: a stage takes the folder's lock (``.lock``, holding
+  the process id) and a second process finds it taken and stops with a message naming the holder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +44,8 @@ __all__ = [
 ]
 
 MARKER = "DONE.json"
+STARTED = "STARTED.json"
+LOCK = ".lock"
 
 #: Settings that change how fast a stage runs, not what it produces.
 IGNORED_KEYS = frozenset({"data.num_workers", "training.device", "evaluation.batch_size", "run_root"})
@@ -146,7 +153,31 @@ def run_stage(name: str, config: Config, force: bool = False, log: Callable[[str
         inputs[upstream] = marker["id"]
     settings = _settings(config, stage.config_keys)
 
+    with _locked(run_dir):
+        return _run_locked(stage, config, folder, inputs, settings, force, log)
+
+
+def _run_locked(
+    stage: Stage,
+    config: Config,
+    folder: Path,
+    inputs: dict[str, str],
+    settings: dict[str, Any],
+    force: bool,
+    log: Callable[[str], None],
+) -> bool:
+    name = stage.name
     marker = read_marker(folder)
+    started = folder / STARTED
+    if marker is None and not force and started.is_file():
+        before = json.loads(started.read_text(encoding="utf-8"))["config"]
+        changed = _changed_keys(before, settings)
+        if changed:
+            raise StageError(
+                f"{folder} holds an interrupted run of {name!r} made with another configuration (changed: "
+                f"{', '.join(changed)}); resuming would mix the two: pass --force to start the stage afresh, "
+                "or restore the configuration to resume"
+            )
     if marker is not None and not force:
         changed = _changed_keys(marker["config"], settings)
         if changed:
@@ -165,7 +196,9 @@ def run_stage(name: str, config: Config, force: bool = False, log: Callable[[str
     if force and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _save_config(config, run_dir)
+    _save_config(config, config.run_dir)
+    if not started.is_file():
+        write_json(started, {"stage": name, "config": settings})
 
     log(f"[{name}] running into {folder}")
     start = time.perf_counter()
@@ -184,6 +217,56 @@ def run_stage(name: str, config: Config, force: bool = False, log: Callable[[str
         },
     )
     log(f"[{name}] done in {seconds:.0f} s")
+    return True
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    """Hold ``<run_dir>/.lock`` (created exclusively, holding our pid) for the block.
+
+    A lock whose process is gone (a killed run) is taken over; one whose process is alive is a StageError
+    naming it: two processes writing one run folder would corrupt each other's checkpoints and markers.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK
+    while True:
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if holder is not None and holder != os.getpid() and _alive(holder):
+                raise StageError(
+                    f"{run_dir} is in use by process {holder} (see {path}): wait for it to finish or stop "
+                    f"it; if process {holder} is not a run of this pipeline, delete {path}"
+                ) from None
+            if holder == os.getpid():  # a stage run from within a stage of this process: already ours
+                yield
+                return
+            path.unlink(missing_ok=True)  # left by a process that no longer runs
+            continue
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(str(os.getpid()))
+        break
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _lock_holder(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):  # being written, or damaged: treat as stale
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
     return True
 
 

@@ -24,7 +24,7 @@ def tiny():
     return yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", ["paper", "demo", "tiny"])
+@pytest.mark.parametrize("name", ["paper", "demo", "tiny", "study"])
 def test_shipped_configs_parse(name):
     config = load_config(CONFIGS / f"{name}.yaml", check_paths=False)
     assert config.name == name
@@ -71,6 +71,11 @@ def test_wrong_type_and_bad_choice_are_named(tmp_path):
         (("training", "students"), "temperature", 0, r"training\.students\.temperature must be > 0, got 0"),
         (("training", "students"), "lam", 1.5, r"training\.students\.lam must be in \[0, 1\], got 1\.5"),
         (("evaluation",), "batch_size", 0, r"evaluation\.batch_size must be >= 1, got 0"),
+        (("training", "students"), "epochs", 0, r"training\.students\.epochs must be >= 1, got 0"),
+        ((), "name", "../elsewhere", r"name must be a folder name inside run_root .*got '\.\./elsewhere'"),
+        (("study",), "seeds", [1, 1], r"study\.seeds must be distinct seeds, got \[1, 1\]"),
+        (("study", "variants"), "hot", {"temprature": 2}, r"unknown key 'study\.variants\.hot\.temprature'"),
+        (("study", "variants"), "cold", {"lam": 2.0}, r"study\.variants\.cold\.lam must be in \[0, 1\]"),
     ],
 )
 def test_out_of_range_values_are_named(tmp_path, section, key, value, message):

@@ -86,3 +86,43 @@ def test_changed_configuration_needs_force(tmp_path, counting_stages):
     # Speed-only settings never invalidate a stage.
     faster = dataclasses.replace(changed, data=dataclasses.replace(changed.data, num_workers=4))
     assert not pipeline.run_stage("b", faster, log=lambda _: None)
+
+
+def test_an_interrupted_stage_does_not_resume_under_another_configuration(tmp_path, monkeypatch):
+    calls = []
+
+    def interrupted(config, folder):
+        calls.append(config.training.lr)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # killed half-way: checkpoints written, no marker
+
+        return {}
+
+    monkeypatch.setattr(pipeline, "STAGES", {"a": pipeline.Stage("a", (), ("training.lr",), interrupted)})
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_stage("a", config_in(tmp_path), log=lambda _: None)
+    changed = config_in(tmp_path, training__lr=0.01)
+    with pytest.raises(
+        pipeline.StageError, match=r"interrupted run of 'a' made with another configuration .*training\.lr"
+    ):
+        pipeline.run_stage("a", changed, log=lambda _: None)
+    assert pipeline.run_stage("a", changed, force=True, log=lambda _: None)  # starts afresh
+    assert calls == [1e-3, 0.01]
+    assert pipeline.read_marker(changed.run_dir / "a")["config"] == {"training.lr": 0.01}
+
+
+def test_a_run_folder_is_used_by_one_process_at_a_time(tmp_path, counting_stages):
+    import subprocess
+
+    config = config_in(tmp_path)
+    config.run_dir.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (config.run_dir / ".lock").write_text(str(holder.pid))
+        with pytest.raises(pipeline.StageError, match=f"in use by process {holder.pid}"):
+            pipeline.run_stage("a", config, log=lambda _: None)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert pipeline.run_stage("a", config, log=lambda _: None)  # a dead holder's lock is taken over
+    assert not (config.run_dir / ".lock").exists()  # and released
