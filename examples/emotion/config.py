@@ -235,7 +235,8 @@ def _check(config: Config, source: Path, check_paths: bool) -> None:
     name = Path(config.name)
     if not config.name or name.is_absolute() or ".." in name.parts:
         raise ConfigError(
-            f"{source}: name must be a folder name inside run_root (no '..', not absolute), got {config.name!r}"
+            f"{source}: name must be a folder name inside run_root (no '..', not absolute), "
+            f"got {config.name!r}"
         )
     data = config.data
     if data.synthetic is not None:
