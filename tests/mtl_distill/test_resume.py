@@ -148,6 +148,26 @@ def test_resume_rejects_a_checkpoint_from_other_data_settings(tmp_path):
         Trainer(toy.make_model(), toy.make_tasks(), config, out_dir=tmp_path).fit(train, longer)
 
 
+def test_resume_rejects_a_checkpoint_written_under_other_training_settings(tmp_path):
+    train, sources, _ = toy.make_data()
+    sampler = toy.MultiTaskBatchSampler(sources, batch_size=4, steps_per_epoch=2)
+    first = TrainConfig(epochs=2, lr=1e-3, progress=False, checkpoint_every=1)
+    Trainer(toy.make_model(), toy.make_tasks(), first, out_dir=tmp_path).fit(train, sampler)
+    changed = TrainConfig(epochs=3, lr=1e-2, lam=0.9, progress=False, checkpoint_every=1)
+    with pytest.raises(ValueError, match=r"other settings \(lam 0\.6 -> 0\.9, lr 0\.001 -> 0\.01\)"):
+        Trainer(toy.make_model(), toy.make_tasks(), changed, out_dir=tmp_path).fit(train, sampler)
+    # What only changes where or how fast it runs does not count.
+    again = TrainConfig(
+        epochs=2, lr=1e-3, progress=False, checkpoint_every=1, eval_batch_size=7, device="cpu"
+    )
+    Trainer(toy.make_model(), toy.make_tasks(), again, out_dir=tmp_path).fit(train, sampler)
+    fresh = TrainConfig(epochs=3, lr=1e-2, progress=False, resume=False)
+    assert (
+        len(Trainer(toy.make_model(), toy.make_tasks(), fresh, out_dir=tmp_path).fit(train, sampler).history)
+        == 3
+    )
+
+
 def test_checkpoints_load_with_weights_only_and_bad_files_are_named(tmp_path):
     train, sources, _ = toy.make_data()
     config = TrainConfig(epochs=1, progress=False)

@@ -108,7 +108,9 @@ class TrainConfig:
     checkpoint_every : int, optional
         Also checkpoint every this many optimiser steps (a checkpoint is always written at each epoch end).
     resume : bool, default True
-        Continue from ``<out_dir>/checkpoint.pt`` when it exists.
+        Continue from ``<out_dir>/checkpoint.pt`` when it exists. The checkpoint records the settings that
+        decide what the run computes (learning rate and schedule, loss settings, best-epoch rule); resuming
+        under other ones is a ValueError naming them. ``epochs`` may grow: the run is then extended.
     keep_best : bool, default True
         End with the weights of the best epoch on the validation data (else the last epoch's).
     selection : callable, optional
@@ -332,7 +334,9 @@ class Trainer:
         config, is_main = self.config, distributed.rank() == 0
         checkpoint = self.out_dir / "checkpoint.pt" if self.out_dir else None
         if config.resume and checkpoint is not None and checkpoint.is_file():
-            self.load_state_dict(load_checkpoint(checkpoint))
+            state = load_checkpoint(checkpoint)
+            self._check_settings(state.get("settings"), checkpoint)
+            self.load_state_dict(state)
         else:
             seed_everything(self.seed)
         sampler = batch_sampler.with_seed(self.seed)
@@ -459,6 +463,7 @@ class Trainer:
             "rng": rng_state(),
             "seed": self.seed,
             "steps_per_epoch": self._steps_per_epoch,
+            "settings": _resume_settings(self.config),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -490,6 +495,20 @@ class Trainer:
         if self.out_dir is None or distributed.rank() != 0:
             return None
         return save_checkpoint(self.state_dict(), self.out_dir / "checkpoint.pt")
+
+    def _check_settings(self, saved: Mapping[str, Any] | None, checkpoint: Path) -> None:
+        """A checkpoint continues only the run that wrote it: resuming under other settings would mix two."""
+        if saved is None:  # written before checkpoints recorded their settings
+            return
+        current = _resume_settings(self.config)
+        changed = sorted(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
+        if changed:
+            details = ", ".join(f"{key} {saved.get(key)!r} -> {current.get(key)!r}" for key in changed)
+            raise ValueError(
+                f"{checkpoint} was written by a run with other settings ({details}): resuming would mix the "
+                "two; restore the settings, or start afresh (TrainConfig(resume=False), another out_dir, or "
+                "delete the checkpoint)"
+            )
 
     def _check_sampler(self, sampler: MultiTaskBatchSampler, checkpoint: Path | None) -> None:
         saved = self._steps_per_epoch
@@ -878,6 +897,29 @@ def _warn_about_frozen_batchnorm_in_train_mode(model: nn.Module) -> None:
             "every epoch, so override the model's train() to keep frozen parts in eval mode",
             stacklevel=3,
         )
+
+
+def _resume_settings(config: TrainConfig) -> dict[str, Any]:
+    """The settings that decide what a run computes, as plain values (a checkpoint records them).
+
+    Left out: ``epochs`` (a run may be extended: the schedule continues where it was), where and how fast it
+    runs (device, mixed precision, workers, evaluation batch size), what it prints, and the optimiser /
+    scheduler factories, which cannot be compared (only whether one was given).
+    """
+    weights = config.task_weights
+    return {
+        "lr": config.lr,
+        "lr_step_epochs": config.lr_step_epochs,
+        "lr_gamma": config.lr_gamma,
+        "custom_optimizer": config.optimizer is not None,
+        "custom_scheduler": config.scheduler is not None,
+        "reduction": config.reduction,
+        "task_weights": {name: float(weights[name]) for name in sorted(weights)} if weights else None,
+        "lam": config.lam,
+        "temperature": config.temperature,
+        "t2_scaling": config.t2_scaling,
+        "keep_best": config.keep_best,
+    }
 
 
 def _check_int(value: Any, name: str, minimum: int, or_none: bool = False) -> None:
