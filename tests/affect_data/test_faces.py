@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -11,6 +14,8 @@ from affect_data.faces import (
     align_face,
     align_landmarks,
     alignment_transform,
+    alignment_visible_fraction,
+    box_visible_fraction,
     crop_box,
     default_cache_dir,
     eye_centers,
@@ -97,6 +102,10 @@ def test_alignment_rejects_bad_landmarks():
         align_landmarks(np.zeros((5, 2)))
     with pytest.raises(ValueError, match="coincide"):
         align_landmarks(np.ones((68, 2)))
+    nan = template_landmarks()
+    nan[3] = [np.nan, 1.0]
+    with pytest.raises(ValueError, match=r"non-finite values: 1 point\(s\), the first point 3"):
+        align_landmarks(nan)
     with pytest.raises(ValueError, match="size"):
         alignment_transform(template_landmarks(), size=0)
 
@@ -116,3 +125,33 @@ def test_crop_cache_names_and_atomic_writes(tmp_path):
 
 def test_default_cache_dir_is_next_to_the_root(tmp_path):
     assert default_cache_dir(tmp_path / "expw") == (tmp_path / "expw_crops").absolute()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_crops_get_the_users_normal_permissions(tmp_path, umask):
+    # Before: mkstemp's 0600 survived the rename, so crops shared with a group were unreadable to it.
+    previous = os.umask(umask)
+    try:
+        path = CropCache(tmp_path / "cache").save(Image.new("RGB", (4, 4)), "a.jpg")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_visible_fractions():
+    assert box_visible_fraction((100, 80), (10, 10, 50, 50)) == 1.0
+    assert box_visible_fraction((100, 80), (90, 70, 110, 90)) == 0.25
+    assert box_visible_fraction((100, 80), (200, 0, 250, 50)) == 0.0
+    face = template_landmarks() + 100  # a face of about 90 x 100 px around (100, 100)
+    right = face + np.array([100, 0])  # centred on the image's right edge
+    assert alignment_visible_fraction((200, 200), face) == 1.0
+    assert 0.4 < alignment_visible_fraction((200, 200), right) < 0.6
+    assert alignment_visible_fraction((200, 200), face + 1000) == 0.0
+    # The fraction is what align_face shows: the black share of the crop agrees.
+    crop = np.asarray(align_face(Image.new("RGB", (200, 200), "white"), right, size=64).convert("L"))
+    assert abs((crop > 128).mean() - alignment_visible_fraction((200, 200), right)) < 0.05
+
+
+def test_long_stems_are_cut(tmp_path):
+    name = CropCache(tmp_path).name("x" * 400, "a")
+    assert len(name) == CropCache.MAX_STEM + len("_0123456789.jpg")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from affect_data import FRAME_TABLE_COLUMNS, AnnotationError, load_afew_va
+from affect_data import FRAME_TABLE_COLUMNS, AnnotationError, EmptyAnnotationWarning, load_afew_va
 from affect_data.faces import CropCache, eye_centers
 
 
@@ -114,9 +114,14 @@ def test_crops_are_written_once_and_reused(afew, tmp_path, monkeypatch):
         (lambda d: d["frames"]["00000"].pop("valence"), "frame 00000: valence is None"),
         (
             lambda d: d["frames"]["00000"].update(landmarks=[[1, 2]] * 67),
-            r"68 \[x, y\] pairs, got shape \(67, 2\)",
+            r"68 \[x, y\] pairs of numbers; got 67 pairs",
         ),
-        (lambda d: d["frames"]["00000"].update(landmarks=[[1, 1]] * 68), "coincide"),
+        (
+            lambda d: d["frames"]["00000"].update(landmarks=[["1", 2]] * 68),
+            r"68 \[x, y\] pairs of numbers; pair 0 is \['1', 2\]",
+        ),
+        (lambda d: d["frames"]["00000"].update(valence=10**400), r"valence 1000.* is outside"),
+        (lambda d: d["frames"].update({"²": {}}), "frame key '²'"),
         (lambda d: d.pop("frames"), "'frames' mapping"),
         (lambda d: d["frames"].update(last={}), "frame key 'last'"),
     ],
@@ -148,3 +153,66 @@ def test_missing_folders(afew, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no numbered clip folder"):
         load_afew_va(tmp_path / "empty")
+
+
+def edit_frame(afew, clip, key, **changes):
+    path = afew / clip / f"{clip}.json"
+    document = json.loads(path.read_text())
+    document["frames"][key].update(changes)
+    path.write_text(json.dumps(document))
+
+
+def test_landmarks_that_give_no_face_are_skipped_with_a_reason(afew):
+    nan_points = landmarks(0.0).tolist()
+    nan_points[40] = [float("nan"), 3.0]
+    edit_frame(afew, "002", "00000", landmarks=nan_points)  # JSON "NaN": a tracker that lost the face
+    edit_frame(afew, "001", "00000", landmarks=[[1, 1]] * 68)  # eyes at one point
+    table = load_afew_va(afew)
+    report = table.attrs["report"]
+    assert report.count("bad_landmarks") == 2
+    assert report.rows_read == 5 == report.rows_kept + report.total_skipped
+    assert "non-finite values" in " ".join(report.examples["bad_landmarks"])
+    assert table["video"].tolist() == ["001"]
+
+
+def test_landmarks_far_outside_the_image_are_skipped_not_cropped_black(afew):
+    # Before: a crop of the empty plane beyond the image, all black, was trained on.
+    edit_frame(afew, "002", "00000", landmarks=(landmarks(0.0) + 5000).tolist())
+    edit_frame(afew, "001", "00002", landmarks=landmarks(0.0, centre=(265.0, 120.0)).tolist())  # 2/3 off
+    table = load_afew_va(afew)
+    report = table.attrs["report"]
+    assert report.count("off_image") == 2
+    assert "of the crop on the image" in report.examples["off_image"][0]
+    assert table["video"].tolist() == ["001"] and table["frame"].tolist() == [0]
+
+
+def test_a_clip_folder_leading_outside_the_root_is_refused(afew, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    write_clip(elsewhere, "003", {"00000": (0, 0, 0.0)})
+    (afew / "003").symlink_to(elsewhere / "003", target_is_directory=True)
+    table = load_afew_va(afew)
+    report = table.attrs["report"]
+    assert report.count("outside_root") == 1 and "003" not in set(table["video"])
+    assert report.rows_read == 6 == report.rows_kept + report.total_skipped
+
+
+@pytest.mark.parametrize("prefix", [b"", b"\xef\xbb\xbf"])
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+def test_byte_order_mark_and_line_endings_read_the_same(afew, prefix, newline):
+    path = afew / "001" / "001.json"
+    path.write_bytes(prefix + path.read_bytes().replace(b"\n", newline))
+    assert load_afew_va(afew)["frame"].tolist() == [0, 2, 0]
+
+
+def test_json_that_is_not_utf8_names_the_line(afew):
+    path = afew / "002" / "002.json"
+    path.write_bytes(path.read_bytes().replace(b'"video_id"', b'"vid\xe9o_id"'))
+    with pytest.raises(AnnotationError, match="is not UTF-8 text") as caught:
+        load_afew_va(afew)
+    assert caught.value.path == path and caught.value.line == 2
+
+
+def test_a_clip_without_frames_warns(afew):
+    (afew / "002" / "002.json").write_text('{"frames": {}}')
+    with pytest.warns(EmptyAnnotationWarning, match=r"002\.json holds no frame"):
+        load_afew_va(afew)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from affect_data import AU_NAMES, FRAME_TABLE_COLUMNS, AnnotationError, load_aff_wild2
+from affect_data import AU_NAMES, FRAME_TABLE_COLUMNS, AnnotationError, EmptyAnnotationWarning, load_aff_wild2
 from affect_data.loaders.aff_wild2 import AU_NAMES_12, EXPR_NAMES_8
 from affect_data.schema import EXPR_NAMES
 
@@ -227,3 +227,50 @@ def test_windows_line_endings_and_trailing_blank_lines_are_read(tmp_path):
     (folder / "crlf.txt").write_bytes(b"valence,arousal\r\n0.1,0.2\r\n-0.3,0.4\r\n\r\n")
     table = load_aff_wild2(root, tasks=["VA"], splits=["train"])
     np.testing.assert_allclose(table["arousal"], [0.2, 0.4], rtol=1e-6)
+
+
+def test_cr_only_line_endings_and_a_byte_order_mark_are_read(tmp_path):
+    # Before: the CR-only file was one line, and its header error printed the whole file.
+    root = tmp_path / "aw"
+    write_images(root, "mac", [1, 2])
+    folder = root / "annotations" / "VA_Set" / "Training_Set"
+    folder.mkdir(parents=True)
+    (folder / "mac.txt").write_bytes(b"\xef\xbb\xbfvalence,arousal\r0.1,0.2\r-0.3,0.4\r")
+    table = load_aff_wild2(root, tasks=["VA"], splits=["train"])
+    np.testing.assert_allclose(table["arousal"], [0.2, 0.4], rtol=1e-6)
+
+
+def test_a_header_error_quotes_a_short_excerpt(tmp_path):
+    root = tmp_path / "aw"
+    write_images(root, "long", [1])
+    write_labels(root, "VA", "train", "long", [], header="v" * 5000)
+    with pytest.raises(AnnotationError, match=r"header 'v+'\.\.\. \(5000 characters\) is not") as caught:
+        load_aff_wild2(root, tasks=["VA"], splits=["train"])
+    assert len(str(caught.value)) < 400
+
+
+def test_a_label_file_without_lines_warns(tmp_path):
+    root = tmp_path / "aw"
+    write_images(root, "empty", [])
+    write_labels(root, "VA", "train", "empty", [])
+    with pytest.warns(EmptyAnnotationWarning, match=r"empty\.txt holds no label line"):
+        table = load_aff_wild2(root, tasks=["VA"], splits=["train"])
+    assert len(table) == 0
+
+
+def test_video_names_leading_outside_the_crop_folder_are_refused(tmp_path):
+    root = tmp_path / "aw"
+    elsewhere = tmp_path / "elsewhere"
+    write_images(root, "ok", [1])
+    write_images(elsewhere, "out", [1, 2])
+    (root / "cropped_aligned" / "linked").symlink_to(elsewhere / "cropped_aligned" / "out")
+    (root / "00001.jpg").write_bytes(b"jpeg")  # what video ".." would read
+    write_labels(root, "EXPR", "train", "ok", ["1"])
+    write_labels(root, "EXPR", "train", "linked", ["2", "3"])
+    write_labels(root, "EXPR", "train", "..", ["4"])  # the file "...txt"
+    for check_images in (True, False):
+        table = load_aff_wild2(root, tasks=["EXPR"], splits=["train"], check_images=check_images)
+        report = table.attrs["report"]
+        assert table["video"].tolist() == ["ok"]
+        assert report.count("outside_root") == 3 and report.rows_read == 4 == len(table) + 3
+        assert "video '..'" in report.examples["outside_root"][0]

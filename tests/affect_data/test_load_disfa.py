@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from affect_data import AU_NAMES, FRAME_TABLE_COLUMNS, AnnotationError, load_disfa
+from affect_data import AU_NAMES, FRAME_TABLE_COLUMNS, AnnotationError, EmptyAnnotationWarning, load_disfa
 from affect_data.loaders.disfa import DISFA_AUS
 
 
@@ -104,3 +104,36 @@ def test_bad_arguments_and_missing_root(tmp_path):
         load_disfa(tmp_path, image_pattern="{subj}/{frame}.bmp")
     with pytest.raises(ValueError, match="threshold"):
         load_disfa(tmp_path, threshold=0)
+
+
+def test_a_byte_order_mark_and_cr_only_line_endings_are_read(tmp_path):
+    folder = write_subject(tmp_path, "SN001", {1: [3, 0, 4]})
+    (folder / "SN001_au1.txt").write_bytes(b"\xef\xbb\xbf1,3\r2,0\r3,4\r")
+    assert load_disfa(tmp_path)["AU1"].tolist() == [1, 0, 1]
+
+
+def test_a_subject_without_frames_warns(tmp_path):
+    write_subject(tmp_path, "SN001", {1: [3]})
+    folder = write_subject(tmp_path, "SN002", {1: []})
+    with pytest.warns(EmptyAnnotationWarning, match=r"SN002 holds no frame in its AU files"):
+        table = load_disfa(tmp_path)
+    assert table["video"].tolist() == ["SN001"]
+    assert folder.is_dir()
+
+
+def test_image_folders_leading_outside_the_image_root_are_refused(tmp_path):
+    root, elsewhere = tmp_path / "disfa", tmp_path / "elsewhere"
+    write_subject(root, "SN001", {1: [3, 0]})
+    write_subject(elsewhere, "SN002", {1: [3, 3, 3]})
+    write_subject(root, "SN002", {1: [3, 3, 3]}, images=[])
+    aligned = root / "LeftVideoSN002_comp" / "LeftVideoSN002_comp_aligned"
+    aligned.rmdir()
+    aligned.symlink_to(elsewhere / "LeftVideoSN002_comp" / "LeftVideoSN002_comp_aligned")
+    for check_images in (True, False):
+        table = load_disfa(root, check_images=check_images)
+        report = table.attrs["report"]
+        assert table["video"].tolist() == ["SN001"] * 2
+        assert report.count("outside_root") == 3 and report.rows_read == 5
+    for pattern in ("../{subject}/{frame}.bmp", "/faces/{subject}/{frame}.bmp", "a/../../{frame}.bmp"):
+        with pytest.raises(ValueError, match="leaves image_root"):
+            load_disfa(root, image_pattern=pattern)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from affect_data import FRAME_TABLE_COLUMNS, AnnotationError, load_expw
+from affect_data import FRAME_TABLE_COLUMNS, AnnotationError, EmptyAnnotationWarning, load_expw
 from affect_data.faces import CropCache
 
 RED, BLUE, GREY = (220, 30, 30), (30, 30, 220), (128, 128, 128)
@@ -156,3 +156,94 @@ def test_missing_label_file_or_image_folder(tmp_path):
     write_expw(tmp_path, ["a.jpg 0 0 0 1 1 1 1"])
     with pytest.raises(FileNotFoundError, match="image/origin"):
         load_expw(tmp_path)
+
+
+def test_a_byte_order_mark_does_not_drop_the_first_face(expw):
+    # Before: the first name was read as "\ufeffhappy_1.jpg", a missing image, and its face was lost.
+    label = expw / "label" / "label.lst"
+    label.write_bytes(b"\xef\xbb\xbf" + label.read_bytes())
+    table = load_expw(expw)
+    assert table["video"].tolist() == ["happy_1.jpg#0", "happy_1.jpg#1", "sad_2.jpg#0"]
+    assert table.attrs["report"].count("missing_image") == 1  # absent_9.jpg only
+
+
+@pytest.mark.parametrize("newline", [b"\r\n", b"\r"])
+def test_crlf_and_cr_only_line_endings_read_as_lines(expw, newline):
+    label = expw / "label" / "label.lst"
+    label.write_bytes(label.read_bytes().replace(b"\n", newline))
+    assert load_expw(expw)["video"].tolist() == ["happy_1.jpg#0", "happy_1.jpg#1", "sad_2.jpg#0"]
+
+
+def test_image_names_leading_outside_the_image_folder_are_never_opened(expw, tmp_path, monkeypatch):
+    secret = tmp_path / "secret.jpg"  # a readable image outside the data set
+    jpeg(secret, boxes=[(0, 0, 100, 80, RED)])
+    (expw / "image" / "origin" / "link.jpg").symlink_to(secret)
+    write_expw(
+        expw,
+        [
+            "sad_2.jpg 0 0 0 30 40 70.2 4",
+            "../../../secret.jpg 0 0 0 50 50 90.0 3",
+            f"{secret} 0 0 0 50 50 90.0 3",  # an absolute name
+            "link.jpg 0 0 0 50 50 90.0 3",  # a symlink out of the folder
+            "./../origin/sad_2.jpg 1 0 0 30 40 70.2 4",  # leaves and comes back: inside, allowed
+        ],
+    )
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(
+        Image, "open", lambda path, *a, **k: opened.append(str(path)) or real_open(path, *a, **k)
+    )
+    table = load_expw(expw)
+    report = table.attrs["report"]
+    assert report.count("outside_root") == 3
+    assert "label.lst line 2: '../../../secret.jpg'" in report.examples["outside_root"][0]
+    assert table["video"].tolist() == ["sad_2.jpg#0", "./../origin/sad_2.jpg#1"]
+    assert not any("secret" in p or "link" in p for p in opened)
+    assert report.rows_read == 5 == report.rows_kept + report.total_skipped
+
+
+def test_boxes_mostly_off_the_image_are_skipped(expw):
+    write_expw(
+        expw,
+        [
+            "sad_2.jpg 0 0 0 30 40 70.2 4",  # inside
+            "sad_2.jpg 1 50 50 90 90 70.2 4",  # a 40 x 40 box, 14 x 14 of it on the 64 x 64 image
+            "sad_2.jpg 2 0 -10 30 30 70.2 4",  # a quarter above the image: clipped, kept
+        ],
+    )
+    table = load_expw(expw)
+    assert table["face_id"].tolist() == [0, 2]
+    report = table.attrs["report"]
+    assert report.count("off_image") == 1 and "line 2" in report.examples["off_image"][0]
+
+
+def test_an_empty_label_file_warns(expw):
+    write_expw(expw, [""])
+    with pytest.warns(EmptyAnnotationWarning, match=r"label\.lst holds no face line"):
+        table = load_expw(expw)
+    assert len(table) == 0
+
+
+def test_a_name_too_long_for_the_file_system_is_a_missing_image(expw):
+    write_expw(expw, ["sad_2.jpg 0 0 0 30 40 70.2 4", f"{'x' * 300}.jpg 0 0 0 30 40 70.2 4"])
+    table = load_expw(expw)
+    assert len(table) == 1 and table.attrs["report"].count("missing_image") == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "message"),
+    [
+        (
+            b"sad_2.jpg 0 0 0 30 40 70.2 4\nsad_\xe9.jpg 0 0 0 30 40 70.2 4\n",
+            2,
+            r"not UTF-8 text: byte b'\\xe9'",
+        ),
+        (b"sad_2.jpg 0 0 0 30 40 70.2 4\nsad\x00.jpg 0 0 0 30 40 70.2 4\n", 2, "NUL byte"),
+        ("sad_2.jpg 0 0 0 30 40 70.2 4\n".encode("utf-16"), 1, "UTF-16"),
+    ],
+)
+def test_text_that_is_not_utf8_names_the_line(expw, data, line, message):
+    (expw / "label" / "label.lst").write_bytes(data)
+    with pytest.raises(AnnotationError, match=message) as caught:
+        load_expw(expw)
+    assert caught.value.line == line

@@ -11,6 +11,7 @@ mapped crop cache) is imported from its modules so that ``import affect_data`` s
 from affect_data import metrics
 from affect_data.loaders import (
     AnnotationError,
+    EmptyAnnotationWarning,
     LoadReport,
     load_afew_va,
     load_aff_wild2,
@@ -48,6 +49,7 @@ __all__ = [
     "TASK_COLUMNS",
     "VA_NAMES",
     "AnnotationError",
+    "EmptyAnnotationWarning",
     "LoadReport",
     "TaskData",
     "as_frame_table",

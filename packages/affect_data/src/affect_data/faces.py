@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +20,11 @@ from PIL import Image
 #: (the subject's right eye) is points 37-42 in 1-based numbering, the other 43-48.
 LEFT_EYE = slice(36, 42)
 RIGHT_EYE = slice(42, 48)
+
+#: Smallest share of a crop's area that must lie on its source image. Below it the crop is mostly black
+#: (alignment) or a sliver (box), and the loaders skip the face (``off_image``). A constant rather than a
+#: parameter: cached crops are reused without opening their source, so the rule must not change between loads.
+MIN_VISIBLE = 0.5
 
 #: Errors Pillow raises for a missing file or one that does not decode (truncated, not an image, bomb-sized;
 #: SyntaxError comes from a few older plugins).
@@ -50,6 +55,56 @@ def crop_box(image: Image.Image, box: Sequence[float]) -> Image.Image | None:
     if right <= left or bottom <= top:
         return None
     return image.crop((left, top, right, bottom))
+
+
+def box_visible_fraction(image_size: tuple[int, int], box: Sequence[float]) -> float:
+    """Share of the area of ``box`` = (left, top, right, bottom) that lies on an image of ``image_size``.
+
+    Examples
+    --------
+    >>> box_visible_fraction((100, 80), (-10, 0, 10, 10))
+    0.5
+    >>> box_visible_fraction((100, 80), (120, 0, 150, 10))
+    0.0
+    """
+    left, top, right, bottom = (float(v) for v in box)
+    area = (right - left) * (bottom - top)
+    if not area > 0:
+        return 0.0
+    width, height = image_size
+    overlap_x = max(0.0, min(right, width) - max(left, 0.0))
+    overlap_y = max(0.0, min(bottom, height) - max(top, 0.0))
+    return overlap_x * overlap_y / area
+
+
+def alignment_visible_fraction(
+    image_size: tuple[int, int], landmarks: np.ndarray, size: int = 112, margin: float = 0.25, grid: int = 32
+) -> float:
+    """Share of :func:`align_face`'s output that samples the source image (the rest would be black).
+
+    Estimated on a ``grid`` x ``grid`` lattice of output pixel centres mapped into the source image.
+
+    Raises
+    ------
+    ValueError
+        As :func:`alignment_transform`: landmarks that are not 68 finite points, or that span no area.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> points = np.random.default_rng(0).uniform(80, 120, (68, 2))
+    >>> alignment_visible_fraction((200, 200), points)
+    1.0
+    >>> alignment_visible_fraction((200, 200), points + 1000)
+    0.0
+    """
+    matrix = alignment_transform(landmarks, size, margin)
+    centres = (np.arange(grid) + 0.5) * (size / grid)
+    x, y = np.meshgrid(centres, centres)
+    source = matrix[:, :2] @ np.stack([x.ravel(), y.ravel()]) + matrix[:, 2:]
+    width, height = image_size
+    on_image = (source[0] >= 0) & (source[0] < width) & (source[1] >= 0) & (source[1] < height)
+    return float(on_image.mean())
 
 
 def eye_centers(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -147,8 +202,14 @@ def align_face(
 
 def _checked_landmarks(landmarks: np.ndarray) -> np.ndarray:
     points = np.asarray(landmarks, dtype=np.float64)
-    if points.shape != (68, 2) or not np.isfinite(points).all():
-        raise ValueError(f"expected 68 finite (x, y) landmarks, got an array of shape {points.shape}")
+    if points.shape != (68, 2):
+        raise ValueError(f"expected 68 (x, y) landmarks, got an array of shape {points.shape}")
+    bad = np.flatnonzero(~np.isfinite(points).all(axis=1))
+    if bad.size:
+        raise ValueError(
+            f"landmarks hold non-finite values: {bad.size} point(s), the first point {bad[0]} "
+            f"= {points[bad[0]].tolist()}"
+        )
     return points
 
 
@@ -177,16 +238,23 @@ class CropCache:
     (True, True)
     """
 
-    #: Bump when the crop computation changes, so old crops are not reused.
-    VERSION = 1
+    #: Bump when the crop computation changes, so old crops are not reused. 2: faces with less than
+    #: MIN_VISIBLE of their crop on the image are no longer cropped (version 1 kept mostly black crops).
+    VERSION = 2
+    #: Longest stem a crop's file name keeps.
+    MAX_STEM = 100
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
 
     def name(self, stem: str, *parts: object) -> str:
-        """A file name ``<stem>_<digest>.jpg`` whose digest covers ``parts`` and the cache version."""
+        """A file name ``<stem>_<digest>.jpg`` whose digest covers ``parts`` and the cache version.
+
+        ``stem`` is cut to :attr:`MAX_STEM` characters: it only helps a reader find a crop (the digest makes
+        the name unique), and an image name from an annotation file could exceed the file system's limit.
+        """
         digest = hashlib.sha1(repr((self.VERSION, *parts)).encode()).hexdigest()[:10]
-        return f"{stem}_{digest}.jpg"
+        return f"{stem[: self.MAX_STEM]}_{digest}.jpg"
 
     def path(self, name: str) -> Path:
         """Absolute path of the crop called ``name``."""
@@ -200,10 +268,13 @@ class CropCache:
             return False
 
     def save(self, image: Image.Image, name: str) -> Path:
-        """Write ``image`` as JPEG (quality 95, 4:4:4) under ``name`` atomically; return its path."""
+        """Write ``image`` as JPEG (quality 95, 4:4:4) under ``name`` atomically; return its path.
+
+        The file gets the permissions of any new file of the user (``0o666`` less the umask).
+        """
         target = self.path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".jpg")
+        handle, temporary = _create_temporary(target.parent, prefix=".tmp-", suffix=".jpg")
         try:
             with os.fdopen(handle, "wb") as stream:
                 # Full-resolution chroma (4:4:4): small crops lose visible colour detail to 4:2:0 subsampling.
@@ -213,6 +284,18 @@ class CropCache:
             Path(temporary).unlink(missing_ok=True)
             raise
         return target
+
+
+def _create_temporary(folder: Path, prefix: str, suffix: str) -> tuple[int, Path]:
+    """Create a new file with a random name in ``folder``; return its open descriptor and its path.
+
+    ``tempfile.mkstemp`` creates files with mode ``0o600`` whatever the umask, and an atomic write keeps that
+    mode after the rename: crops shared with a group would be unreadable to it. Here the mode is ``0o666``
+    less the umask, as for any file the user creates, and ``O_EXCL`` still refuses an existing name.
+    """
+    path = folder / f"{prefix}{secrets.token_hex(8)}{suffix}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    return os.open(path, flags, 0o666), path
 
 
 def default_cache_dir(root: Path) -> Path:

@@ -12,7 +12,6 @@ cache once and reused.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -20,9 +19,32 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from affect_data.faces import IMAGE_ERRORS, CropCache, align_face, alignment_transform, default_cache_dir
-from affect_data.loaders._io import AnnotationError
-from affect_data.loaders.report import CORRUPT_IMAGE, MISSING_IMAGE, LoadReport, finish_table
+from affect_data.faces import (
+    IMAGE_ERRORS,
+    MIN_VISIBLE,
+    CropCache,
+    align_face,
+    alignment_transform,
+    alignment_visible_fraction,
+    default_cache_dir,
+)
+from affect_data.loaders._io import (
+    AnnotationError,
+    excerpt,
+    inside,
+    read_annotation,
+    resolved_root,
+    warn_empty,
+)
+from affect_data.loaders.report import (
+    BAD_LANDMARKS,
+    CORRUPT_IMAGE,
+    MISSING_IMAGE,
+    OFF_IMAGE,
+    OUTSIDE_ROOT,
+    LoadReport,
+    finish_table,
+)
 
 DATASET = "afew_va"
 
@@ -42,8 +64,11 @@ def load_afew_va(
     Clip folders are the numbered folders of ``root`` (``001`` .. ``600``); ``video`` is the clip name,
     ``frame`` the integer of the frame key (``"00012"`` -> 12), ``subject`` the JSON's ``actor`` when given
     (else the clip), ``split`` "train", ``valence`` / ``arousal`` the file's values divided by 10, ``path``
-    the aligned crop. Extra column: ``source`` (the full frame). Frames whose image is missing or cannot be
-    decoded are skipped and counted in ``table.attrs["report"]``.
+    the aligned crop. Extra column: ``source`` (the full frame). Skipped and counted in
+    ``table.attrs["report"]``: frames whose image is missing or cannot be decoded, frames whose landmarks give
+    no face (non-finite values, eyes at one point, no area: ``bad_landmarks``), frames whose aligned crop
+    has less than :data:`~affect_data.faces.MIN_VISIBLE` of its area on the image (``off_image``), and the
+    frames of a clip folder that resolves (symlinks followed) outside ``root`` (``outside_root``).
 
     Parameters
     ----------
@@ -65,9 +90,9 @@ def load_afew_va(
     Raises
     ------
     AnnotationError
-        A JSON file that does not parse, lacks ``frames`` or a frame's ``valence`` / ``arousal`` /
-        ``landmarks``, or holds values outside [-10, 10] or landmarks that are not 68 (x, y) pairs (file,
-        and line or frame key, named).
+        A JSON file that does not parse (or is not UTF-8), lacks ``frames`` or a frame's ``valence`` /
+        ``arousal`` / ``landmarks``, or holds values outside [-10, 10] or landmarks that are not 68 (x, y)
+        pairs of numbers (file, and line or frame key, named).
     FileNotFoundError
         A missing root, or a clip folder without its ``<clip>.json``.
 
@@ -87,6 +112,7 @@ def load_afew_va(
         raise FileNotFoundError(f"AFEW-VA folder {root} holds no numbered clip folder (001, 002, ...)")
 
     report = LoadReport(DATASET)
+    root_resolved = resolved_root(root)
     rows = []
     for clip in clips:
         annotation = root / clip / f"{clip}.json"
@@ -94,6 +120,9 @@ def load_afew_va(
             raise FileNotFoundError(f"AFEW-VA clip folder {root / clip} has no {annotation.name}")
         subject, frames = _read_clip(annotation, clip)
         report.read(len(frames))
+        if not inside(root / clip, root_resolved):  # a symlinked clip folder that leads elsewhere
+            report.skip(OUTSIDE_ROOT, len(frames), example=f"clip folder {root / clip}")
+            continue
         for key, valence, arousal, landmarks in frames:
             source = (root / clip / f"{key}.png").absolute()
             name = cache.name(f"{clip}/{key}", size, margin, landmarks.tobytes())
@@ -108,40 +137,64 @@ def load_afew_va(
 def _read_clip(path: Path, clip: str) -> tuple[str, list[tuple[str, float, float, np.ndarray]]]:
     """The subject and the (key, valence, arousal, landmarks) of every frame of one clip's JSON."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(read_annotation(path))
     except json.JSONDecodeError as err:
         raise AnnotationError(path, f"not valid JSON: {err.msg}", line=err.lineno) from None
+    except RecursionError:  # nesting deeper than the parser's stack: not an AFEW-VA document either way
+        raise AnnotationError(path, "not valid JSON: nested too deeply") from None
     frames = document.get("frames") if isinstance(document, dict) else None
     if not isinstance(frames, dict):
         raise AnnotationError(path, "expected an object with a 'frames' mapping")
+    if not frames:
+        warn_empty(path, "frame")
     subject = str(document.get("actor") or clip)
     out = []
     for key in sorted(frames):
-        if not key.isdigit():
-            raise AnnotationError(path, f"frame key {key!r} is not a frame number like '00000'")
+        # ASCII digits only: str.isdigit also accepts "²", which int() refuses; 9 digits fit any frame count.
+        if not (key.isascii() and key.isdigit() and len(key) <= 9):
+            raise AnnotationError(path, f"frame key {excerpt(key)} is not a frame number like '00000'")
         frame = frames[key]
         values = []
         for name in ("valence", "arousal"):
             value = frame.get(name) if isinstance(frame, dict) else None
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise AnnotationError(path, f"frame {key}: {name} is {value!r}, expected a number")
+            # value != value is NaN; infinities and integers too large for a float fail the range test.
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+                raise AnnotationError(path, f"frame {key}: {name} is {value!r:.40}, expected a number")
             if abs(value) > VA_SCALE:
-                raise AnnotationError(path, f"frame {key}: {name} {value} is outside [-10, 10]")
+                raise AnnotationError(path, f"frame {key}: {name} {value!r:.40} is outside [-10, 10]")
             values.append(value / VA_SCALE)
-        try:
-            landmarks = np.asarray(frame.get("landmarks"), dtype=np.float64)
-        except (TypeError, ValueError):
-            landmarks = np.empty(0)
-        if landmarks.shape != (68, 2) or not np.isfinite(landmarks).all():
-            raise AnnotationError(
-                path, f"frame {key}: landmarks must be 68 [x, y] pairs, got shape {landmarks.shape}"
-            )
-        try:
-            alignment_transform(landmarks)
-        except ValueError as err:  # degenerate landmarks: no face to align
-            raise AnnotationError(path, f"frame {key}: {err}") from None
+        landmarks = _landmark_array(path, key, frame.get("landmarks"))
+        # Non-finite or degenerate landmarks are a fault of one frame (a tracker that lost the face), not of
+        # the file: _align_into skips and counts them (bad_landmarks).
         out.append((key, values[0], values[1], landmarks))
     return subject, out
+
+
+def _landmark_array(path: Path, key: str, points: object) -> np.ndarray:
+    """The (68, 2) float array of one frame's ``landmarks``; an error unless 68 [x, y] pairs of numbers."""
+
+    def is_pair(point: object) -> bool:
+        # Numbers only: numpy would also read strings ("12") and booleans as coordinates.
+        return (
+            isinstance(point, list)
+            and len(point) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in point)
+        )
+
+    if not isinstance(points, list):
+        problem = f"got {points!r:.40}"
+    else:
+        bad = next((i for i, point in enumerate(points) if not is_pair(point)), None)
+        if bad is not None:
+            problem = f"pair {bad} is {points[bad]!r:.40}"
+        elif len(points) != 68:
+            problem = f"got {len(points)} pairs"
+        else:
+            try:
+                return np.asarray(points, dtype=np.float64)
+            except OverflowError:
+                problem = "a coordinate is beyond the range of a float"
+    raise AnnotationError(path, f"frame {key}: landmarks must be 68 [x, y] pairs of numbers; {problem}")
 
 
 def _align_into(
@@ -153,9 +206,23 @@ def _align_into(
     margin: float,
     report: LoadReport,
 ) -> bool:
-    """Align one frame into the cache; count and return False when its image is missing or corrupt."""
+    """Align one frame into the cache; count and return False when it gives no usable crop.
+
+    That is: landmarks that span no face, an image that is missing or corrupt, or an aligned crop with less
+    than :data:`MIN_VISIBLE` of its area on the image (landmarks far outside it would give a black crop).
+    """
+    where = f"{source.parent.name}/{source.name}"
     try:
-        with Image.open(source) as image:
+        alignment_transform(landmarks, size, margin)
+    except ValueError as err:  # non-finite, eyes at one point, or no area: no face to align
+        report.skip(BAD_LANDMARKS, example=f"{where}: {err}")
+        return False
+    try:
+        with Image.open(source) as image:  # opening reads the header only: the size, no pixels yet
+            visible = alignment_visible_fraction(image.size, landmarks, size, margin)
+            if visible < MIN_VISIBLE:
+                report.skip(OFF_IMAGE, example=f"{where}: {visible:.0%} of the crop on the image")
+                return False
             crop = align_face(image, landmarks, size=size, margin=margin)
     except FileNotFoundError:
         report.skip(MISSING_IMAGE, example=str(source))

@@ -25,8 +25,26 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from affect_data.loaders._io import AnnotationError, check_values, list_folder, parse_numeric, split_header
-from affect_data.loaders.report import MISSING_IMAGE, NOT_ANNOTATED, OTHER_CLASS, LoadReport, finish_table
+from affect_data.loaders._io import (
+    AnnotationError,
+    check_values,
+    excerpt,
+    inside,
+    list_folder,
+    parse_numeric,
+    read_annotation,
+    resolved_root,
+    split_header,
+    warn_empty,
+)
+from affect_data.loaders.report import (
+    MISSING_IMAGE,
+    NOT_ANNOTATED,
+    OTHER_CLASS,
+    OUTSIDE_ROOT,
+    LoadReport,
+    finish_table,
+)
 from affect_data.schema import AU_NAMES, DTYPES, EXPR_NAMES, TASK_COLUMNS, VA_NAMES
 
 DATASET = "aff_wild2"
@@ -203,19 +221,27 @@ class _Reader:
         self.report = report
         self._listings: dict[str, np.ndarray] = {}
         self._unlabelled_counted: set[str] = set()
+        self._root = resolved_root(images)
 
     def read(self, path: Path, task: str) -> _Block:
-        header, body = split_header(path, path.read_bytes())
+        header, body = split_header(read_annotation(path))
         if tuple(header) not in HEADERS[task]:
             expected = " or ".join(",".join(h) for h in HEADERS[task])
-            raise AnnotationError(path, f"header {','.join(header)!r} is not the {task} header {expected}", 1)
+            found = excerpt(",".join(header))
+            raise AnnotationError(path, f"header {found} is not the {task} header {expected}", 1)
         # An EXPR line holds one class index; the header names the classes, not the columns.
         n_columns = 1 if task == "EXPR" else len(header)
         values = parse_numeric(path, body, n_columns, first_line=2)
+        if not len(values):
+            warn_empty(path, "label line after its header")
         _check_range(path, task, header, values)
         labels = values if task == "EXPR" else _table_columns(values, header, TASK_COLUMNS[task])
         video = path.stem
         self.report.read(len(values))
+        if not inside(self.images / video, self._root):
+            # A label file called "...txt" names video "..": its frames would be read from above the crops.
+            self.report.skip(OUTSIDE_ROOT, len(values), scope=task, example=f"{path.name}: video {video!r}")
+            return _Block(video, task, np.empty(0, dtype=np.int64), labels[:0])
 
         keep = ~(labels == SENTINEL[task]).any(axis=1)  # NaN (an AU the file lacks) is not a sentinel
         self.report.skip(NOT_ANNOTATED, int((~keep).sum()), scope=task, example=_where(path, keep))

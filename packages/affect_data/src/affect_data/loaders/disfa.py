@@ -17,8 +17,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from affect_data.loaders._io import AnnotationError, check_values, list_folder, parse_numeric
-from affect_data.loaders.report import MISSING_IMAGE, LoadReport, finish_table
+from affect_data.loaders._io import (
+    AnnotationError,
+    check_values,
+    inside,
+    list_folder,
+    parse_numeric,
+    read_annotation,
+    resolved_root,
+    warn_empty,
+)
+from affect_data.loaders.report import MISSING_IMAGE, OUTSIDE_ROOT, LoadReport, finish_table
 from affect_data.schema import AU_NAMES
 
 DATASET = "disfa"
@@ -42,8 +51,9 @@ def load_disfa(
 
     Every subject folder under ``ActionUnit_Labels`` is read (the frame count comes from the files, never a
     constant); its 12 AU files must hold the same frames 1..n in order. ``video`` and ``subject`` are the
-    subject id (``SN001``), ``frame`` is 0-based, ``split`` is "train". Frames whose image is missing are
-    dropped and counted in ``table.attrs["report"]``.
+    subject id (``SN001``), ``frame`` is 0-based, ``split`` is "train". Frames whose image is missing, and
+    subjects whose image folder resolves (symlinks followed) outside ``image_root``, are dropped and counted
+    in ``table.attrs["report"]`` (``missing_image``, ``outside_root``).
 
     Parameters
     ----------
@@ -53,7 +63,8 @@ def load_disfa(
         Smallest intensity (1..5) that counts as the AU being present.
     image_pattern : str
         Image path relative to ``image_root``, a :meth:`str.format` pattern with ``{subject}`` and the
-        1-based ``{frame}``. The default is OpenFace's aligned-frame layout for the left camera.
+        1-based ``{frame}``, that stays below ``image_root`` (no absolute path, no leading ``..``). The
+        default is OpenFace's aligned-frame layout for the left camera.
     image_root : path, optional
         Where ``image_pattern`` starts; default ``root``.
     check_images : bool
@@ -80,12 +91,17 @@ def load_disfa(
     if not (isinstance(threshold, int | np.integer) and 1 <= threshold <= 5):
         raise ValueError(f"threshold must be an integer intensity in 1..5, got {threshold!r}")
     try:
-        image_pattern.format(subject="SN001", frame=1)
+        example = image_pattern.format(subject="SN001", frame=1)
     except (KeyError, IndexError, ValueError) as err:
         raise ValueError(
             f"image_pattern {image_pattern!r} must be a str.format pattern using only {{subject}} and "
             f"{{frame}}: {type(err).__name__} {err}"
         ) from None
+    if os.path.isabs(example) or os.path.normpath(example).split(os.sep)[0] == "..":
+        raise ValueError(
+            f"image_pattern {image_pattern!r} leaves image_root ({example!r}); pass image_root= the folder "
+            "that holds the images and a pattern relative to it"
+        )
     root = Path(root)
     labels_dir = root / "ActionUnit_Labels"
     if not labels_dir.is_dir():
@@ -96,6 +112,7 @@ def load_disfa(
         raise FileNotFoundError(f"DISFA label folder {labels_dir} holds no subject folder")
 
     report = LoadReport(DATASET)
+    root_resolved = resolved_root(image_root)
     parts = []
     for subject in subjects:
         present = _read_subject(labels_dir / subject, subject, threshold)
@@ -107,8 +124,17 @@ def load_disfa(
             ],
             dtype=object,
         )
-        keep = _existing(paths, subject) if check_images else np.ones(len(paths), dtype=bool)
-        missing = np.flatnonzero(~keep)
+        # Subject names come from folder names and the pattern is checked above; a symlinked image folder
+        # can still lead elsewhere: check each folder once, not each frame.
+        confined = _confined(paths, root_resolved)
+        outside = np.flatnonzero(~confined)
+        report.skip(
+            OUTSIDE_ROOT, outside.size, example=f"{subject}: {paths[outside[0]]}" if outside.size else None
+        )
+        keep = confined.copy()
+        if check_images:
+            keep[confined] = _existing(paths[confined], subject)
+        missing = np.flatnonzero(confined & ~keep)
         report.skip(
             MISSING_IMAGE, missing.size, example=f"{subject} frame {missing[0] + 1}" if missing.size else None
         )
@@ -128,7 +154,7 @@ def _read_subject(folder: Path, subject: str, threshold: int) -> np.ndarray:
         path = folder / f"{subject}_au{au}.txt"
         if not path.is_file():
             raise FileNotFoundError(f"DISFA AU file {path} does not exist (each subject has AUs {DISFA_AUS})")
-        values = parse_numeric(path, path.read_bytes(), 2, first_line=1)
+        values = parse_numeric(path, read_annotation(path), 2, first_line=1)
         if present is None:
             present = np.zeros((len(values), len(AU_NAMES)), dtype=np.int8)
             first_path = path
@@ -147,11 +173,27 @@ def _read_subject(folder: Path, subject: str, threshold: int) -> np.ndarray:
         )
         if au in wanted:
             present[:, wanted[au]] = values[:, 1] >= threshold
+    if not len(present):
+        warn_empty(folder, "frame in its AU files")
     return present
 
 
 def _is_intensity(values: np.ndarray) -> np.ndarray:
     return (values >= 0) & (values <= 5) & (values == np.round(values))
+
+
+def _confined(paths: np.ndarray, root: str) -> np.ndarray:
+    """Whether each path's folder resolves to ``root`` or below it; one ``realpath`` per folder."""
+    verdicts: dict[str, bool] = {}
+    confined = np.zeros(len(paths), dtype=bool)
+    for i, path in enumerate(paths):
+        folder = os.path.dirname(path)
+        verdict = verdicts.get(folder)
+        if verdict is None:
+            resolved = os.path.realpath(folder)
+            verdict = verdicts[folder] = resolved == root or inside(resolved, root)
+        confined[i] = verdict
+    return confined
 
 
 def _existing(paths: np.ndarray, subject: str) -> np.ndarray:

@@ -20,8 +20,22 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from affect_data.faces import IMAGE_ERRORS, CropCache, crop_box, default_cache_dir
-from affect_data.loaders._io import AnnotationError
+from affect_data.faces import (
+    IMAGE_ERRORS,
+    MIN_VISIBLE,
+    CropCache,
+    box_visible_fraction,
+    crop_box,
+    default_cache_dir,
+)
+from affect_data.loaders._io import (
+    AnnotationError,
+    excerpt,
+    inside,
+    read_annotation,
+    resolved_root,
+    warn_empty,
+)
 from affect_data.loaders.report import (
     CONFLICTING,
     CORRUPT_IMAGE,
@@ -29,6 +43,8 @@ from affect_data.loaders.report import (
     EMPTY_BOX,
     LOW_CONFIDENCE,
     MISSING_IMAGE,
+    OFF_IMAGE,
+    OUTSIDE_ROOT,
     LoadReport,
     finish_table,
 )
@@ -73,8 +89,10 @@ def load_expw(
     columns: ``face_id``, ``confidence``, ``source`` (the full image) and the box ``box_left, box_top,
     box_right, box_bottom``. Skipped and counted in ``table.attrs["report"]``: duplicate lines, later lines
     that contradict an earlier one for the same face (the first is kept), faces below ``min_confidence``,
-    missing or undecodable source images, and boxes with no pixel inside their image. Boxes that overhang
-    the image are clipped to it.
+    image names that resolve (symlinks followed) outside ``image/origin`` (never opened), missing or
+    undecodable source images, boxes with no pixel inside their image, and boxes with less than
+    :data:`~affect_data.faces.MIN_VISIBLE` of their area on it. Boxes that overhang the image less than that
+    are clipped to it. A ``label.lst`` without a face line gives an :class:`EmptyAnnotationWarning`.
 
     Parameters
     ----------
@@ -95,7 +113,8 @@ def load_expw(
     ------
     AnnotationError
         A line of ``label.lst`` with a wrong field count, a non-numeric value, a label outside 0..6, or a
-        box whose right/bottom edge is not beyond its left/top edge (file and line named).
+        box whose right/bottom edge is not beyond its left/top edge; a file that is not UTF-8 text (file
+        and line named).
     FileNotFoundError
         A missing ``label.lst`` or image folder.
 
@@ -124,8 +143,16 @@ def load_expw(
     for face in faces:
         by_image[face.image].append(face)
     rows = []
+    image_root = resolved_root(image_dir)
     for image_name, image_faces in by_image.items():
         source = (image_dir / image_name).absolute()
+        if not inside(source, image_root):  # "../../x", "/etc/x" or a symlink out: never opened
+            report.skip(
+                OUTSIDE_ROOT,
+                len(image_faces),
+                example=f"label.lst line {image_faces[0].line}: {excerpt(image_name)}",
+            )
+            continue
         names = {
             f: cache.name(f"{Path(image_name).stem}_{f.face_id}", image_name, f.box) for f in image_faces
         }
@@ -140,7 +167,9 @@ def load_expw(
 def _read_label_file(path: Path, report: LoadReport) -> list[_Face]:
     """Parse ``label.lst``; drop (and count) duplicates and contradicting repeats of a face."""
     faces: dict[tuple[str, int], _Face] = {}
-    for number, raw in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    # Split on "\n" only: str.splitlines also breaks at form feeds and other separators, which would make
+    # the line numbers of errors disagree with the file.
+    for number, raw in enumerate(read_annotation(path).decode("utf-8").split("\n"), start=1):
         fields = raw.split()
         if not fields:
             continue
@@ -154,6 +183,8 @@ def _read_label_file(path: Path, report: LoadReport) -> list[_Face]:
             report.skip(DUPLICATE, example=f"label.lst line {number} repeats line {first.line}")
         else:
             report.skip(CONFLICTING, example=f"label.lst line {number} contradicts line {first.line}")
+    if not report.rows_read:
+        warn_empty(path, "face line")
     return list(faces.values())
 
 
@@ -170,14 +201,14 @@ def _parse_line(path: Path, number: int, fields: list[str]) -> _Face:
         label = int(numbers[6])
     except ValueError:
         raise AnnotationError(
-            path, f"face id, box and label must be integers: {' '.join(numbers)!r}", number
+            path, f"face id, box and label must be integers: {excerpt(' '.join(numbers))}", number
         ) from None
     try:
         confidence = float(numbers[5])
     except ValueError:
         confidence = math.nan
     if not math.isfinite(confidence):
-        raise AnnotationError(path, f"confidence {numbers[5]!r} is not a finite number", number)
+        raise AnnotationError(path, f"confidence {excerpt(numbers[5])} is not a finite number", number)
     if not 0 <= label < len(EXPW_TO_AFF_WILD2):
         raise AnnotationError(path, f"label {label} is outside 0..{len(EXPW_TO_AFF_WILD2) - 1}", number)
     if face_id < 0:
@@ -193,7 +224,11 @@ def _crop_faces(
     source: Path, faces: list[_Face], names: dict[_Face, str], cache: CropCache, report: LoadReport
 ) -> set[_Face]:
     """Crop ``faces`` out of ``source`` (opened once) into the cache; return the faces that failed."""
-    if not source.is_file():
+    try:
+        exists = source.is_file()
+    except OSError:  # a name the file system refuses (too long, say) names no image
+        exists = False
+    if not exists:
         report.skip(MISSING_IMAGE, len(faces), example=str(source))
         return set(faces)
     try:
@@ -206,10 +241,12 @@ def _crop_faces(
     failed = set()
     for face in faces:
         crop = crop_box(image, face.box)
+        example = f"label.lst line {face.line}: box {face.box} vs image {image.size}"
         if crop is None:
-            report.skip(
-                EMPTY_BOX, example=f"label.lst line {face.line}: box {face.box} vs image {image.size}"
-            )
+            report.skip(EMPTY_BOX, example=example)
+            failed.add(face)
+        elif box_visible_fraction(image.size, face.box) < MIN_VISIBLE:
+            report.skip(OFF_IMAGE, example=example)
             failed.add(face)
         else:
             cache.save(crop, names[face])

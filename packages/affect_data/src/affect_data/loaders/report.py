@@ -16,7 +16,12 @@ Reasons, as used by the loaders:
 ``conflicting``    ExpW: a second line for the same (image, face id) with different values (first kept)
 ``low_confidence`` ExpW: face confidence below the ``min_confidence`` asked for
 ``empty_box``      ExpW: a face box that holds no pixel once clipped to its image
+``off_image``      ExpW box or AFEW-VA aligned crop with less than half its area on the image (it would
+                   train on a mostly black or sliver crop)
+``bad_landmarks``  AFEW-VA: landmarks that give no face (non-finite values, eyes at one point, no area)
 ``corrupt_image``  an image that exists but cannot be decoded (truncated, not an image, ...)
+``outside_root``   a path taken from an annotation (image name, video name, clip folder) that resolves,
+                   symlinks followed, outside the data set's image folder: never opened
 ================== ====================================================================================
 """
 
@@ -37,7 +42,10 @@ DUPLICATE = "duplicate"
 CONFLICTING = "conflicting"
 LOW_CONFIDENCE = "low_confidence"
 EMPTY_BOX = "empty_box"
+OFF_IMAGE = "off_image"
+BAD_LANDMARKS = "bad_landmarks"
 CORRUPT_IMAGE = "corrupt_image"
+OUTSIDE_ROOT = "outside_root"
 
 #: How many example items (file, frame, ...) a report keeps per reason.
 MAX_EXAMPLES = 5
