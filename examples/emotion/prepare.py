@@ -14,8 +14,11 @@
    no annotation files. On the real data sets no ``test.csv`` is written (and one left by an earlier run of
    the folder is removed): the ABAW test labels are withheld, so, as in the ABAW protocol, the validation
    scores are the ones reported.
-6. ``crops/`` (``data.frame_cache``): affect_data's crop cache of every image above, decoded once at the
-   datasets' resize size; rows whose image cannot be read are dropped (and counted in the summary).
+6. Every image above is decoded once, whatever ``data.frame_cache`` says, and rows whose image cannot be
+   read (missing, zero bytes, corrupt, truncated) are dropped and counted in the summary
+   (``unreadable_images``), so that no training epoch meets one. With ``data.frame_cache`` the decoding
+   builds ``crops/``, affect_data's crop cache at the datasets' resize size; without it,
+   :func:`affect_data.cache.unreadable_images` decodes and discards.
 7. ``summary.json``: row counts per task and source, before and after balancing; validation frames and
    videos; test frames and videos (synthetic corpus only).
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +65,10 @@ def run_prepare(config: Config, folder: Path) -> dict[str, Any]:
     test = held_out_table(Path(synthetic.root)) if synthetic is not None else None
     tasks = {task: (data.train, data.indices) for task, data in prepared.items()}
 
-    unreadable = 0
     if config.data.frame_cache:
         tasks, validation, test, unreadable = _cache_crops(config, tasks, validation, test)
+    else:
+        tasks, validation, test, unreadable = _drop_unreadable(config, tasks, validation, test)
 
     summary: dict[str, Any] = {"tasks": {}, "unreadable_images": unreadable}
     for task, (table, indices) in tasks.items():
@@ -104,12 +109,16 @@ def held_out_table(corpus: Path) -> pd.DataFrame:
     return aff_wild2_truth_table(corpus, split="test")
 
 
+#: Each task's training table and balanced list.
+TaskTables = dict[str, tuple[pd.DataFrame, np.ndarray]]
+
+
 def _cache_crops(
     config: Config,
-    tasks: dict[str, tuple[pd.DataFrame, np.ndarray]],
+    tasks: TaskTables,
     validation: pd.DataFrame,
     test: pd.DataFrame | None = None,
-) -> tuple[dict[str, tuple[pd.DataFrame, np.ndarray]], pd.DataFrame, pd.DataFrame | None, int]:
+) -> tuple[TaskTables, pd.DataFrame, pd.DataFrame | None, int]:
     """Build the crop cache of every training, validation and test image; drop rows whose image is unreadable.
 
     Test rows are dropped by the same rule as validation rows: a frame that cannot be read cannot be scored.
@@ -117,8 +126,7 @@ def _cache_crops(
     from affect_data.cache import build_frame_cache
     from affect_data.transforms import resized_size
 
-    held_out = [validation] if test is None else [validation, test]
-    paths = pd.concat([table["path"] for table, _ in tasks.values()] + [t["path"] for t in held_out])
+    paths = _all_paths(tasks, validation, test)
     print(f"[prepare] caching {paths.nunique()} face crops at {resized_size(config.data.image_size)} px")
     cache = build_frame_cache(
         paths,
@@ -127,11 +135,51 @@ def _cache_crops(
         num_workers=config.data.num_workers,
         overwrite=True,
     )
-    kept = {task: keep_rows(table, indices, cache.covers(table)) for task, (table, indices) in tasks.items()}
-    validation = validation[cache.covers(validation)].reset_index(drop=True)
+    return (*_keep_where(cache.covers, tasks, validation, test), len(cache.skipped))
+
+
+def _drop_unreadable(
+    config: Config,
+    tasks: TaskTables,
+    validation: pd.DataFrame,
+    test: pd.DataFrame | None = None,
+) -> tuple[TaskTables, pd.DataFrame, pd.DataFrame | None, int]:
+    """Without a crop cache: decode every image once and drop the rows of those that cannot be read.
+
+    Training reads the files themselves then, and one zero-byte or truncated frame would otherwise stop it
+    mid-epoch; this is the test the crop cache applies, so both settings keep the same rows.
+    """
+    from affect_data.cache import unreadable_images
+
+    paths = _all_paths(tasks, validation, test)
+    print(f"[prepare] checking that {paths.nunique()} face images decode")
+    bad = unreadable_images(paths, num_workers=config.data.num_workers)
+    if bad:
+        path, error = next(iter(bad.items()))
+        print(f"[prepare] dropping the rows of {len(bad)} unreadable image(s), e.g. {path} ({error})")
+    return (
+        *_keep_where(lambda table: ~table["path"].isin(bad).to_numpy(), tasks, validation, test),
+        len(bad),
+    )
+
+
+def _all_paths(tasks: TaskTables, validation: pd.DataFrame, test: pd.DataFrame | None) -> pd.Series:
+    held_out = [validation] if test is None else [validation, test]
+    return pd.concat([table["path"] for table, _ in tasks.values()] + [t["path"] for t in held_out])
+
+
+def _keep_where(
+    keep: Callable[[pd.DataFrame], np.ndarray],
+    tasks: TaskTables,
+    validation: pd.DataFrame,
+    test: pd.DataFrame | None,
+) -> tuple[TaskTables, pd.DataFrame, pd.DataFrame | None]:
+    """The tables with only the rows where ``keep`` is True; balanced lists renumbered."""
+    kept = {task: keep_rows(table, indices, keep(table)) for task, (table, indices) in tasks.items()}
+    validation = validation[keep(validation)].reset_index(drop=True)
     if test is not None:
-        test = test[cache.covers(test)].reset_index(drop=True)
-    return kept, validation, test, len(cache.skipped)
+        test = test[keep(test)].reset_index(drop=True)
+    return kept, validation, test
 
 
 def keep_rows(table: pd.DataFrame, indices: np.ndarray, keep: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:

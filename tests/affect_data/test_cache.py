@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from affect_data.cache import FrameCache, build_frame_cache
+from affect_data import cache as cache_module
+from affect_data.cache import CacheError, FrameCache, build_frame_cache, unreadable_images
 from affect_data.transforms import load_image
 
 SIDE = 20
@@ -103,20 +104,16 @@ def test_mismatches_are_clear_errors(tmp_path):
     array = folder / "crops.u8"
     data = array.read_bytes()
     array.write_bytes(data[:-10])
-    with pytest.raises(ValueError, match=r"crops.u8 holds .* bytes; .*\(6, 20, 20, 3\)"):
+    with pytest.raises(CacheError, match=r"crops.u8: holds 7190 bytes; meta.json records 7200"):
         FrameCache(folder)
     array.write_bytes(data)
 
-    index = folder / "index.csv"
-    lines = index.read_text().splitlines()
-    index.write_text("\n".join(lines[:-1]) + "\n")
-    with pytest.raises(ValueError, match=r"index\.csv lists 5 images; meta\.json says 6"):
-        FrameCache(folder)
-    index.write_text("\n".join(lines) + "\n")
-
     meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps(meta | {"n_rows": 5}))
+    with pytest.raises(CacheError, match=r"records 7200 bytes for crops.u8, but its shape \(5, 20, 20, 3\)"):
+        FrameCache(folder)
     (folder / "meta.json").write_text(json.dumps(meta | {"format": 99}))
-    with pytest.raises(ValueError, match="cache format 99"):
+    with pytest.raises(ValueError, match=r"cache format 99, expected 2; .* rebuild it"):
         FrameCache(folder)
     (folder / "meta.json").unlink()
     with pytest.raises(FileNotFoundError, match="not a finished crop cache"):
@@ -145,10 +142,116 @@ def test_damaged_meta_or_index_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"meta\.json: not valid JSON"):
         FrameCache(folder)
     meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "n_rows"}))
-    with pytest.raises(ValueError, match=r"meta\.json lacks key\(s\) \['n_rows'\]"):
+    with pytest.raises(ValueError, match=r"meta\.json: lacks key\(s\) \['n_rows'\]"):
+        FrameCache(folder)
+    meta_path.write_text(json.dumps(meta | {"files": {"crops.u8": {}}}))
+    with pytest.raises(CacheError, match="lacks the byte sizes and checksums"):
         FrameCache(folder)
     meta_path.write_text(json.dumps(meta))
     index = folder / "index.csv"
     index.write_text(index.read_text().replace("\n5,", "\n6,"))
-    with pytest.raises(ValueError, match=r"index\.csv refers to row 6 outside the 6 rows"):
+    with pytest.raises(ValueError, match=r"index\.csv: refers to row 6 outside the 6 rows"):
         FrameCache(folder)
+
+
+# ------------------------------------------------------------------ damage is detected and named
+
+
+@pytest.fixture
+def built(tmp_path):
+    folder = tmp_path / "cache"
+    build_frame_cache(write_images(tmp_path / "img"), folder, size=SIDE)
+    return folder
+
+
+def test_a_healthy_cache_verifies(built):
+    cache = FrameCache(built)
+    cache.verify()
+    cache.verify(full=True)
+    meta = json.loads((built / "meta.json").read_text())
+    assert meta["files"]["crops.u8"]["bytes"] == 6 * SIDE * SIDE * 3
+    assert meta["files"]["index.csv"]["bytes"] == (built / "index.csv").stat().st_size
+
+
+def test_a_deleted_array_file_is_named_on_open(built):
+    (built / "crops.u8").unlink()
+    with pytest.raises(CacheError, match=r"crops\.u8: is missing; .* rebuild it") as caught:
+        FrameCache(built)
+    assert caught.value.path == built / "crops.u8"
+
+
+def test_missing_index_lines_are_named_on_open(built):
+    index = built / "index.csv"
+    lines = index.read_text().splitlines()
+    index.write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(CacheError, match=r"index\.csv: holds \d+ bytes; meta\.json records \d+"):
+        FrameCache(built)
+
+
+def test_a_file_damaged_after_opening_fails_verify(built):
+    cache = FrameCache(built)
+    with open(built / "crops.u8", "r+b") as file:
+        file.truncate(100)
+    with pytest.raises(CacheError, match=r"crops\.u8: holds 100 bytes"):
+        cache.verify()
+
+
+def test_a_file_zeroed_at_the_same_size_fails_verify(built):
+    # Before: the sizes matched, the cache opened, and training read black images without a word.
+    array = built / "crops.u8"
+    array.write_bytes(bytes(array.stat().st_size))
+    cache = FrameCache(built)  # opening checks sizes only: they match
+    with pytest.raises(
+        CacheError, match=r"crops\.u8: block 0 \(bytes 0 to 7200, rows 0 to 5\) does not match"
+    ):
+        cache.verify()
+
+
+def test_an_edited_index_fails_verify(built):
+    index = built / "index.csv"
+    index.write_text(index.read_text().replace("00001.jpg", "00009.jpg"))
+    with pytest.raises(CacheError, match=r"index\.csv: does not match its checksum"):
+        FrameCache(built).verify()
+
+
+def test_sampled_verify_reads_some_blocks_and_full_verify_reads_all(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache_module, "BLOCK_BYTES", SIDE * SIDE * 3)  # one image per block: 9 blocks
+    folder = tmp_path / "cache"
+    build_frame_cache(write_images(tmp_path / "img", n=9), folder, size=SIDE)
+    monkeypatch.undo()  # the block size is read from meta.json, not from the module
+    array = folder / "crops.u8"
+    data = bytearray(array.read_bytes())
+    data[SIDE * SIDE * 3 + 7] ^= 0xFF  # one byte of block 1, which 2 samples (blocks 0, 3, 5, 8) skip
+    array.write_bytes(bytes(data))
+    cache = FrameCache(folder)
+    cache.verify(samples=2)
+    with pytest.raises(CacheError, match=r"block 1 \(bytes 1200 to 2400, rows 1 to 1\)"):
+        cache.verify(full=True)
+    data[-1] ^= 0xFF  # the last block is always read
+    array.write_bytes(bytes(data))
+    with pytest.raises(CacheError, match=r"block 8 "):
+        cache.verify(samples=2)
+
+
+def test_a_cache_of_the_previous_format_is_refused(built):
+    meta = json.loads((built / "meta.json").read_text())
+    del meta["files"]
+    (built / "meta.json").write_text(json.dumps(meta | {"format": 1}))
+    with pytest.raises(CacheError, match=r"cache format 1, expected 2; the crop cache .* rebuild it"):
+        FrameCache(built)
+
+
+def test_unreadable_images_names_what_the_cache_would_skip(tmp_path):
+    table = write_images(tmp_path / "img")
+    Path(table["path"].iloc[1]).write_bytes(b"")  # zero bytes
+    with open(table["path"].iloc[4], "r+b") as file:
+        file.truncate(file.seek(0, 2) // 2)  # opens, fails when decoded
+    missing = str(tmp_path / "img" / "gone.jpg")
+    paths = [*table["path"], missing]
+    found = unreadable_images(paths)
+    assert list(found) == [table["path"].iloc[1], table["path"].iloc[4], missing]
+    assert "cannot identify image file" in found[table["path"].iloc[1]]
+    assert unreadable_images(paths, num_workers=2, chunk_size=2) == found
+    with pytest.warns(UserWarning, match="skipped 3"):
+        cache = build_frame_cache(paths, tmp_path / "cache", size=SIDE)
+    assert {entry["path"] for entry in cache.skipped} == set(found)

@@ -1,3 +1,6 @@
+import warnings
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -37,6 +40,13 @@ def write_frames(folder, videos=(("v0", 5), ("v1", 3)), same_image_per_video=Fal
                 | expr
             )
     return as_frame_table(pd.DataFrame(rows))
+
+
+@contextmanager
+def warnings_as_errors():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
 
 
 @pytest.fixture
@@ -185,7 +195,44 @@ def test_dataset_errors(table, tmp_path):
     with pytest.raises(ValueError, match=f"holds {SIDE + 1} px images.*size={SIDE}"):
         FrameDataset(table, size=SIZE, cache=cache)
     with pytest.raises(OSError, match=r"cannot read image .*missing\.jpg"):
-        FrameDataset(table.assign(path="/nowhere/missing.jpg"), size=SIZE)[0]
+        FrameDataset(table.assign(path="/nowhere/missing.jpg"), size=SIZE, unreadable="raise")[0]
+    with pytest.raises(ValueError, match="unreadable must be 'mask' or 'raise'"):
+        FrameDataset(table, size=SIZE, unreadable="skip")
+
+
+def damage(table, rows):
+    """A zero-byte file for the first row, a truncated JPEG for the others (both fail to decode)."""
+    for k, row in enumerate(rows):
+        path = table["path"].iloc[row]
+        with open(path, "r+b") as file:
+            file.truncate(0 if k == 0 else file.seek(0, 2) // 2)
+
+
+def test_an_unreadable_frame_is_served_masked_not_raised_mid_epoch(table):
+    # Before: OSError "cannot identify image file" at the first batch that held the frame.
+    damage(table, [0, 6])
+    dataset = FrameDataset(table, size=SIZE, train=True)
+    with pytest.warns(UserWarning, match=r"\.jpg: .*served as a blank image with every mask False"):
+        batches = list(DataLoader(dataset, batch_size=4))
+    assert sum(len(images) for images, _, _ in batches) == 8
+    masks = {task: torch.cat([b[2][task] for b in batches]) for task in ("AU", "EXPR", "VA")}
+    assert masks["AU"].tolist() == [False, True, True, True, True, False, False, False]
+    assert masks["EXPR"].tolist() == [False] * 5 + [True, False, True]
+    assert masks["VA"].tolist() == [False, True] + [False] * 6
+    assert sorted(dataset.unreadable_images) == sorted(table["path"].iloc[[0, 6]])
+    with warnings_as_errors():  # warned once per file
+        dataset[0]
+
+
+def test_an_unreadable_frame_of_a_clip_is_masked_alone(table):
+    damage(table, [1])
+    clips = SequenceDataset(table, length=4, size=SIZE, train=False)
+    with pytest.warns(UserWarning, match="00002.jpg"):
+        images, _, masks = clips[0]
+    assert masks["AU"].tolist() == [True, False, True, True]
+    assert masks["VA"].tolist() == [True, False, False, False]
+    assert images.shape == (4, 3, SIZE, SIZE)
+    assert list(clips.unreadable_images) == [table["path"].iloc[1]]
 
 
 def test_windows_never_start_past_the_last_frame():

@@ -2,6 +2,7 @@
 the tiny corpus (held-out test split on the synthetic corpus, none on real data)."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -156,3 +157,34 @@ def test_prepare_on_real_data_writes_no_test_split(prepared, tmp_path):
     assert not (out / "test.csv").exists() and (out / "validation.csv").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert "test_frames" not in summary and "test_frames" not in returned
+
+
+@pytest.mark.slow
+def test_prepare_without_the_frame_cache_drops_unreadable_frames(prepared, tmp_path):
+    # Before: with data.frame_cache false a zero-byte Aff-Wild2 frame stayed in the tables, and training
+    # died at epoch 1 step 0 with "OSError: cannot identify image file".
+    import shutil
+
+    from affect_data.datasets import FrameDataset
+
+    config, synthetic_out, _ = prepared
+    source = Path(config.data.synthetic.root)
+    corpus = tmp_path / "corpus"
+    shutil.copytree(source, corpus, copy_function=os.link)  # hard links: cheap
+    train = read_table(synthetic_out / "train_EXPR.csv")
+    first = Path(train.loc[train["dataset"] == "aff_wild2", "path"].iloc[0])  # a frame training reads
+    frame = corpus / first.relative_to(source)
+    frame.unlink()  # a hard link: write a new file, not through the link into the shared corpus
+    frame.write_bytes(b"")
+    real = tiny_config(tmp_path, synthetic=None, frame_cache=False, **{n: str(corpus / n) for n in DATASETS})
+    out = real.run_dir / "prepare"
+    out.mkdir(parents=True)
+    run_prepare(real, out)
+    assert json.loads((out / "summary.json").read_text())["unreadable_images"] == 1
+    tables = [read_table(out / f"train_{task}.csv") for task in ("AU", "EXPR", "VA")]
+    tables.append(read_table(out / "validation.csv"))
+    assert not any(str(frame) in set(table["path"]) for table in tables)
+    for table in tables[:3]:  # the epoch that crashed: every training image decodes
+        dataset = FrameDataset(table, size=real.data.image_size, unreadable="raise")
+        for i in range(len(dataset)):
+            dataset[i]

@@ -5,23 +5,35 @@ datasets accept a :class:`FrameCache` and then skip decoding entirely. The cache
 
     crops.u8     raw uint8 array [n_rows, size, size, 3] (numpy memmap, C order)
     index.csv    one line per cached image: cache row, image path
-    meta.json    format version, size, shape, counts, and the images skipped while building
+    meta.json    format version, size, shape, counts, the images skipped while building, and the byte size
+                 and checksums of the two other files
 
 Build it once with :func:`build_frame_cache` at the size the datasets resize to before cropping
 (``transforms.resized_size(112) == 134``). The build writes into a temporary sibling folder and renames it
-into place only when complete, so an interrupted build never leaves a folder that opens. Opening validates
-the format, the array file's length against the recorded shape, and the index's row count; any mismatch is a
-``ValueError`` naming the file.
+into place only when complete, so an interrupted build never leaves a folder that opens.
+
+Damage is detected, and named in a :class:`CacheError` (a ``ValueError``) that names the file and says to
+rebuild:
+
+- opening checks the format, the recorded byte sizes of ``crops.u8`` and ``index.csv`` (a truncated,
+  extended or deleted file, index lines missing or added), the index's row count and the size;
+- :meth:`FrameCache.verify` checks the sizes again and the checksums: the whole of ``index.csv`` (small),
+  and BLAKE2b digests of 4 MiB blocks of ``crops.u8``. By default it reads a sample of blocks, always the
+  first and the last (about 40 MiB, a fraction of a second), which catches a file zeroed or rewritten at the
+  same size, and damage to any sampled block; ``full=True`` reads every block and catches any changed byte.
 
 Unreadable images (missing, corrupt, truncated) while building: with ``on_error="skip"`` (the default, so that
 one bad frame in millions does not end a long build) they are left out, counted, listed with the reason in
 ``meta.json`` and on :attr:`FrameCache.skipped`, and reported in a warning; with ``on_error="raise"`` the
 first one stops the build with an ``OSError`` naming the file. A table row whose image was skipped cannot be
 served from the cache: :meth:`FrameCache.rows_for` names it, and :meth:`FrameCache.covers` filters such rows.
+:func:`unreadable_images` applies the same test without building a cache, for training straight from the
+image files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -32,13 +44,38 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
+from affect_data.faces import IMAGE_ERRORS
 from affect_data.transforms import load_image
 
-FORMAT_VERSION = 1
+#: 2: meta.json records the byte size and checksums of crops.u8 and index.csv.
+FORMAT_VERSION = 2
 ARRAY_FILE = "crops.u8"
 INDEX_FILE = "index.csv"
 META_FILE = "meta.json"
+#: Bytes of crops.u8 covered by one recorded digest: small enough that a sampled check stays cheap, large
+#: enough that meta.json stays small (a 100 GB cache has 25,000 digests).
+BLOCK_BYTES = 4 << 20
+#: Blocks of crops.u8 that :meth:`FrameCache.verify` reads by default, besides the first and the last.
+VERIFY_SAMPLES = 8
+
+
+class CacheError(ValueError):
+    """A crop cache whose files do not match what was recorded when it was built. Rebuild it.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The damaged file.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"{self.path}: {problem}; the crop cache {self.path.parent} is damaged or stale: rebuild it "
+            "(build_frame_cache(..., overwrite=True))"
+        )
 
 
 class FrameCache:
@@ -58,8 +95,11 @@ class FrameCache:
     ------
     FileNotFoundError
         If the folder or its ``meta.json`` does not exist.
+    CacheError
+        If the format, a file's recorded byte size or the index's row count do not match (a damaged or
+        stale cache: rebuild it).
     ValueError
-        If the format, the array file's length, the index's row count or the size do not match.
+        If ``size`` is not the cache's.
 
     Examples
     --------
@@ -84,35 +124,97 @@ class FrameCache:
         self.size: int = int(meta["size"])
         self.n_rows: int = int(meta["n_rows"])
         self.skipped: list[dict[str, str]] = list(meta["skipped"])
+        self._files: dict[str, dict] = meta["files"]
         if size is not None and size != self.size:
             raise ValueError(f"{self.folder} holds {self.size} px crops; {size} px were asked for")
-        array_path = self.folder / ARRAY_FILE
         expected = self.n_rows * self.size * self.size * 3
-        actual = array_path.stat().st_size if array_path.is_file() else None
-        if actual != expected:
-            raise ValueError(
-                f"{array_path} holds {actual} bytes; meta.json's shape "
-                f"({self.n_rows}, {self.size}, {self.size}, 3) needs {expected} (truncated or replaced file?)"
+        if self._files[ARRAY_FILE]["bytes"] != expected:
+            raise CacheError(
+                meta_path,
+                f"records {self._files[ARRAY_FILE]['bytes']} bytes for {ARRAY_FILE}, but its shape "
+                f"({self.n_rows}, {self.size}, {self.size}, 3) needs {expected}",
             )
+        self._check_sizes()
         # Paths are read verbatim: without keep_default_na a file called "NA" or "null" would become NaN.
         index = pd.read_csv(
             self.folder / INDEX_FILE, dtype={"row": np.int64, "path": str}, keep_default_na=False
         )
         if len(index) != self.n_rows - len(self.skipped):
-            raise ValueError(
-                f"{self.folder / INDEX_FILE} lists {len(index)} images; meta.json says "
-                f"{self.n_rows - len(self.skipped)} ({self.n_rows} rows, {len(self.skipped)} skipped)"
+            raise CacheError(
+                self.folder / INDEX_FILE,
+                f"lists {len(index)} images; meta.json says {self.n_rows - len(self.skipped)} "
+                f"({self.n_rows} rows, {len(self.skipped)} skipped)",
             )
         rows = index["row"].to_numpy()
         outside = rows[(rows < 0) | (rows >= self.n_rows)]
         if outside.size:
-            raise ValueError(
-                f"{self.folder / INDEX_FILE} refers to row {outside[0]} outside the {self.n_rows} rows of "
-                f"{ARRAY_FILE}"
+            raise CacheError(
+                self.folder / INDEX_FILE,
+                f"refers to row {outside[0]} outside the {self.n_rows} rows of {ARRAY_FILE}",
             )
         self.paths: list[str] = index["path"].tolist()
         self._row_of = pd.Series(index["row"].to_numpy(), index=pd.Index(index["path"]))
         self._array: np.ndarray | None = None
+
+    def _check_sizes(self) -> None:
+        """Raise :class:`CacheError` unless crops.u8 and index.csv have their recorded byte sizes."""
+        for name in (ARRAY_FILE, INDEX_FILE):
+            path = self.folder / name
+            recorded = self._files[name]["bytes"]
+            try:
+                actual = path.stat().st_size
+            except FileNotFoundError:
+                raise CacheError(path, "is missing") from None
+            if actual != recorded:
+                raise CacheError(
+                    path,
+                    f"holds {actual} bytes; meta.json records {recorded} (truncated, extended or replaced?)",
+                )
+
+    def verify(self, full: bool = False, samples: int = VERIFY_SAMPLES) -> None:
+        """Check the cache's files against the sizes and checksums recorded when it was built.
+
+        Sizes are checked again (the files may have changed since the cache was opened), then the checksum
+        of the whole ``index.csv`` and of blocks of ``crops.u8``: the first, the last and ``samples`` evenly
+        spaced ones (4 MiB each), or every block with ``full=True``. The default reads at most
+        ``(samples + 2) * 4 MiB``: it catches a truncated, deleted, zeroed or rewritten file, and damage to
+        any block it reads; only ``full=True`` catches a change confined to a block it skips.
+
+        Parameters
+        ----------
+        full : bool, default False
+            Read every block of ``crops.u8`` (as long as reading the whole file).
+        samples : int, default 8
+            Evenly spaced blocks read besides the first and the last.
+
+        Raises
+        ------
+        CacheError
+            Naming the damaged file (and the rows of a damaged block) and saying to rebuild the cache.
+        """
+        self._check_sizes()
+        index = self.folder / INDEX_FILE
+        if _digest(index.read_bytes()) != self._files[INDEX_FILE]["blake2b"]:
+            raise CacheError(index, "does not match its checksum (edited or damaged)")
+        digests = self._files[ARRAY_FILE]["blake2b"]
+        block_bytes = self._files[ARRAY_FILE]["block_bytes"]
+        n_blocks = len(digests)
+        if full or n_blocks <= samples + 2:
+            blocks = range(n_blocks)
+        else:
+            blocks = sorted(set(np.linspace(0, n_blocks - 1, samples + 2).round().astype(int).tolist()))
+        row_bytes = self.size * self.size * 3
+        with open(self.folder / ARRAY_FILE, "rb") as file:
+            for block in blocks:
+                start = block * block_bytes
+                file.seek(start)
+                if _digest(file.read(block_bytes)) != digests[block]:
+                    end = min(start + block_bytes, self.n_rows * row_bytes)
+                    raise CacheError(
+                        self.folder / ARRAY_FILE,
+                        f"block {block} (bytes {start} to {end}, rows {start // row_bytes} to "
+                        f"{(end - 1) // row_bytes}) does not match its checksum (zeroed or overwritten?)",
+                    )
 
     @property
     def array(self) -> np.ndarray:
@@ -230,7 +332,22 @@ def build_frame_cache(
         index = pd.DataFrame({"row": np.arange(len(unique)), "path": unique})
         index[~index["row"].isin(failed)].to_csv(temporary / INDEX_FILE, index=False)
         skipped = [{"path": path, "error": error} for _, path, error in sorted(failures)]
-        meta = {"format": FORMAT_VERSION, "size": size, "n_rows": len(unique), "skipped": skipped}
+        index_bytes = (temporary / INDEX_FILE).read_bytes()
+        files = {
+            ARRAY_FILE: {
+                "bytes": array_path.stat().st_size,
+                "block_bytes": BLOCK_BYTES,
+                "blake2b": _block_digests(array_path, BLOCK_BYTES),
+            },
+            INDEX_FILE: {"bytes": len(index_bytes), "blake2b": _digest(index_bytes)},
+        }
+        meta = {
+            "format": FORMAT_VERSION,
+            "size": size,
+            "n_rows": len(unique),
+            "skipped": skipped,
+            "files": files,
+        }
         (temporary / META_FILE).write_text(json.dumps(meta, indent=1))
         _move_into_place(temporary, folder, overwrite)
     except BaseException:
@@ -245,19 +362,94 @@ def build_frame_cache(
     return FrameCache(folder, size=size)
 
 
+def unreadable_images(
+    paths: pd.DataFrame | Iterable[str | os.PathLike], num_workers: int = 0, chunk_size: int = 512
+) -> dict[str, str]:
+    """The images that cannot be decoded, each with the reason, by the test :func:`build_frame_cache` applies.
+
+    Every distinct image is decoded in full (a truncated JPEG opens, and fails only when its pixels are
+    read), which costs about what building the cache costs, without writing anything. Use it to drop the
+    rows of unreadable images before training from the image files, so that no epoch meets one.
+
+    Parameters
+    ----------
+    paths : pandas.DataFrame or iterable of paths
+        Image files, or a frame table (its ``path`` column).
+    num_workers : int, default 0
+        Decoding processes; 0 decodes in this process.
+    chunk_size : int, default 512
+        Images per task handed to a worker.
+
+    Returns
+    -------
+    dict
+        Path (as given) -> error message, for the images that are missing or cannot be decoded.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from PIL import Image
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> Image.new("RGB", (8, 8)).save(folder / "ok.png")
+    >>> (folder / "empty.jpg").write_bytes(b"")
+    0
+    >>> sorted(pathlib.Path(p).name for p in unreadable_images([folder / "ok.png", folder / "empty.jpg"]))
+    ['empty.jpg']
+    """
+    unique = list(dict.fromkeys(_path_strings(paths)))
+    chunks = [unique[start : start + chunk_size] for start in range(0, len(unique), chunk_size)]
+    if num_workers > 0 and len(chunks) > 1:
+        with ProcessPoolExecutor(num_workers) as pool:
+            parts = list(pool.map(_unreadable_in, chunks))
+    else:
+        parts = [_unreadable_in(chunk) for chunk in chunks]
+    return dict(failure for part in parts for failure in part)
+
+
+def _unreadable_in(paths: list[str]) -> list[tuple[str, str]]:
+    failures = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.convert("RGB")  # decodes every pixel, as load_image does: truncation surfaces here
+        except IMAGE_ERRORS as err:
+            failures.append((path, str(err)))
+    return failures
+
+
 def _read_meta(path: Path) -> dict:
     """``meta.json`` of a cache, checked for its format version and keys."""
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); rebuild the cache") from None
+        raise CacheError(path, f"not valid JSON ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
         found = meta.get("format") if isinstance(meta, dict) else meta
-        raise ValueError(f"{path}: cache format {found!r}, expected {FORMAT_VERSION}")
-    absent = [key for key in ("size", "n_rows", "skipped") if key not in meta]
+        raise CacheError(path, f"cache format {found!r}, expected {FORMAT_VERSION}")
+    absent = [key for key in ("size", "n_rows", "skipped", "files") if key not in meta]
     if absent:
-        raise ValueError(f"{path} lacks key(s) {absent}; rebuild the cache")
+        raise CacheError(path, f"lacks key(s) {absent}")
+    files = meta["files"]
+    wanted = {ARRAY_FILE: {"bytes", "block_bytes", "blake2b"}, INDEX_FILE: {"bytes", "blake2b"}}
+    if not isinstance(files, dict) or any(
+        not isinstance(files.get(name), dict) or not keys <= files[name].keys()
+        for name, keys in wanted.items()
+    ):
+        raise CacheError(path, "'files' lacks the byte sizes and checksums of crops.u8 and index.csv")
     return meta
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _block_digests(path: Path, block_bytes: int) -> list[str]:
+    """The digest of every ``block_bytes`` block of ``path``, in order."""
+    digests = []
+    with open(path, "rb") as file:
+        while block := file.read(block_bytes):
+            digests.append(_digest(block))
+    return digests
 
 
 def _fill_rows(task: tuple) -> list[tuple[int, str, str]]:

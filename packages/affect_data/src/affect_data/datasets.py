@@ -15,11 +15,20 @@ read-only; collated batches are copies.
 
 Pixels come from the image files (decoded and resized per item) or, much faster, from a
 :class:`~affect_data.cache.FrameCache` built at the resized size (``transforms.resized_size(size)``).
+
+An epoch never dies on one bad file. Drop unreadable images before training (the crop cache leaves them out;
+:func:`affect_data.cache.unreadable_images` finds them for training from the files); an image that still
+fails to decode mid-epoch (deleted or damaged since) is served, with ``unreadable="mask"`` (the default), as a
+blank image whose masks are all False, so that it adds nothing to any loss or metric. It is warned about
+once per file and counted in ``dataset.unreadable_images`` (per process: a DataLoader worker counts its own).
+``unreadable="raise"`` raises the ``OSError`` naming the file instead.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -46,16 +55,43 @@ class _FrameTableDataset(Dataset):
         normalize: Normalize,
         cache: FrameCache | None,
         return_index: bool,
+        unreadable: Literal["mask", "raise"],
     ) -> None:
+        if unreadable not in ("mask", "raise"):
+            raise ValueError(f"unreadable must be 'mask' or 'raise', got {unreadable!r}")
         self.table = table
         self.task_names = _check_tasks(task_names, table)
         self.transform = FrameTransform(size=size, train=train, normalize=normalize)
         self.return_index = return_index
         self.cache = cache
+        self.unreadable = unreadable
+        #: Image path -> error, for the images this process failed to decode (served masked).
+        self.unreadable_images: dict[str, str] = {}
         self._paths = _image_paths(table) if cache is None else None
         self._cache_rows = _cache_rows(cache, table, self.transform.input_size)
         self._labels = {task: task_label_tensors(table, task) for task in self.task_names}
         self._row_ids = _row_ids(table) if return_index else None
+
+    def _decode(self, position: int) -> np.ndarray | None:
+        """The resized pixels of table row ``position`` from its file; None when it cannot be read."""
+        path = self._paths[position]
+        try:
+            return load_image(path, self.transform.input_size)
+        except OSError as err:
+            if self.unreadable == "raise":
+                raise
+            if path not in self.unreadable_images:
+                self.unreadable_images[path] = str(err)
+                warnings.warn(
+                    f"{err}; served as a blank image with every mask False (dataset.unreadable_images); "
+                    "drop such rows before training (affect_data.cache.unreadable_images)",
+                    stacklevel=3,
+                )
+            return None
+
+    def _blank(self) -> np.ndarray:
+        side = self.transform.input_size
+        return np.zeros((side, side, 3), dtype=np.uint8)
 
 
 class FrameDataset(_FrameTableDataset):
@@ -80,6 +116,9 @@ class FrameDataset(_FrameTableDataset):
     return_index : bool, default False
         Append the row's label in ``table.index`` (int64 tensor) to each item, so that a trainer can look up
         per-sample data such as cached teacher outputs.
+    unreadable : {"mask", "raise"}, default "mask"
+        An image file that fails to decode: served blank with every mask False, warned about and counted in
+        ``unreadable_images`` (see the module docstring), or the ``OSError`` naming the file.
 
     Examples
     --------
@@ -102,22 +141,29 @@ class FrameDataset(_FrameTableDataset):
         normalize: Normalize = (IMAGENET_MEAN, IMAGENET_STD),
         cache: FrameCache | None = None,
         return_index: bool = False,
+        unreadable: Literal["mask", "raise"] = "mask",
     ) -> None:
-        super().__init__(table, task_names, train, size, normalize, cache, return_index)
+        super().__init__(table, task_names, train, size, normalize, cache, return_index, unreadable)
 
     def __len__(self) -> int:
         return len(self.table)
 
     def __getitem__(self, i: int):
+        readable = True
         if self.cache is not None:
             pixels = self.cache[self._cache_rows[i]]
         else:
-            pixels = load_image(self._paths[i], self.transform.input_size)
+            pixels = self._decode(i)
+            if pixels is None:
+                pixels, readable = self._blank(), False
         image = self.transform(pixels)
         # Indexing tensors made once is several times cheaper than building new ones per item; the items are
         # views of the dataset's label tensors, so treat them as read-only (collated batches are copies).
         targets = {task: values[i] for task, (values, _) in self._labels.items()}
-        masks = {task: mask[i] for task, (_, mask) in self._labels.items()}
+        if readable:
+            masks = {task: mask[i] for task, (_, mask) in self._labels.items()}
+        else:
+            masks = {task: torch.zeros((), dtype=torch.bool) for task in self._labels}
         if self.return_index:
             return image, targets, masks, self._row_ids[i]
         return image, targets, masks
@@ -144,8 +190,9 @@ class SequenceDataset(_FrameTableDataset):
     stride : int, optional
         Step between window starts; defaults to ``length`` (non-overlapping); ``stride > length`` skips
         frames.
-    task_names, train, size, normalize, cache, return_index
+    task_names, train, size, normalize, cache, return_index, unreadable
         As for :class:`FrameDataset`; items carry ``[L]`` masks, ``[L, ...]`` targets and ``[L]`` row labels.
+        An unreadable frame is blank with its masks False; the clip's other frames are served as usual.
 
     Attributes
     ----------
@@ -173,6 +220,7 @@ class SequenceDataset(_FrameTableDataset):
         normalize: Normalize = (IMAGENET_MEAN, IMAGENET_STD),
         cache: FrameCache | None = None,
         return_index: bool = False,
+        unreadable: Literal["mask", "raise"] = "mask",
     ) -> None:
         stride = length if stride is None else stride
         if length < 1 or stride < 1:
@@ -180,7 +228,7 @@ class SequenceDataset(_FrameTableDataset):
         missing = [c for c in ("dataset", "video", "frame") if c not in table.columns]
         if missing:
             raise ValueError(f"SequenceDataset: table lacks column(s) {missing}")
-        super().__init__(table, task_names, train, size, normalize, cache, return_index)
+        super().__init__(table, task_names, train, size, normalize, cache, return_index, unreadable)
         self.length, self.stride = length, stride
         self.positions, self.valid = _windows(table, length, stride)
 
@@ -188,14 +236,18 @@ class SequenceDataset(_FrameTableDataset):
         return len(self.positions)
 
     def __getitem__(self, i: int):
-        positions, valid = self.positions[i], torch.from_numpy(self.valid[i])
+        positions, valid = self.positions[i], self.valid[i]
         if self.cache is not None:
             pixels = self.cache[self._cache_rows[positions]]
         else:
             # Padding repeats the last frame: decode each distinct frame once.
             unique, inverse = np.unique(positions, return_inverse=True)
-            side = self.transform.input_size
-            pixels = np.stack([load_image(self._paths[p], side) for p in unique])[inverse]
+            decoded = [self._decode(p) for p in unique]
+            readable = np.array([frame is not None for frame in decoded])
+            blank = self._blank()
+            pixels = np.stack([blank if frame is None else frame for frame in decoded])[inverse]
+            valid = valid & readable[inverse]
+        valid = torch.from_numpy(valid)
         images = self.transform(pixels)
         index = torch.from_numpy(positions)
         targets = {task: values[index] for task, (values, _) in self._labels.items()}
