@@ -1,5 +1,8 @@
 """imbalance.plot writes non-empty PNG files for labels, classes and joint bins."""
 
+import os
+import stat
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -48,3 +51,15 @@ def test_heatmap_counts_and_errors(tmp_path):
     with pytest.raises(ValueError, match="Y_after has 3 labels"):
         save_before_after(np.eye(2), np.eye(3), tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_saved_figures_get_the_users_normal_permissions(tmp_path, umask):
+    # Before: tempfile.mkstemp's 0600 survived the rename into place.
+    previous = os.umask(umask)
+    try:
+        path = save_before_after(np.array([[1, 0], [1, 1]]), np.array([[1, 1], [1, 1]]), tmp_path / "p.png")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["p.png"]  # no temporary file left

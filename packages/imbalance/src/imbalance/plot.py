@@ -6,7 +6,7 @@ Figures are drawn with matplotlib's object API (no pyplot state), so they work h
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,8 @@ def bin_heatmap(
 def save_before_after(
     before: Any, after: Any, path: str | os.PathLike, *, kind: str = "labels", **options
 ) -> Path:
-    """Save a before/after figure as PNG and return its path; the file is written atomically.
+    """Save a before/after figure as PNG and return its path, written atomically with the user's normal
+    permissions (``0o666`` less the umask).
 
     ``kind`` is "labels" (multi-label matrices, grouped bars), "classes" (class targets, grouped bars) or
     "bins" (2-D continuous targets, two heat maps side by side; ``options`` go to :func:`bin_heatmap`,
@@ -143,8 +144,10 @@ def save_before_after(
     else:
         raise ValueError(f"kind must be 'labels', 'classes' or 'bins', got {kind!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(handle)
+    # Not tempfile.mkstemp: its 0o600 would survive the rename. A new name (O_EXCL) with mode 0o666 gets the
+    # user's normal permissions: the umask applies.
+    temporary = str(path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp.png")
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         figure.savefig(temporary, format="png", dpi=100)
         os.replace(temporary, path)

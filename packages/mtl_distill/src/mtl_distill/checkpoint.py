@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ __all__ = ["load_checkpoint", "rng_state", "save_checkpoint", "seed_everything",
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state`` with ``torch.save`` to ``path`` atomically (temporary file, fsync, ``os.replace``).
 
-    A crash while writing leaves the previous file intact; readers never see a half-written file.
+    A crash while writing leaves the previous file intact; readers never see a half-written file. The file
+    gets the permissions of any new file of the user (``0o666`` less the umask).
 
     Example
     -------
@@ -38,7 +39,10 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Not tempfile.mkstemp: its 0o600 would survive the rename, and a checkpoint shared with a group (or read
+    # by another account serving the model) would be unreadable to it. O_EXCL still refuses an existing name.
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(handle, "wb") as file:
             torch.save(state, file)
