@@ -26,7 +26,7 @@ MULTILABEL = [MLROS, MLRUS, LPROS, LPRUS]
         (np.array([1, 0, 1]), r"2-D label matrix .* got shape \(3,\)"),
         (np.zeros((0, 3)), "empty: it has no rows"),
         (np.zeros((3, 0)), "no label columns"),
-        (np.array([["a", "b"]], dtype=object), "non-numeric"),
+        (np.array([["a", "b"]], dtype=object), "must hold numbers 0/1: column 0, row 0 holds str 'a'"),
     ],
 )
 def test_bad_label_matrices(cls, Y, message):
@@ -70,11 +70,46 @@ def test_x_and_y_of_different_lengths():
         (np.zeros((3, 2)), "1-D class target"),
         (np.array(["a", None], dtype=object), "missing value at index 1"),
         (pd.Series(["a", "b", None], dtype="string"), "missing value at index 2"),
+        # Before: "'<' not supported between instances of 'int' and 'str'", from inside numpy.
+        (np.array(["a", 1, "b"], dtype=object), "y mixes class label types: index 0 holds str 'a', index 1"),
+        (pd.Series(["a", 1]), "y mixes class label types"),
+        # Before: accepted, with the 1 silently turned into "1".
+        (["a", 1, "1"], "y mixes class label types: index 0 holds str 'a', index 1 holds int 1"),
+        (np.array([(1, 2), "a"], dtype=object), "must be strings or numbers: index 0 holds tuple"),
     ],
 )
 def test_bad_class_targets(y, message):
     with pytest.raises(ValueError, match=message):
         ClassBalancedSampler().fit_indices(y)
+
+
+def test_class_labels_of_one_type_are_accepted():
+    assert ClassBalancedSampler(random_state=0).fit_indices(["a", "b", "b"]).tolist() == [0, 0, 2]
+    assert len(ClassBalancedSampler(random_state=0).fit_indices(np.array([1, 2.5, 2.5], dtype=object))) == 3
+
+
+@pytest.mark.parametrize(
+    ("Y", "message"),
+    [
+        # Before: "could not convert string to float: 'x'", with no column named.
+        (
+            pd.DataFrame({"AU1": [1, 0], "AU2": ["1", "x"]}),
+            r"Y must hold numbers 0/1: column 'AU2', row 1 holds str 'x'",
+        ),
+        (np.array([[1, 0], [0, "x"]], dtype=object), r"column 1, row 1 holds str 'x'"),
+    ],
+)
+def test_non_numeric_label_columns_are_named(Y, message):
+    with pytest.raises(ValueError, match=message):
+        imbalance.mean_ir(Y)
+
+
+def test_non_numeric_continuous_columns_are_named():
+    va = pd.DataFrame({"valence": [0.1, 0.2], "arousal": [0.3, "high"]})
+    with pytest.raises(
+        ValueError, match=r"y must hold real numbers: column 'arousal', row 1 holds str 'high'"
+    ):
+        BinnedSampler().fit_indices(va)
 
 
 @pytest.mark.parametrize(

@@ -99,3 +99,20 @@ def test_bad_arguments():
         ResampledSampler(ClassBalancedSampler(), Y_CLASSES, seed=-1)
     with pytest.raises(ValueError, match="epoch"):
         ResampledSampler(ClassBalancedSampler(), Y_CLASSES).set_epoch(-1)
+
+
+@pytest.mark.parametrize(
+    ("rank", "num_replicas", "message"),
+    [
+        (0, 0, "num_replicas must be at least 1, got 0"),  # before: ZeroDivisionError
+        (2, 2, r"rank must lie in \[0, 1\], got 2"),
+        (-1, 2, r"rank must lie in \[0, 1\], got -1"),
+        (0, 1.5, "num_replicas must be an integer, got 1.5"),
+        (True, 2, "rank must be an integer, got True"),
+    ],
+)
+def test_shard_rejects_bad_ranks_and_world_sizes(rank, num_replicas, message):
+    with pytest.raises(ValueError, match=message):
+        shard(np.arange(5), rank, num_replicas)
+    with pytest.raises(ValueError, match="indices must be 1-D"):
+        shard(np.zeros((2, 2), dtype=int), 0, 1)

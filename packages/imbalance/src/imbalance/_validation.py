@@ -119,14 +119,37 @@ def check_label_matrix(Y: Any, name: str = "Y") -> LabelMatrix:
     return LabelMatrix(checked, [str(i) for i in range(checked.shape[1])])
 
 
-def _object_to_float(values: Any, name: str) -> np.ndarray:
-    """float64 values of an object array or a DataFrame (whose missing values become NaN)."""
+def _object_to_float(values: Any, name: str, what: str = "numbers 0/1") -> np.ndarray:
+    """float64 values of an object array or a DataFrame (whose missing values become NaN).
+
+    On failure the error names the first column (by name for a DataFrame), row and value that is not a
+    number: numpy's own message ("could not convert string to float") says neither.
+    """
     try:
         if is_dataframe(values):
             return values.to_numpy(dtype=np.float64, na_value=np.nan)
         return values.astype(np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must hold numbers 0/1, got non-numeric values ({err})") from None
+    except (TypeError, ValueError):
+        pass
+    columns = (
+        [(repr(str(c)), values[c].to_numpy(dtype=object)) for c in values.columns]
+        if is_dataframe(values)
+        else [(str(j), values[:, j]) for j in range(values.shape[1])]
+        if values.ndim == 2
+        else [("", values)]
+    )
+    for label, column in columns:
+        for row, value in enumerate(column):
+            if _is_missing(value):
+                continue
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                where = f"column {label}, row {row}" if label else f"index {row}"
+                raise ValueError(
+                    f"{name} must hold {what}: {where} holds {type(value).__name__} {value!r}"
+                ) from None
+    raise ValueError(f"{name} must hold {what}")  # float() accepted every value but numpy did not
 
 
 def _check_matrix_shape(shape: tuple[int, ...], name: str) -> None:
@@ -192,12 +215,15 @@ def check_positive_int(value: Any, name: str, allow_none: bool = True) -> int | 
 
 
 def check_targets_1d(y: Any, name: str = "y") -> np.ndarray:
-    """A non-empty 1-D class target without missing values."""
+    """A non-empty 1-D class target without missing values, whose labels are all strings or all numbers."""
     values = y.to_numpy() if (is_series(y) or is_dataframe(y)) else np.asarray(y)
     if values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]
     if values.ndim != 1:
         raise ValueError(f"{name} must be a 1-D class target, got shape {values.shape}")
+    if values.dtype.kind in "US" and not isinstance(y, np.ndarray):
+        # np.asarray(["a", 1]) silently makes the 1 a "1", which would merge it with a class "1".
+        _check_one_label_type(np.asarray(y, dtype=object).ravel(), name)
     if values.size == 0:
         raise ValueError(f"{name} is empty: it has no samples")
     if values.dtype.kind == "f":
@@ -208,7 +234,27 @@ def check_targets_1d(y: Any, name: str = "y") -> np.ndarray:
         missing = [i for i, v in enumerate(values) if _is_missing(v)]
         if missing:
             raise ValueError(f"{name} holds a missing value at index {missing[0]}")
+        _check_one_label_type(values, name)
     return values
+
+
+def _check_one_label_type(values: np.ndarray, name: str) -> None:
+    """Class labels must be all strings or all numbers: numpy can neither sort nor compare a mix."""
+    first_kind = None
+    for i, value in enumerate(values):
+        kind = "str" if isinstance(value, str) else "number" if isinstance(value, numbers.Number) else None
+        if kind is None:
+            raise ValueError(
+                f"{name} class labels must be strings or numbers: index {i} holds {type(value).__name__} "
+                f"{value!r}"
+            )
+        if first_kind is None:
+            first_kind, first = kind, i
+        elif kind != first_kind:
+            raise ValueError(
+                f"{name} mixes class label types: index {first} holds {type(values[first]).__name__} "
+                f"{values[first]!r}, index {i} holds {type(value).__name__} {value!r}; use one type"
+            )
 
 
 def _is_missing(value: Any) -> bool:
@@ -228,6 +274,9 @@ def check_continuous(y: Any, name: str = "y") -> np.ndarray:
         raise ValueError(f"{name} must be 1-D or (n_samples, n_dims), got shape {values.shape}")
     if values.shape[0] == 0 or values.shape[1] == 0:
         raise ValueError(f"{name} is empty: shape {values.shape}")
+    if values.dtype == object:  # a DataFrame with a text or nullable column, or a list of mixed values
+        values = _object_to_float(y if is_dataframe(y) else values, name, "real numbers")
+        values = values.reshape(-1, 1) if values.ndim == 1 else values
     if not np.issubdtype(values.dtype, np.number) or np.issubdtype(values.dtype, np.complexfloating):
         raise ValueError(f"{name} must hold real numbers, got dtype {values.dtype}")
     values = values.astype(np.float64, copy=False)

@@ -29,7 +29,23 @@ def shard(indices: np.ndarray, rank: int, num_replicas: int) -> np.ndarray:
     >>> from imbalance.torch import shard
     >>> [shard(np.arange(5), r, 2).tolist() for r in range(2)]
     [[0, 2, 4], [1, 3, 0]]
+
+    Raises
+    ------
+    ValueError
+        ``num_replicas`` below 1, ``rank`` outside ``[0, num_replicas)`` (either not an integer), or
+        ``indices`` not 1-D.
     """
+    for value, label in ((num_replicas, "num_replicas"), (rank, "rank")):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise ValueError(f"{label} must be an integer, got {value!r}")
+    if num_replicas < 1:
+        raise ValueError(f"num_replicas must be at least 1, got {num_replicas}")
+    if not 0 <= rank < num_replicas:
+        raise ValueError(f"rank must lie in [0, {num_replicas - 1}], got {rank}")
+    indices = np.asarray(indices)
+    if indices.ndim != 1:
+        raise ValueError(f"indices must be 1-D, got shape {indices.shape}")
     if indices.size == 0:
         return indices
     total = -(-indices.size // num_replicas) * num_replicas
