@@ -234,7 +234,7 @@ def run_table2(config: Config, folder: Path) -> dict[str, Any]:
         runs = train_students(
             initial, teacher.model, tasks, train, sampler, val_clips,
             train_config(config, student_epochs, lam=students.lam, temperature=students.temperature,
-                         t2_scaling=students.t2_scaling),
+                         t2_scaling=students.t2_scaling, unlabelled_weight=students.unlabelled_weight),
             num_students=students.count, soft_labels="online", seed=config.seed, out_dir=out_dir / "students",
         )  # fmt: skip
         models = {"teacher": teacher.model, **{f"student_{k}": run.model for k, run in enumerate(runs)}}

@@ -68,6 +68,7 @@ def run_students(config: Config, folder: Path) -> dict[str, Any]:
             lam=students.lam,
             temperature=students.temperature,
             t2_scaling=students.t2_scaling,
+            unlabelled_weight=students.unlabelled_weight,
         ),
         num_students=students.count,
         soft_labels=students.soft_labels,

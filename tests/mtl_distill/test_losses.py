@@ -263,6 +263,20 @@ def test_t2_scaling_multiplies_only_temperature_softened_distillation():
         assert float(scaled) == pytest.approx(factor * float(plain), rel=1e-6)
 
 
+def test_unlabelled_weight_scales_only_the_distillation_of_samples_without_the_label():
+    task = RegressionTask("age", num_dims=2)
+    s = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
+    t = torch.tensor([[0.0, 0.0], [1.0, -1.0]])
+    y = torch.tensor([[1.5, 2.0], [9.0, 9.0]])
+    mask = torch.tensor([True, False])
+    loss = student_loss(
+        [task], {"age": s}, {"age": t}, {"age": y}, {"age": mask}, lam=0.5, unlabelled_weight=0.25
+    )
+    assert float(loss) == pytest.approx(0.5 * 0.25 + 0.5 * 5.0 + 0.25 * 2.0)
+    with pytest.raises(ValueError, match="unlabelled_weight must be >= 0"):
+        student_loss([task], {"age": s}, {"age": t}, {"age": y}, {"age": mask}, unlabelled_weight=-1.0)
+
+
 def test_regression_task_losses():
     task = RegressionTask("age", num_dims=2)
     s = torch.tensor([[1.0, 2.0], [0.0, 0.0]])

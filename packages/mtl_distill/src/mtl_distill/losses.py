@@ -9,7 +9,9 @@ term ``C_j`` (the CCC term of binned regression, over the labelled samples) and 
 
     teacher = sum_j w_j * (sum_{n labelled for j} L_j(n) + C_j)                                          (13)
     student = sum_j w_j * (sum_{n labelled for j} [lam * L_j(n) + (1 - lam) * H_j(n)] + lam * C_j
-                           + sum_{n not labelled for j} H_j(n))                                          (14)
+                           + u * sum_{n not labelled for j} H_j(n))                                      (14)
+
+with ``u = 1`` in the paper (``unlabelled_weight``).
 
 ``reduction="mean"`` divides the total by the batch size ``B``. The teacher's outputs are detached: the
 student loss never sends gradients into the teacher.
@@ -91,6 +93,7 @@ def student_loss(
     reduction: str = "sum",
     task_weights: Mapping[str, float] | None = None,
     t2_scaling: bool = False,
+    unlabelled_weight: float = 1.0,
 ) -> Tensor:
     """Student loss over a batch (Eq. 14): ground truth where labelled, the teacher's soft labels everywhere.
 
@@ -110,6 +113,10 @@ def student_loss(
         regression do not use it.
     t2_scaling : bool, default False
         Multiply the temperature-softened distillation losses by ``T^2`` (Hinton et al.); the paper does not.
+    unlabelled_weight : float, default 1.0
+        Weight ``u`` of the distillation loss on the samples that have no label for the task (the paper: 1,
+        so that a sample's missing labels count as much as a label). ``1 - lam`` gives every sample the same
+        distillation weight, labelled or not, as in Hinton et al.'s mixture.
 
     Returns
     -------
@@ -131,6 +138,8 @@ def student_loss(
         raise ValueError(f"lam must lie in [0, 1], got {lam!r}")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
+    if not unlabelled_weight >= 0:
+        raise ValueError(f"unlabelled_weight must be >= 0, got {unlabelled_weight!r}")
     _check_outputs(tasks, teacher_outputs, batch_size, "teacher_outputs")
     total = 0.0
     for task in tasks:
@@ -142,7 +151,7 @@ def student_loss(
         if t2_scaling and task.uses_temperature:
             distilled = distilled * temperature**2
         labelled = lam * task.supervision_loss(logits, prepared) + (1 - lam) * distilled
-        per_sample = torch.where(mask, labelled, distilled).sum()
+        per_sample = torch.where(mask, labelled, unlabelled_weight * distilled).sum()
         total = total + weights[task.name] * (per_sample + lam * task.batch_loss(logits, prepared, mask))
     return _reduce(total, batch_size, reduction)
 

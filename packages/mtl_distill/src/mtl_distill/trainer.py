@@ -90,9 +90,9 @@ class TrainConfig:
         ``optimizer(parameters) -> torch.optim.Optimizer``, replacing the default Adam.
     scheduler : callable, optional
         ``scheduler(optimizer) -> LR scheduler``, stepped once per epoch, replacing the default StepLR.
-    reduction, task_weights, lam, temperature, t2_scaling
-        Passed to :func:`mtl_distill.teacher_loss` / :func:`mtl_distill.student_loss` (the latter three
-        only matter for students).
+    reduction, task_weights, lam, temperature, t2_scaling, unlabelled_weight
+        Passed to :func:`mtl_distill.teacher_loss` / :func:`mtl_distill.student_loss` (the last four only
+        matter for students).
     num_workers : int, default 0
         DataLoader workers for training and evaluation.
     eval_batch_size : int, default 256
@@ -132,6 +132,7 @@ class TrainConfig:
     lam: float = 0.6
     temperature: float = 1.5
     t2_scaling: bool = False
+    unlabelled_weight: float = 1.0
     num_workers: int = 0
     eval_batch_size: int = 256
     device: str | None = None
@@ -165,6 +166,8 @@ class TrainConfig:
             raise ValueError(f"lam must lie in [0, 1], got {self.lam!r}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if not self.unlabelled_weight >= 0:
+            raise ValueError(f"unlabelled_weight must be >= 0, got {self.unlabelled_weight!r}")
         if self.optimizer is None and not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.scheduler is None and not self.lr_gamma > 0:
@@ -557,6 +560,7 @@ class Trainer:
             reduction=config.reduction,
             task_weights=weights,
             t2_scaling=config.t2_scaling,
+            unlabelled_weight=config.unlabelled_weight,
         )
 
     def _non_finite_error(self, value: float, outputs, targets, masks, soft) -> FloatingPointError:
@@ -918,6 +922,7 @@ def _resume_settings(config: TrainConfig) -> dict[str, Any]:
         "lam": config.lam,
         "temperature": config.temperature,
         "t2_scaling": config.t2_scaling,
+        "unlabelled_weight": config.unlabelled_weight,
         "keep_best": config.keep_best,
     }
 
