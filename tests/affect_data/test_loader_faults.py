@@ -227,8 +227,8 @@ def test_aff_wild2_survives_damage_or_names_the_line(tiny_corpus, items):
         def special(op: str, a: int, _: int) -> None:
             if op == "dots":  # "...txt" names video "..": its images would be read from above the crops
                 label = texts[a % len(texts)]
-                if label.exists() and not (label.parent / "...txt").exists():
-                    label.rename(label.parent / "...txt")
+                if not (label.parent / "...txt").exists():
+                    texts[a % len(texts)] = label.rename(label.parent / "...txt")  # later damage follows
             else:  # a crop folder replaced by a symlink to a folder outside the data set
                 folders = sorted(p for p in (root / "cropped_aligned").iterdir() if not p.is_symlink())
                 folder = folders[a % len(folders)]
