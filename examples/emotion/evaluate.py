@@ -33,7 +33,7 @@ from affect_data.schema import AU_NAMES
 from emotion.config import Config
 from emotion.factory import build_model, frame_dataset, paper_tasks, read_table, resolve_device, truth_arrays
 from emotion.pipeline import write_json
-from mtl_distill.checkpoint import load_checkpoint
+from mtl_distill.checkpoint import load_checkpoint, write_atomically
 from mtl_distill.ensemble import average_predictions, tune_thresholds
 
 __all__ = [
@@ -141,9 +141,7 @@ def _predict_once(
         desc=f"predict {cached.parent.name} {cached.stem}",
         num_workers=config.data.num_workers,
     )
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cached.with_suffix(".tmp.npz"), **predicted)
-    cached.with_suffix(".tmp.npz").replace(cached)
+    write_atomically(cached, lambda file: np.savez(file, **predicted))
     return predicted
 
 

@@ -14,6 +14,7 @@ from affect_data.schema import AU_NAMES, EXPR_NAMES, VA_NAMES, as_frame_table
 from emotion.config import Config
 from emotion.models import MultitaskCNN
 from mtl_distill import BinnedRegressionTask, MultiClassTask, MultiLabelTask, Task
+from mtl_distill.checkpoint import write_atomically
 
 __all__ = [
     "IMAGENET_NORMALIZE",
@@ -121,9 +122,7 @@ def truth_arrays(table: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def write_table(table: pd.DataFrame, path: Path) -> None:
     """Save a frame table as CSV (atomically); :func:`read_table` restores its dtypes."""
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    table.to_csv(temporary, index=False)
-    temporary.replace(path)
+    write_atomically(path, table.to_csv(index=False))
 
 
 def read_table(path: Path) -> pd.DataFrame:

@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from typing import Any
 import yaml
 
 from emotion.config import Config
+from mtl_distill.checkpoint import write_atomically
 
 __all__ = [
     "EXPERIMENT_STAGES",
@@ -70,12 +70,16 @@ class Stage:
     run : callable
         ``run(config, folder) -> dict``: does the work, writes into ``folder``; the returned summary is kept
         in the marker.
+    verify : callable, optional
+        ``verify(config, folder)``, called before a finished stage is skipped: raises StageError when its
+        outputs are damaged (a marker says they were written, not that they are still intact).
     """
 
     name: str
     inputs: tuple[str, ...]
     config_keys: tuple[str, ...]
     run: Callable[[Config, Path], dict[str, Any]]
+    verify: Callable[[Config, Path], None] | None = None
 
 
 def _lazy(module: str, function: str) -> Callable[[Config, Path], dict[str, Any]]:
@@ -95,7 +99,7 @@ _TRAINING = (*_MODEL, "training.lr_step_epochs", "training.lr_gamma", "training.
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
-        Stage("prepare", (), _DATA, _lazy("prepare", "run_prepare")),
+        Stage("prepare", (), _DATA, _lazy("prepare", "run_prepare"), _lazy("prepare", "verify_prepare")),
         Stage("teacher", ("prepare",), (*_TRAINING, "training.teacher"), _lazy("train", "run_teacher")),
         Stage(
             "students",
@@ -189,6 +193,8 @@ def _run_locked(
             upstream for upstream, marker_id in inputs.items() if marker["inputs"].get(upstream) != marker_id
         ]
         if not stale:
+            if stage.verify is not None:
+                stage.verify(config, folder)
             log(f"[{name}] up to date in {folder} (--force redoes it)")
             return False
         log(f"[{name}] {', '.join(stale)} changed since {name} ran: redoing it")
@@ -280,13 +286,8 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a temporary file in the same folder, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8"
-    ) as tmp:
-        json.dump(data, tmp, indent=2, sort_keys=False)
-    os.replace(tmp.name, path)
+    """Write JSON atomically (``mtl_distill.checkpoint.write_atomically``)."""
+    write_atomically(path, json.dumps(data, indent=2, sort_keys=False))
 
 
 def _settings(config: Config, prefixes: tuple[str, ...]) -> dict[str, Any]:
@@ -314,8 +315,4 @@ def _changed_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 def _save_config(config: Config, run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "config.yaml"
-    with tempfile.NamedTemporaryFile("w", dir=run_dir, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
-        yaml.safe_dump(config.to_dict(), tmp, sort_keys=False)
-    os.replace(tmp.name, path)
+    write_atomically(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -26,8 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -491,10 +491,11 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(handle)
+    # A new name with mode 0o666 (the umask applies), not mkstemp's 0o600, which would survive the rename.
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}{path.suffix}"
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        write(temporary)
+        write(str(temporary))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -46,6 +46,7 @@ __all__ = [
     "plot_balancing",
     "run_prepare",
     "validation_table",
+    "verify_prepare",
 ]
 
 KEYS = ["dataset", "video", "frame"]
@@ -180,6 +181,23 @@ def _keep_where(
     if test is not None:
         test = test[keep(test)].reset_index(drop=True)
     return kept, validation, test
+
+
+def verify_prepare(config: Config, folder: Path) -> None:
+    """Check that a finished ``prepare``'s crop cache is intact before it is reused (sizes and sampled
+    checksums, ``affect_data.cache.FrameCache.verify``); a damaged one is a StageError saying to rebuild."""
+    from affect_data.cache import CacheError, FrameCache
+    from affect_data.transforms import resized_size
+    from emotion.pipeline import StageError
+
+    if not config.data.frame_cache:
+        return
+    try:
+        FrameCache(frame_cache_folder(config), size=resized_size(config.data.image_size)).verify()
+    except (CacheError, FileNotFoundError) as error:
+        raise StageError(
+            f"the crop cache of {folder} is damaged ({error}); rebuild it: run.py prepare --force"
+        ) from None
 
 
 def keep_rows(table: pd.DataFrame, indices: np.ndarray, keep: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:

@@ -205,3 +205,18 @@ def test_experiments_over_seeds_are_summarised_with_intervals(finished_run, caps
     assert teacher_row.split("|")[2].strip().startswith(f"{mean:.3f}")
 
     assert run.main(["report", "--config", str(study_config), "--seeds", "7"]) == 2  # not over seeds
+
+
+def test_prepare_is_not_up_to_date_over_a_damaged_crop_cache(finished_run, capsys):
+    config, run_dir = finished_run
+    crops = run_dir / "prepare" / "crops" / "crops.u8"
+    intact = crops.read_bytes()
+    try:
+        crops.write_bytes(intact[: len(intact) // 2])  # truncated
+        assert run.main(["prepare", "--config", str(config)]) == 2
+        error = capsys.readouterr().err
+        assert "crop cache" in error and "damaged" in error and "prepare --force" in error
+    finally:
+        crops.write_bytes(intact)
+    assert run.main(["prepare", "--config", str(config)]) == 0
+    assert "up to date" in capsys.readouterr().out

@@ -14,20 +14,25 @@ from __future__ import annotations
 import os
 import random
 import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-__all__ = ["load_checkpoint", "rng_state", "save_checkpoint", "seed_everything", "set_rng_state"]
+__all__ = [
+    "load_checkpoint",
+    "rng_state",
+    "save_checkpoint",
+    "seed_everything",
+    "set_rng_state",
+    "write_atomically",
+]
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``state`` with ``torch.save`` to ``path`` atomically (temporary file, fsync, ``os.replace``).
-
-    A crash while writing leaves the previous file intact; readers never see a half-written file. The file
-    gets the permissions of any new file of the user (``0o666`` less the umask).
+    """Write ``state`` with ``torch.save`` to ``path`` atomically (see :func:`write_atomically`).
 
     Example
     -------
@@ -37,6 +42,23 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     >>> load_checkpoint(path)["epoch"]
     3
     """
+    return write_atomically(path, lambda file: torch.save(state, file))
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None] | bytes | str) -> Path:
+    """Create or replace ``path`` atomically: ``write(file)`` (or the given bytes / UTF-8 text) goes to a
+    temporary file in the same folder, which is flushed to disk and renamed over ``path``.
+
+    A crash while writing leaves the previous file intact; readers never see a half-written file. The file
+    gets the permissions of any new file of the user (``0o666`` less the umask).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = write_atomically(f"{tempfile.mkdtemp()}/notes.txt", "done")
+    >>> path.read_text()
+    'done'
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkstemp: its 0o600 would survive the rename, and a checkpoint shared with a group (or read
@@ -45,7 +67,10 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(handle, "wb") as file:
-            torch.save(state, file)
+            if callable(write):
+                write(file)
+            else:
+                file.write(write.encode("utf-8") if isinstance(write, str) else write)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
