@@ -67,7 +67,17 @@ def test_x_and_y_of_different_lengths():
     [
         (np.array([0.0, np.nan, 1.0]), "NaN at index 1"),
         (np.array([], dtype=int), "empty"),
-        (np.zeros((3, 2)), "1-D class target"),
+        (np.zeros((3, 2, 2)), "1-D class target"),
+        (np.full((3, 2), 0.5), r"shape \(3, 2\): a class sampler takes a 1-D class target, or a one-hot"),
+        (np.array([[1, 0], [1, 1]]), "y row 1 holds 2 ones: a 2-D y must be one-hot.*use MLROS"),
+        (np.zeros((3, 2)), "y row 0 holds 0 ones"),
+        # Continuous targets: before, every distinct value became a class.
+        (np.linspace(0, 1, 20), r"y holds 0.05263\d* at index 1: a continuous value, not a class label"),
+        (np.array([1, 2.5, 2.5], dtype=object), "y holds 2.5 at index 1: a continuous value.*BinnedSampler"),
+        (pd.Series([0.0, 1.0, np.inf]), "y holds inf at index 2: a continuous value"),
+        # A single class: nothing to balance.
+        (np.zeros(20), r"y has a single class \(0.0\).*needs at least two classes"),
+        (["a", "a"], "y has a single class"),
         (np.array(["a", None], dtype=object), "missing value at index 1"),
         (pd.Series(["a", "b", None], dtype="string"), "missing value at index 2"),
         # Before: "'<' not supported between instances of 'int' and 'str'", from inside numpy.
@@ -85,7 +95,8 @@ def test_bad_class_targets(y, message):
 
 def test_class_labels_of_one_type_are_accepted():
     assert ClassBalancedSampler(random_state=0).fit_indices(["a", "b", "b"]).tolist() == [0, 0, 2]
-    assert len(ClassBalancedSampler(random_state=0).fit_indices(np.array([1, 2.5, 2.5], dtype=object))) == 3
+    assert len(ClassBalancedSampler(random_state=0).fit_indices(np.array([1, 2.0, 2.0], dtype=object))) == 3
+    assert len(ClassBalancedSampler(random_state=0).fit_indices(np.array([1.0, 2.0, 2.0]))) == 3
 
 
 @pytest.mark.parametrize(
@@ -118,11 +129,11 @@ def test_non_numeric_continuous_columns_are_named():
         ({"n_samples": 0}, "n_samples must be a positive integer"),
         ({"max_repeats": 0}, "max_repeats must be a positive integer"),
         ({"n_samples": 100, "max_repeats": 2}, "n_samples=100 cannot be drawn with max_repeats=2"),
-        ({"sampling_strategy": "balanced"}, "sampling_strategy must be one of"),
+        ({"sampling_strategy": "balanced"}, r"sampling_strategy must be one of \('equal', 'auto'"),
         ({"sampling_strategy": {7: 3}}, "class 7, which is not in y"),
         ({"sampling_strategy": {0: -1}}, r"sampling_strategy\[0\] must be a non-negative int"),
         ({"sampling_strategy": 0.5}, "a dict or a callable"),
-        ({"sampling_strategy": "not majority", "n_samples": 10}, "only applies to sampling_strategy 'auto'"),
+        ({"sampling_strategy": "auto", "n_samples": 10}, "n_samples=10 only applies to .*'equal'"),
     ],
 )
 def test_bad_class_sampler_parameters(params, message):

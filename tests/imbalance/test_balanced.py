@@ -70,6 +70,9 @@ def test_sample_weights_are_the_expected_draws_per_instance():
 @pytest.mark.parametrize(
     ("strategy", "expected"),
     [
+        # "auto" and "all" mean what they mean for imbalanced-learn's over-samplers: up to the majority.
+        ("auto", [90, 90, 90]),
+        ("all", [90, 90, 90]),
         ("not majority", [90, 90, 90]),
         ("not minority", [1, 1, 1]),
         ("minority", [90, 9, 90]),
@@ -94,7 +97,7 @@ def test_string_classes_and_pandas_targets():
 
 @settings(max_examples=40, deadline=None)
 @given(
-    y=st.lists(st.integers(0, 5), min_size=1, max_size=60),
+    y=st.lists(st.integers(0, 5), min_size=2, max_size=60).filter(lambda values: len(set(values)) > 1),
     n_samples=st.integers(1, 200),
     cap=st.one_of(st.none(), st.integers(4, 10)),
     seed=st.integers(0, 2**32 - 1),

@@ -238,6 +238,67 @@ def check_targets_1d(y: Any, name: str = "y") -> np.ndarray:
     return values
 
 
+def check_class_target(y: Any, name: str = "y") -> np.ndarray:
+    """The class of every sample, for a class sampler.
+
+    Takes a 1-D target (or a single column) as :func:`check_targets_1d` does, or imbalanced-learn's one-hot
+    encoding: an (n, K) 0/1 matrix with one 1 per row, read as classes 0..K-1 (the column positions).
+    Refuses continuous values (a float that is not a whole number) and multi-label rows.
+    """
+    shape = getattr(y, "shape", None)
+    if shape is None:
+        shape = np.shape(y) if isinstance(y, list | tuple) else ()
+    if len(shape) == 2 and shape[1] > 1:
+        return _one_hot_classes(y.to_numpy() if is_dataframe(y) else np.asarray(y), name)
+    values = check_targets_1d(y, name)
+    first = None
+    if values.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):  # inf % 1 is NaN: not a class label either
+            fractional = np.flatnonzero(np.mod(values, 1) != 0)
+        if fractional.size:
+            first = int(fractional[0]), values[fractional[0]].item()
+    elif values.dtype == object:
+        first = next(((i, value) for i, value in enumerate(values) if _is_fractional(value)), None)
+    if first is not None:
+        raise ValueError(
+            f"{name} holds {first[1]!r} at index {first[0]}: a continuous value, not a class label. A class "
+            "sampler needs class labels (integers, strings or whole-number floats); balance a continuous "
+            "target over bins with BinnedSampler"
+        )
+    return values
+
+
+def _is_fractional(value: Any) -> bool:
+    """A real number that is not a whole number (so a measurement, not a class label)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, numbers.Integral):
+        return False
+    return not float(value).is_integer()
+
+
+def _one_hot_classes(values: np.ndarray, name: str) -> np.ndarray:
+    """Column of the single 1 of every row of a one-hot (n, K) matrix."""
+    if values.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has no samples")
+    binary = (
+        (values.dtype == bool or np.issubdtype(values.dtype, np.number))
+        and not np.issubdtype(values.dtype, np.complexfloating)
+        and bool(np.all((values == 0) | (values == 1)))
+    )
+    if not binary:
+        raise ValueError(
+            f"{name} has shape {values.shape}: a class sampler takes a 1-D class target, or a one-hot (n, K) "
+            "matrix of 0/1 with a single 1 per row"
+        )
+    ones = values.sum(axis=1, dtype=np.int64)
+    if np.any(ones != 1):
+        row = int(np.flatnonzero(ones != 1)[0])
+        raise ValueError(
+            f"{name} row {row} holds {int(ones[row])} ones: a 2-D {name} must be one-hot (one class per "
+            "row). For multi-label targets use MLROS, MLRUS, LPROS or LPRUS"
+        )
+    return values.argmax(axis=1).astype(np.int64)
+
+
 def _check_one_label_type(values: np.ndarray, name: str) -> None:
     """Class labels must be all strings or all numbers: numpy can neither sort nor compare a mix."""
     first_kind = None

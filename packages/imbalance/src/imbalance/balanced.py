@@ -9,17 +9,17 @@ from typing import Any
 import numpy as np
 
 from ._allocation import draw_from_classes, round_counts, water_fill
+from ._estimator import Resampler
 from ._random import RandomState, check_random_state, generator
-from ._validation import check_continuous, check_positive_int, check_targets_1d
-from .base import BaseResampler
+from ._validation import check_class_target, check_continuous, check_positive_int
 
 __all__ = ["BinnedSampler", "ClassBalancedSampler"]
 
-_STRATEGIES = ("auto", "all", "not majority", "not minority", "majority", "minority")
+_STRATEGIES = ("equal", "auto", "all", "not majority", "not minority", "majority", "minority")
 Strategy = str | Mapping[Any, int] | Callable[[np.ndarray], Mapping[Any, int]]
 
 
-class ClassBalancedSampler(BaseResampler):
+class ClassBalancedSampler(Resampler):
     """Draw an epoch of a multi-class target in which every class has the same probability.
 
     Small classes are over-sampled and large ones under-sampled: a class drawn ``t`` times from ``s``
@@ -31,17 +31,18 @@ class ClassBalancedSampler(BaseResampler):
     Parameters
     ----------
     n_samples : int or None, default=None
-        Length of the drawn list; ``None`` means the input size. Only with ``sampling_strategy`` "auto"/"all".
+        Length of the drawn list; ``None`` means the input size. Only with ``sampling_strategy="equal"``.
     max_repeats : int or None, default=None
         Cap on how often one instance may appear. A class that would need more gets ``max_repeats`` draws per
-        instance and its share goes to the other classes (``n_samples`` is kept). ``ValueError`` when
-        ``n_samples`` exceeds ``max_repeats`` times the input size.
-    sampling_strategy : str, dict or callable, default="auto"
-        imbalanced-learn's forms. "auto" or "all": every class the same probability. "not majority": every
-        class raised to the majority's size (as ``RandomOverSampler``); "not minority": every class lowered to
-        the minority's size (as ``RandomUnderSampler``); "minority" / "majority": only that class is moved to
-        the other extreme. A dict ``{class: draws}`` (unlisted classes keep their size) or a callable
-        ``y -> dict``. ``max_repeats`` caps these targets too.
+        instance and, with "equal", its share goes to the other classes (``n_samples`` is kept).
+        ``ValueError`` when ``n_samples`` exceeds ``max_repeats`` times the input size.
+    sampling_strategy : str, dict or callable, default="equal"
+        "equal": ``n_samples`` draws, the same expected number for every class. The other values are
+        imbalanced-learn's: "auto", "all" and "not majority" raise every class to the majority's size (as
+        ``RandomOverSampler()``); "not minority" lowers every class to the minority's size (as
+        ``RandomUnderSampler()``); "minority" / "majority" move only that class to the other extreme. A dict
+        ``{class: draws}`` (unlisted classes keep their size) or a callable ``y -> dict``. ``max_repeats``
+        caps these targets too.
     random_state : int, numpy.random.Generator, numpy.random.RandomState or None
         Seed of the draws.
 
@@ -53,6 +54,19 @@ class ClassBalancedSampler(BaseResampler):
         The distinct classes, sorted.
     class_counts_ : numpy.ndarray of int64
         Draws of each class in the fitted list.
+    sampling_strategy_ : dict
+        ``{class: draws}`` of the fitted list: the form ``sampling_strategy`` takes, so passing it back gives
+        the same class sizes. (imbalanced-learn's over-samplers store the samples to add instead; this
+        sampler adds and removes.)
+    n_features_in_, feature_names_in_
+        Set by ``fit`` / ``fit_resample`` from a 2-D ``X`` (names: a DataFrame's); see
+        ``get_feature_names_out``.
+
+    Notes
+    -----
+    ``y`` is 1-D (or one column), or imbalanced-learn's one-hot (n, K) encoding, read as classes 0..K-1 and
+    resampled as rows. A continuous target (a float that is not a whole number), a multi-label matrix or a
+    single class is a ``ValueError``.
 
     Examples
     --------
@@ -65,13 +79,17 @@ class ClassBalancedSampler(BaseResampler):
     [125, 125, 50]
     >>> sampler.sample_weights(y)[[0, 90, 99]].round(3).tolist()
     [1.389, 13.889, 50.0]
+    >>> ClassBalancedSampler(sampling_strategy="auto", random_state=0).fit(None, y).sampling_strategy_
+    {0: 90, 1: 90, 2: 90}
     """
+
+    _target = "classes"
 
     def __init__(
         self,
         n_samples: int | None = None,
         max_repeats: int | None = None,
-        sampling_strategy: Strategy = "auto",
+        sampling_strategy: Strategy = "equal",
         random_state: RandomState = None,
     ):
         self.n_samples = n_samples
@@ -79,18 +97,31 @@ class ClassBalancedSampler(BaseResampler):
         self.sampling_strategy = sampling_strategy
         self.random_state = random_state
 
+    def _classes(self, y: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Class values, their sorted distinct classes and each row's class code; one class is an error."""
+        values = check_class_target(y, "y")
+        classes, codes = np.unique(values, return_inverse=True)
+        if classes.size < 2:
+            raise ValueError(
+                f"y has a single class ({_keys(classes)[0]!r}): there is no class imbalance to correct; "
+                f"{type(self).__name__} needs at least two classes"
+            )
+        return values, classes, codes.ravel()
+
     def _fit_indices(self, y: Any) -> np.ndarray:
-        values = check_targets_1d(y, "y")
-        self.classes_, codes = np.unique(values, return_inverse=True)
-        return self._draw(codes.ravel(), values, weights=None)
+        values, self.classes_, codes = self._classes(y)
+        indices = self._draw(codes, values, weights=None)
+        self.sampling_strategy_ = dict(zip(_keys(self.classes_), self.class_counts_.tolist(), strict=True))
+        return indices
 
     def _expected_draws(self, y: Any) -> np.ndarray:
-        values = check_targets_1d(y, "y")
-        _, codes = np.unique(values, return_inverse=True)
-        codes = codes.ravel()
+        values, _, codes = self._classes(y)
         sizes = np.bincount(codes)
         expected = self._expected_per_class(sizes, values, codes, weights=None)
         return (expected / sizes)[codes]
+
+    def _strategy(self) -> Strategy:
+        return self.sampling_strategy
 
     def _draw(self, codes: np.ndarray, values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
         check_random_state(self.random_state)
@@ -105,12 +136,12 @@ class ClassBalancedSampler(BaseResampler):
     def _expected_per_class(
         self, sizes: np.ndarray, values: np.ndarray, codes: np.ndarray, weights: np.ndarray | None
     ) -> np.ndarray:
-        """Expected draws per class: balanced (by ``weights``) or from the sampling strategy, capped."""
+        """Expected draws per class: equal shares (by ``weights``) or the strategy's targets, capped."""
         n_samples = check_positive_int(self.n_samples, "n_samples")
         max_repeats = check_positive_int(self.max_repeats, "max_repeats")
         capacity = sizes * float(max_repeats) if max_repeats is not None else np.full(sizes.size, np.inf)
-        strategy = self.sampling_strategy
-        if isinstance(strategy, str) and strategy in ("auto", "all"):
+        strategy = self._strategy()
+        if isinstance(strategy, str) and strategy == "equal":
             total = n_samples if n_samples is not None else int(sizes.sum())
             if total > capacity.sum():
                 raise ValueError(
@@ -119,18 +150,24 @@ class ClassBalancedSampler(BaseResampler):
                 )
             equal = np.ones(sizes.size) if weights is None else weights
             return water_fill(equal, capacity, total)
+        targets = _strategy_targets(strategy, sizes, values, codes)
         if n_samples is not None:
             raise ValueError(
-                f"n_samples={n_samples} only applies to sampling_strategy 'auto'/'all', got {strategy!r}: "
-                "the strategy sets the number of draws"
+                f"n_samples={n_samples} only applies to sampling_strategy='equal', got {strategy!r}: "
+                "that strategy sets the number of draws itself"
             )
-        return np.minimum(_strategy_targets(strategy, sizes, values, codes), capacity)
+        return np.minimum(targets, capacity)
+
+
+def _keys(classes: np.ndarray) -> list[Any]:
+    """Classes as dict keys: numpy scalars become Python ones, so ``{0: ...}`` and ``{"a": ...}`` match."""
+    return [cls.item() if hasattr(cls, "item") else cls for cls in classes]
 
 
 def _strategy_targets(
     strategy: Strategy, sizes: np.ndarray, values: np.ndarray, codes: np.ndarray
 ) -> np.ndarray:
-    """Draws per class for the imbalanced-learn style strategies other than 'auto'/'all'."""
+    """Draws per class for imbalanced-learn's strategies (every ``sampling_strategy`` but "equal")."""
     targets = sizes.astype(np.float64)
     if isinstance(strategy, str):
         if strategy not in _STRATEGIES:
@@ -138,7 +175,7 @@ def _strategy_targets(
                 f"sampling_strategy must be one of {_STRATEGIES}, a dict or a callable, got {strategy!r}"
             )
         largest, smallest = sizes.max(), sizes.min()
-        if strategy == "not majority":
+        if strategy in ("auto", "all", "not majority"):
             targets[:] = largest
         elif strategy == "not minority":
             targets[:] = smallest
@@ -154,7 +191,7 @@ def _strategy_targets(
             f"sampling_strategy must be a str, a dict or a callable returning a dict, got {strategy!r}"
         )
     classes = values[np.unique(codes, return_index=True)[1]]
-    lookup = {cls.item() if hasattr(cls, "item") else cls: i for i, cls in enumerate(classes)}
+    lookup = {cls: i for i, cls in enumerate(_keys(classes))}
     for cls, draws in strategy.items():
         if cls not in lookup:
             raise ValueError(
@@ -200,6 +237,10 @@ class BinnedSampler(ClassBalancedSampler):
         Bin coordinates of the non-empty cells (the classes), in ``class_counts_`` order.
     class_counts_ : numpy.ndarray of int64
         Draws of each non-empty cell in the fitted list.
+    sampling_strategy_ : dict
+        ``{cell: draws}`` of the fitted list, a cell being its tuple of bin coordinates.
+    n_features_in_, feature_names_in_
+        As in :class:`ClassBalancedSampler`.
 
     Examples
     --------
@@ -214,6 +255,8 @@ class BinnedSampler(ClassBalancedSampler):
     >>> sampler.digitize(np.array([[-1.0, 1.0], [0.1, -0.6]])).tolist()
     [[0, 3], [2, 0]]
     """
+
+    _target = "continuous"
 
     def __init__(
         self,
@@ -234,11 +277,9 @@ class BinnedSampler(ClassBalancedSampler):
         self.n_samples = n_samples
         self.max_repeats = max_repeats
         self.random_state = random_state
-        self.sampling_strategy = "auto"
 
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [name for name in super()._param_names() if name != "sampling_strategy"]
+    def _strategy(self) -> Strategy:
+        return "equal"  # every non-empty cell the same probability
 
     def digitize(self, y: Any) -> np.ndarray:
         """Bin index (0..n_bins-1) of every value, shape (n, D); checks the range as ``out_of_range`` says."""
@@ -304,7 +345,10 @@ class BinnedSampler(ClassBalancedSampler):
     def _fit_indices(self, y: Any) -> np.ndarray:
         codes, cells = self._cells(y)
         self.cells_ = cells
-        return self._draw(codes, codes, self._cell_weights(cells))
+        indices = self._draw(codes, codes, self._cell_weights(cells))
+        cell_keys = map(tuple, cells.tolist())
+        self.sampling_strategy_ = dict(zip(cell_keys, self.class_counts_.tolist(), strict=True))
+        return indices
 
     def _expected_draws(self, y: Any) -> np.ndarray:
         codes, cells = self._cells(y)

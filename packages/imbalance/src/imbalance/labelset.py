@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from ._estimator import Resampler
 from ._random import RandomState, check_random_state, generator
 from ._validation import LabelMatrix, check_label_matrix, check_percentage
-from .base import BaseResampler
 
 __all__ = ["LPROS", "LPRUS", "labelset_codes"]
 
@@ -51,7 +51,9 @@ def _fill_up_to(capacity: np.ndarray, budget: int) -> np.ndarray:
     return given
 
 
-class _LabelsetResampler(BaseResampler):
+class _LabelsetResampler(Resampler):
+    _target = "labels"
+
     def __init__(self, percentage: float = 25, random_state: RandomState = None):
         self.percentage = percentage
         self.random_state = random_state
@@ -90,6 +92,8 @@ class LPROS(_LabelsetResampler):
     ----------
     sample_indices_ : numpy.ndarray of int64
         Every original row once, then the clones.
+    n_features_in_, feature_names_in_
+        As in :class:`MLROS`.
 
     Examples
     --------
@@ -134,6 +138,8 @@ class LPRUS(_LabelsetResampler):
     ----------
     sample_indices_ : numpy.ndarray of int64
         The kept rows, ascending.
+    n_features_in_, feature_names_in_
+        As in :class:`MLROS`.
 
     Examples
     --------

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from ._counting import running_max_count, running_own_count
+from ._estimator import Resampler
 from ._random import RandomState, UniformTable, check_random_state, label_generators, uniform_index
 from ._validation import LabelMatrix, check_label_matrix, check_percentage
-from .base import BaseResampler, n_rows
+from .base import n_rows
 from .measures import irlbl_from_counts, mean_of_defined
 
 __all__ = ["MLROS", "MLRUS"]
@@ -208,7 +209,7 @@ def _first_repeat(rows: np.ndarray) -> int | None:
     return int(repeated[0]) if repeated.size else None
 
 
-class MLROS(BaseResampler):
+class MLROS(Resampler):
     """Multi-label random over-sampling, ML-ROS (Charte et al. 2015), exact and batched.
 
     Clones instances of the minority labels (IRLbl above MeanIR) in round robin until ``percentage`` % of the
@@ -230,6 +231,9 @@ class MLROS(BaseResampler):
         Every original row once (0..n-1), then the clones in the order they were made.
     clones_per_label_ : numpy.ndarray of int64
         Number of clones made through each label's bag (0 for labels without a bag).
+    n_features_in_, feature_names_in_
+        Set by ``fit`` / ``fit_resample`` from a 2-D ``X`` (names: a DataFrame's); see
+        ``get_feature_names_out``.
 
     Examples
     --------
@@ -244,6 +248,8 @@ class MLROS(BaseResampler):
     >>> bool(mean_ir(Y_res) < mean_ir(Y))
     True
     """
+
+    _target = "labels"
 
     def __init__(self, percentage: float = 25, random_state: RandomState = None):
         self.percentage = percentage
@@ -277,7 +283,7 @@ class MLROS(BaseResampler):
         return weights
 
 
-class MLRUS(BaseResampler):
+class MLRUS(Resampler):
     """Multi-label random under-sampling, ML-RUS (Charte et al. 2015), exact and batched.
 
     Deletes instances of the majority labels (IRLbl below MeanIR) in round robin until ``percentage`` % of
@@ -295,6 +301,8 @@ class MLRUS(BaseResampler):
     ----------
     sample_indices_ : numpy.ndarray of int64
         The kept rows, ascending.
+    n_features_in_, feature_names_in_
+        As in :class:`MLROS`.
 
     Examples
     --------
@@ -306,6 +314,8 @@ class MLRUS(BaseResampler):
     >>> len(kept)
     900
     """
+
+    _target = "labels"
 
     def __init__(self, percentage: float = 25, random_state: RandomState = None):
         self.percentage = percentage
