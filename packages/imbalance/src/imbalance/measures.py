@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import import_optional
 from ._validation import _BLOCK_ROWS, LabelMatrix, check_label_matrix
 
 __all__ = ["Description", "EmptyLabelWarning", "cvir", "describe", "irlbl", "max_ir", "mean_ir", "scumble"]
@@ -188,8 +189,15 @@ class Description:
     scumble: float
 
     def to_frame(self):
-        """The per-label table as a pandas DataFrame (needs pandas)."""
-        import pandas as pd
+        """The per-label table as a pandas DataFrame (needs pandas: ``pip install "imbalance[pandas]"``).
+
+        Examples
+        --------
+        >>> import numpy as np, imbalance
+        >>> imbalance.describe(np.array([[1, 0], [1, 1]])).to_frame()["count"].tolist()
+        [2, 1]
+        """
+        pd = import_optional("pandas", "Description.to_frame()")
 
         return pd.DataFrame(
             {

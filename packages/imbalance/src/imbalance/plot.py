@@ -1,4 +1,4 @@
-"""Before/after distributions of a resampling, the paper's Figure 2 (needs matplotlib).
+"""Before/after distributions of a resampling, the paper's Figure 2 (needs matplotlib: ``imbalance[plot]``).
 
 Figures are drawn with matplotlib's object API (no pyplot state), so they work headless and in threads.
 """
@@ -11,11 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
+from ._optional import missing_dependency
 from ._validation import check_label_matrix, check_targets_1d
 from .balanced import BinnedSampler
+
+try:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+except ImportError as error:
+    raise missing_dependency("matplotlib", "imbalance.plot", error) from error
 
 __all__ = ["bin_heatmap", "class_bars", "label_bars", "save_before_after"]
 

@@ -11,10 +11,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import torch.distributed as dist
-from torch.utils.data import Sampler
 
+from ._optional import missing_dependency
 from .base import BaseResampler
+
+try:
+    import torch.distributed as dist
+    from torch.utils.data import Sampler
+except ImportError as error:
+    raise missing_dependency("torch", "imbalance.torch", error) from error
 
 __all__ = ["ResampledSampler", "shard"]
 

@@ -1,6 +1,9 @@
 """Training records: a per-epoch CSV (rewritten atomically), TensorBoard when installed, progress bars.
 
-Public names: :class:`MetricsLogger`, :func:`progress`.
+Public names: :class:`MetricsLogger`, :func:`progress`. TensorBoard (``mtl-distill[tensorboard]``) and tqdm
+(``mtl-distill[progress]``) are optional: without them the CSV is still written and the loops still run, and
+one INFO record of the ``mtl_distill`` logger says what to install; ``required=True`` makes a missing one an
+``ImportError`` naming the extra instead.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from mtl_distill._optional import missing_dependency, note_missing, require
 
 __all__ = ["MetricsLogger", "flatten_scores", "progress"]
 
@@ -44,6 +49,9 @@ class MetricsLogger:
         Also log to TensorBoard when ``torch.utils.tensorboard`` can be imported (tensorboard installed).
     logged_epochs : iterable of int, optional
         Epochs already sent to TensorBoard by an earlier process (a resumed run): not sent again.
+    required : bool, default False
+        With ``tensorboard``: a missing tensorboard is an ``ImportError`` naming the extra to install,
+        rather than a CSV-only logger.
 
     Example
     -------
@@ -55,10 +63,17 @@ class MetricsLogger:
     """
 
     def __init__(
-        self, folder: str | os.PathLike, tensorboard: bool = True, *, logged_epochs: Iterable[int] = ()
+        self,
+        folder: str | os.PathLike,
+        tensorboard: bool = True,
+        *,
+        logged_epochs: Iterable[int] = (),
+        required: bool = False,
     ) -> None:
         self.folder = Path(folder)
         self.csv_path = self.folder / "metrics.csv"
+        if tensorboard and required:
+            require("torch.utils.tensorboard", "tensorboard", "TensorBoard logging")
         self._writer = _tensorboard_writer(self.folder / "tensorboard") if tensorboard else None
         self._logged_epochs = {int(epoch) for epoch in logged_epochs}
 
@@ -92,14 +107,31 @@ class MetricsLogger:
 
 
 def progress(
-    iterable: Iterable, *, total: int | None = None, desc: str = "", enabled: bool = True
+    iterable: Iterable,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    enabled: bool = True,
+    required: bool = False,
 ) -> Iterable:
-    """A tqdm progress bar over ``iterable`` when tqdm is installed and ``enabled``; else the iterable."""
+    """A tqdm progress bar over ``iterable`` when ``enabled`` and tqdm is installed; else the iterable itself.
+
+    Without tqdm, ``required=True`` raises an ``ImportError`` naming the extra (``mtl-distill[progress]``);
+    otherwise the iterable comes back unchanged and one INFO record says what to install.
+
+    Example
+    -------
+    >>> list(progress(range(3), enabled=False))
+    [0, 1, 2]
+    """
     if not enabled:
         return iterable
     try:
         from tqdm.auto import tqdm
-    except ImportError:
+    except ImportError as error:
+        if required:
+            raise missing_dependency("tqdm", "progress bars", error) from error
+        note_missing("tqdm", "progress bars", error)
         return iterable
     return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
 
@@ -107,6 +139,7 @@ def progress(
 def _tensorboard_writer(folder: Path) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is an optional extra
+    except ImportError as error:
+        note_missing("tensorboard", "TensorBoard logging", error)
         return None
     return SummaryWriter(log_dir=str(folder))
