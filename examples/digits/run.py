@@ -222,35 +222,46 @@ VARIANTS = {
         {**PAPER_DISTILL, "student_init": "teacher"},
     ),
     "cached": Variant(
-        "loss",
-        "the paper's method with cached soft labels",
+        "soft labels",
+        "the paper's loss, students as long as the teacher, soft labels computed once on clean images",
         PAPER_LOSS,
         {**PAPER_DISTILL, "soft_labels": "cached"},
     ),
-    "t2": Variant(
-        "loss",
-        "the paper's method with T = 2 and T^2 scaling",
-        {**PAPER_LOSS, "temperature": 2.0, "t2_scaling": True},
+    "kd": Variant(
+        "loss weights",
+        "students as long as the teacher; every sample's distillation weighted 1 - lam = 0.4 (Hinton et al.)",
+        {**PAPER_LOSS, "unlabelled_weight": 0.4},
         PAPER_DISTILL,
     ),
-    "lam0.9": Variant("loss", "the paper's method with lam = 0.9", {**PAPER_LOSS, "lam": 0.9}, PAPER_DISTILL),
+    "light": Variant(
+        "loss weights",
+        "students as long as the teacher; lam = 0.9, distillation of unlabelled samples weighted 0.1",
+        {**PAPER_LOSS, "lam": 0.9, "unlabelled_weight": 0.1},
+        PAPER_DISTILL,
+    ),
     "own-init": Variant(
         "diversity",
-        "the paper's method, each student from its own random weights",
+        "the paper's loss, students as long as the teacher, each from its own random weights",
         PAPER_LOSS,
         {**PAPER_DISTILL, "student_init": "random"},
     ),
+    "no-distillation": Variant(
+        "control",
+        "control: the students' runs with the teacher's loss (lam = 1, no soft labels): other seeds only",
+        {**PAPER_LOSS, "lam": 1.0, "unlabelled_weight": 0.0},
+        {**PAPER_DISTILL, "soft_labels": "cached"},
+    ),
 }
 STUDY = (
-    "default",
     "paper",
     "paper-equal",
     "paper-short",
     "from-teacher",
     "cached",
-    "t2",
-    "lam0.9",
+    "kd",
+    "light",
     "own-init",
+    "no-distillation",
 )
 
 
