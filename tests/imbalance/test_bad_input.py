@@ -76,8 +76,8 @@ def test_x_and_y_of_different_lengths():
         (np.array([1, 2.5, 2.5], dtype=object), "y holds 2.5 at index 1: a continuous value.*BinnedSampler"),
         (pd.Series([0.0, 1.0, np.inf]), "y holds inf at index 2: a continuous value"),
         # A single class: nothing to balance.
-        (np.zeros(20), r"y has a single class \(0.0\).*needs at least two classes"),
-        (["a", "a"], "y has a single class"),
+        (np.zeros(20), r"y holds one class only \(0.0\).*needs at least two classes"),
+        (["a", "a"], "y holds one class only"),
         (np.array(["a", None], dtype=object), "missing value at index 1"),
         (pd.Series(["a", "b", None], dtype="string"), "missing value at index 2"),
         # Before: "'<' not supported between instances of 'int' and 'str'", from inside numpy.

@@ -203,6 +203,9 @@ def test_fit_draws_the_list_and_returns_self(sampler, y):
     assert fitted.n_features_in_ == 2
     with pytest.raises(ValueError, match="X has 3 rows but y has 300"):
         clone(sampler).fit(np.zeros((3, 2)), y)
+    for method in ("fit", "fit_resample"):
+        with pytest.raises(ValueError, match="requires y to be passed, but the target y is None"):
+            getattr(clone(sampler), method)(X, None)
 
 
 @pytest.mark.parametrize(("sampler", "y"), SAMPLERS, ids=IDS)

@@ -1,7 +1,9 @@
 """Measure and repair imbalance in multi-label, multi-class and continuous targets.
 
 ``import imbalance`` needs numpy only; ``imbalance.torch`` (torch) and ``imbalance.plot`` (matplotlib) are
-optional modules, imported on their own.
+optional modules, imported on their own. A feature whose optional dependency is missing raises an
+``ImportError`` naming the extra that installs it: ``pip install "imbalance[pandas]"`` for
+``describe(Y).to_frame()``, ``[plot]``, ``[torch]``, ``[sklearn]`` for scikit-learn's tags.
 """
 
 from .balanced import BinnedSampler, ClassBalancedSampler

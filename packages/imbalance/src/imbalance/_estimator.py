@@ -36,6 +36,7 @@ class Resampler(BaseResampler):
         -------
         self
         """
+        self._require_y(y)
         check_same_length(X, n_rows(y))
         self.fit_indices(y)
         self._record_features(X)
@@ -51,6 +52,7 @@ class Resampler(BaseResampler):
         numpy.ndarray of int64
             Row indices into ``y`` (and into any X aligned with it).
         """
+        self._require_y(y)
         self._record_features(None)
         return super().fit_indices(y)
 
@@ -65,9 +67,14 @@ class Resampler(BaseResampler):
         X_res, y_res
             ``X[sample_indices_]`` and ``y[sample_indices_]``.
         """
+        self._require_y(y)
         resampled = super().fit_resample(X, y)
         self._record_features(X)
         return resampled
+
+    def _require_y(self, y: Any) -> None:
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
 
     def _record_features(self, X: Any) -> None:
         """``n_features_in_`` for a 2-D ``X``, ``feature_names_in_`` for a DataFrame with string column names.
@@ -104,12 +111,12 @@ class Resampler(BaseResampler):
         >>> sampler.get_feature_names_out().tolist()
         ['x0', 'x1']
         """
-        if "n_features_in_" not in self.__dict__:
+        if not hasattr(self, "n_features_in_"):
             raise ValueError(
                 f"{type(self).__name__}.get_feature_names_out needs the number of features: call fit or "
                 "fit_resample with a 2-D X (an array or DataFrame of shape (n_samples, n_features)) first"
             )
-        names_in = self.__dict__.get("feature_names_in_")
+        names_in = getattr(self, "feature_names_in_", None)
         if input_features is None:
             if names_in is not None:
                 return names_in.copy()

@@ -103,7 +103,7 @@ class ClassBalancedSampler(Resampler):
         classes, codes = np.unique(values, return_inverse=True)
         if classes.size < 2:
             raise ValueError(
-                f"y has a single class ({_keys(classes)[0]!r}): there is no class imbalance to correct; "
+                f"y holds one class only ({_keys(classes)[0]!r}): there is no class imbalance to correct; "
                 f"{type(self).__name__} needs at least two classes"
             )
         return values, classes, codes.ravel()
