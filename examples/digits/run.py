@@ -193,7 +193,7 @@ class Variant:
     schedule: str = "converged"
 
 
-PAPER_LOSS = {"lam": 0.6, "temperature": 1.5, "t2_scaling": False}
+PAPER_LOSS = {"lam": 0.6, "temperature": 1.5, "t2_scaling": False, "unlabelled_weight": 1.0}
 PAPER_DISTILL = {"soft_labels": "online", "student_init": "teacher_initial"}
 VARIANTS = {
     "default": Variant("defaults", "the package's defaults, students as long as the teacher"),

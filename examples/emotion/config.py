@@ -108,9 +108,10 @@ class TeacherConfig:
 class StudentsConfig:
     """Student training: ground truth and the teacher's soft labels (Eq. 14).
 
-    ``lam``, ``temperature``, ``t2_scaling`` and ``unlabelled_weight`` are the loss settings of
-    ``mtl_distill.TrainConfig``; ``init`` is where each student starts (``DistillConfig.student_init``): the
-    teacher's starting weights (the paper), fresh random weights of its own, or the trained teacher's.
+    The defaults are mtl_distill's (``TrainConfig``, ``DistillConfig``): ``lam``, ``temperature``,
+    ``t2_scaling`` and ``unlabelled_weight`` (null: ``1 - lam``; the paper: 1) are the loss settings,
+    ``soft_labels`` cached (the paper: online), and ``init`` is where each student starts: the teacher's
+    starting weights (the paper), fresh random weights of its own, or the trained teacher's.
     """
 
     count: int = 5
@@ -118,8 +119,8 @@ class StudentsConfig:
     lam: float = 0.6
     temperature: float = 1.5
     t2_scaling: bool = False
-    unlabelled_weight: float = 1.0
-    soft_labels: Literal["online", "cached"] = "online"
+    unlabelled_weight: float | None = None
+    soft_labels: Literal["online", "cached"] = "cached"
     init: Literal["teacher_initial", "random", "teacher"] = "teacher_initial"
 
 
@@ -314,7 +315,7 @@ def _check_students(students: StudentsConfig, where: str, source: Path | str) ->
         raise ConfigError(f"{source}: {where}.lam must be in [0, 1], got {students.lam}")
     if not students.temperature > 0:  # else the students stage fails on its first batch
         raise ConfigError(f"{source}: {where}.temperature must be > 0, got {students.temperature}")
-    if not students.unlabelled_weight >= 0:
+    if students.unlabelled_weight is not None and not students.unlabelled_weight >= 0:
         raise ConfigError(
             f"{source}: {where}.unlabelled_weight must be >= 0, got {students.unlabelled_weight}"
         )

@@ -375,9 +375,14 @@ def _setting(config: Config, seeds: Sequence[int], variants: Sequence[str]) -> s
         lines.append(
             f"| {name} | {students.count} | {students.epochs} | {students.init} | {students.lam:g} | "
             f"{students.temperature:g} | {'yes' if students.t2_scaling else 'no'} | "
-            f"{students.unlabelled_weight:g} | {students.soft_labels} |"
+            f"{_unlabelled_weight(students)} | {students.soft_labels} |"
         )
     return "\n".join(lines)
+
+
+def _unlabelled_weight(students: Any) -> str:
+    weight = students.unlabelled_weight
+    return f"{1 - students.lam:g} (1 - lam)" if weight is None else f"{weight:g}"
 
 
 def _cpu_model() -> str:

@@ -69,8 +69,17 @@ def test_train_step_minimises_eq13_for_the_teacher_and_eq14_for_a_student(data):
     with torch.no_grad():
         expected = teacher_loss(TASKS, teacher_model(inputs), targets, masks, "mean", {"cls": 2.0})
         soft = teacher_model(inputs)
-        expected_student = student_loss(
-            TASKS, student_model(inputs), soft, targets, masks, 0.6, 1.5, "mean", {"cls": 2.0}
+        expected_student = student_loss(  # TrainConfig's default: distillation weighted 1 - lam everywhere
+            TASKS,
+            student_model(inputs),
+            soft,
+            targets,
+            masks,
+            0.6,
+            1.5,
+            "mean",
+            {"cls": 2.0},
+            unlabelled_weight=0.4,
         )
     source = OnlineSoftLabels(teacher_model)
     student = Trainer(student_model, TASKS, config, soft_labels=source)
@@ -138,7 +147,12 @@ def test_the_paper_preset_and_invalid_student_starts():
     assert (paper.student.lr, paper.student.lr_step_epochs, paper.student.lr_gamma) == (1e-4, 3, 0.1)
     assert (paper.student.lam, paper.student.temperature, paper.student.t2_scaling) == (0.6, 1.5, False)
     assert (paper.soft_labels, paper.student_init) == ("online", "teacher_initial")
+    assert paper.student.distillation_weight_unlabelled == 1.0  # Eq. 14
     assert DistillConfig.paper(device="cpu").teacher.device == "cpu"
+    defaults = DistillConfig()  # the best method of the studies: students as long as the teacher, cached
+    assert defaults.student.epochs == defaults.teacher.epochs and defaults.soft_labels == "cached"
+    assert TrainConfig().distillation_weight_unlabelled == pytest.approx(0.4)  # 1 - lam
+    assert TrainConfig(lam=0.9).distillation_weight_unlabelled == pytest.approx(0.1)
     with pytest.raises(ValueError, match="student_init must be one of"):
         DistillConfig(student_init="imagenet")
 
