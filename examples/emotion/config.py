@@ -16,6 +16,8 @@ Example
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -36,11 +38,15 @@ __all__ = [
     "SyntheticConfig",
     "TeacherConfig",
     "TrainingConfig",
+    "check_device",
     "load_config",
 ]
 
 #: The four data sets of the paper, in the order the recipes use them.
 DATASETS = ("aff_wild2", "disfa", "expw", "afew_va")
+
+#: What ``training.device`` may name ("auto": CUDA when available, else the CPU).
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 class ConfigError(ValueError):
@@ -219,7 +225,10 @@ def load_config(path: str | Path, check_paths: bool = True) -> Config:
     Raises
     ------
     ConfigError
-        Naming the file and the key: unknown keys, wrong types, missing required keys, missing data folders.
+        Naming the file, the key and the value: unknown keys, wrong types, missing required keys, values
+        out of range (a learning rate <= 0, zero steps per epoch, an unknown device or synthetic preset,
+        ...), missing data folders. Whether this machine has the configured device is
+        :func:`check_device`'s question.
     """
     path = Path(path)
     if not path.is_file():
@@ -254,6 +263,8 @@ def _check(config: Config, source: Path, check_paths: bool) -> None:
         )
     for key, value, low in (
         ("data.image_size", data.image_size, 16),
+        ("data.num_workers", data.num_workers, 0),
+        ("model.hidden", config.model.hidden, 1),
         ("training.batch_per_task", config.training.batch_per_task, 1),
         ("training.teacher.epochs", config.training.teacher.epochs, 1),
         ("training.lr_step_epochs", config.training.lr_step_epochs, 1),
@@ -266,6 +277,18 @@ def _check(config: Config, source: Path, check_paths: bool) -> None:
     ):
         if value < low:
             raise ConfigError(f"{source}: {key} must be >= {low}, got {value}")
+    _check_optional_counts(config, source)
+    _check_training(config.training, source)
+    if not 0.0 <= config.model.dropout < 1.0:
+        raise ConfigError(f"{source}: model.dropout must be in [0, 1), got {config.model.dropout}")
+    if data.synthetic is not None:
+        from affect_data.synthetic import PRESETS
+
+        if data.synthetic.preset not in PRESETS:
+            raise ConfigError(
+                f"{source}: data.synthetic.preset must be one of {', '.join(sorted(PRESETS))}, "
+                f"got {data.synthetic.preset!r}"
+            )
     _check_students(config.training.students, "training.students", source)
     if len(set(config.study.seeds)) != len(config.study.seeds) or not config.study.seeds:
         raise ConfigError(f"{source}: study.seeds must be distinct seeds, got {config.study.seeds}")
@@ -289,6 +312,70 @@ def _check(config: Config, source: Path, check_paths: bool) -> None:
                 f"{source}: data folder(s) not found: {'; '.join(missing)} (relative paths are taken from "
                 f"the current directory {str(Path.cwd())!r}); edit the config to point at your copies"
             )
+
+
+def _check_optional_counts(config: Config, source: Path) -> None:
+    # null means "the default" (a full pass over the balanced lists, or the main training's epochs); 0 would
+    # train nothing and fail only once the stage has started.
+    experiments = config.experiments
+    for key, value in (
+        ("training.steps_per_epoch", config.training.steps_per_epoch),
+        ("experiments.sequence_steps_per_epoch", experiments.sequence_steps_per_epoch),
+        ("experiments.single_task_epochs", experiments.single_task_epochs),
+        ("experiments.sequence_epochs", experiments.sequence_epochs),
+        ("experiments.sequence_student_epochs", experiments.sequence_student_epochs),
+    ):
+        if value is not None and value < 1:
+            raise ConfigError(f"{source}: {key} must be >= 1 or null, got {value}")
+
+
+def _check_training(training: TrainingConfig, source: Path) -> None:
+    # Each of these would otherwise surface only inside torch, as a traceback at the stage's first step.
+    if not 0.0 < training.lr < math.inf:
+        raise ConfigError(f"{source}: training.lr must be a finite number > 0, got {training.lr}")
+    if not 0.0 < training.lr_gamma <= 1.0:
+        raise ConfigError(f"{source}: training.lr_gamma must be in (0, 1], got {training.lr_gamma}")
+    if not 0.0 <= training.weight_decay < math.inf:
+        raise ConfigError(
+            f"{source}: training.weight_decay must be a finite number >= 0, got {training.weight_decay}"
+        )
+    if not DEVICE.fullmatch(training.device):
+        raise ConfigError(
+            f"{source}: training.device must be auto, cpu, cuda, cuda:N or mps, got {training.device!r}"
+        )
+
+
+def check_device(config: Config, source: Path | str = "the config") -> None:
+    """Refuse a ``training.device`` this machine does not have (CUDA, the N-th CUDA device, MPS).
+
+    Not part of :func:`load_config`: a config written for a GPU machine must still load elsewhere (to read
+    it, to ``prepare`` the data, to write the report). ``run.py`` calls this before a stage that computes.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file, the key and the device.
+    """
+    import torch  # here: loading and checking a config (docs, tests, report) needs no torch
+
+    device = config.training.device
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(
+                f"{source}: training.device is {device!r}, but CUDA is not available on this machine; "
+                "use auto or cpu"
+            )
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            raise ConfigError(
+                f"{source}: training.device is {device!r}, but this machine has {count} CUDA device(s) "
+                f"(cuda:0 to cuda:{count - 1})"
+            )
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            f"{source}: training.device is 'mps', but MPS is not available on this machine; use auto or cpu"
+        )
 
 
 def student_variant(

@@ -30,8 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from affect_data.loaders import AnnotationError
-from emotion.config import ConfigError, load_config
+from emotion.config import ConfigError, check_device, load_config
 from emotion.pipeline import EXPERIMENT_STAGES, MAIN_STAGES, STAGES, StageError, run_stage
+from emotion.predict import add_predict_options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,12 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     video = parser.add_argument_group("predict")
     video.add_argument("--source", type=Path, help="a video file or a folder of images")
     video.add_argument("--out", type=Path, help="output folder (default <run>/predict/<source name>)")
-    video.add_argument("--every", type=int, default=1, help="predict every n-th frame")
-    video.add_argument("--save-crops", action="store_true", help="also write the aligned face crops")
+    add_predict_options(video)
     args = parser.parse_args(argv)
 
     try:
         config = load_config(args.config, check_paths=args.stage != "predict")
+        if args.stage not in ("prepare", "report"):  # these two never touch the device: they may run anywhere
+            check_device(config, args.config)
         if args.stage == "predict":
             return _predict(config, args)
         if args.stage == "study" or args.seeds:
@@ -112,17 +114,17 @@ def _study(config, args: argparse.Namespace) -> int:
 
 def _predict(config, args: argparse.Namespace) -> int:
     from emotion.inference import predict_run
+    from emotion.predict import predict_options, summary
 
     if args.source is None:
         print("error: predict needs --source VIDEO_OR_FOLDER", file=sys.stderr)
         return 2
     try:
-        table = predict_run(config, args.source, args.out, every=args.every, save_crops=args.save_crops)
+        table = predict_run(config, args.source, args.out, **predict_options(args))
     except ValueError as error:  # an undecodable video, a model that does not fit the run, ...
         print(f"error: {error}", file=sys.stderr)
         return 2
-    found = int(table["face_found"].sum())
-    print(f"{found} of {len(table)} frames with a face; predictions: {table.attrs['csv']}")
+    print(f"{summary(table)}\npredictions: {table.attrs['csv']}")
     if "plot" in table.attrs:
         print(f"plot: {table.attrs['plot']}")
     return 0

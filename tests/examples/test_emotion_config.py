@@ -1,15 +1,18 @@
 """The pipeline's YAML configuration (examples/emotion/config.py)."""
 
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
 
-from emotion.config import ConfigError, load_config  # noqa: E402
+from emotion import run  # noqa: E402
+from emotion.config import ConfigError, check_device, load_config  # noqa: E402
 
 CONFIGS = ROOT / "examples" / "emotion" / "configs"
 
@@ -76,6 +79,37 @@ def test_wrong_type_and_bad_choice_are_named(tmp_path):
         (("study",), "seeds", [1, 1], r"study\.seeds must be distinct seeds, got \[1, 1\]"),
         (("study", "variants"), "hot", {"temprature": 2}, r"unknown key 'study\.variants\.hot\.temprature'"),
         (("study", "variants"), "cold", {"lam": 2.0}, r"study\.variants\.cold\.lam must be in \[0, 1\]"),
+        (("training",), "lr", -1e-3, r"training\.lr must be a finite number > 0, got -0\.001"),
+        (("training",), "lr", 0, r"training\.lr must be a finite number > 0, got 0"),
+        (("training",), "lr", float("nan"), r"training\.lr must be a finite number > 0, got nan"),
+        (("training",), "steps_per_epoch", 0, r"training\.steps_per_epoch must be >= 1 or null, got 0"),
+        (("training",), "steps_per_epoch", -3, r"training\.steps_per_epoch must be >= 1 or null, got -3"),
+        (
+            ("experiments",),
+            "sequence_steps_per_epoch",
+            0,
+            r"experiments\.sequence_steps_per_epoch must be >= 1 or null, got 0",
+        ),
+        (("experiments",), "sequence_epochs", 0, r"experiments\.sequence_epochs must be >= 1 or null, got 0"),
+        (
+            ("training",),
+            "device",
+            "gpu",
+            r"training\.device must be auto, cpu, cuda, cuda:N or mps, got 'gpu'",
+        ),
+        (("training",), "device", "cuda:x", r"training\.device must be .* got 'cuda:x'"),
+        (("data",), "num_workers", -1, r"data\.num_workers must be >= 0, got -1"),
+        (("training",), "lr_gamma", 0, r"training\.lr_gamma must be in \(0, 1\], got 0"),
+        (("training",), "lr_gamma", 1.5, r"training\.lr_gamma must be in \(0, 1\], got 1\.5"),
+        (("training",), "weight_decay", -0.1, r"training\.weight_decay must be a finite number >= 0"),
+        (("model",), "dropout", 1.0, r"model\.dropout must be in \[0, 1\), got 1\.0"),
+        (("model",), "hidden", 0, r"model\.hidden must be >= 1, got 0"),
+        (
+            ("data", "synthetic"),
+            "preset",
+            "huge",
+            r"data\.synthetic\.preset must be one of demo, .*tiny.*, got 'huge'",
+        ),
     ],
 )
 def test_out_of_range_values_are_named(tmp_path, section, key, value, message):
@@ -117,3 +151,70 @@ def test_required_key_and_missing_file(tmp_path):
         load_config(write(tmp_path, {"data": {"aff_wild2": "x"}}))
     with pytest.raises(ConfigError, match=r"does not exist"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_values_the_pipeline_takes_still_load(tmp_path):
+    data = tiny()
+    data["training"].update(
+        steps_per_epoch=None, lr_gamma=1.0, device="cuda:1"
+    )  # cuda:1: checked at run time
+    data["experiments"]["sequence_steps_per_epoch"] = None
+    data["data"]["num_workers"] = 0
+    config = load_config(write(tmp_path, data), check_paths=False)
+    assert (config.training.steps_per_epoch, config.training.device) == (None, "cuda:1")
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("cuda", r"training\.device is 'cuda', but CUDA is not available on this machine; use auto or cpu"),
+        ("cuda:1", r"training\.device is 'cuda:1', but CUDA is not available on this machine"),
+    ],
+)
+def test_a_cuda_device_on_a_machine_without_cuda_is_named(tmp_path, monkeypatch, device, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    data = tiny()
+    data["training"]["device"] = device
+    path = write(tmp_path, data)
+    config = load_config(path, check_paths=False)  # loads: the config may be meant for another machine
+    with pytest.raises(ConfigError, match=r"config\.yaml: " + message):
+        check_device(config, path)
+
+
+def test_a_cuda_index_beyond_the_devices_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    data = tiny()
+    data["training"]["device"] = "cuda:2"
+    path = write(tmp_path, data)
+    with pytest.raises(
+        ConfigError, match=r"'cuda:2', but this machine has 2 CUDA device\(s\) \(cuda:0 to cuda:1\)"
+    ):
+        check_device(load_config(path, check_paths=False), path)
+    data["training"]["device"] = "cuda:1"
+    check_device(load_config(write(tmp_path, data), check_paths=False))
+
+
+def test_run_py_names_a_missing_cuda_in_one_line_before_any_stage(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    data = tiny()
+    data["run_root"] = str(tmp_path / "runs")
+    data["training"]["device"] = "cuda"
+    path = write(tmp_path, data)
+    assert run.main(["teacher", "--config", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "CUDA is not available on this machine" in error
+    assert not (tmp_path / "runs").exists()  # refused before the run folder was touched
+
+
+def test_loading_a_synthetic_config_does_not_import_scipy():
+    # The preset check looks up affect_data.synthetic.PRESETS; scipy is for rendering the corpus only.
+    code = (
+        "import sys; sys.path.insert(0, 'examples'); from emotion.config import load_config; "
+        "load_config('examples/emotion/configs/tiny.yaml', check_paths=False); "
+        "print('scipy' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"

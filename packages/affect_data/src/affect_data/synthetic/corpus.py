@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.ndimage import gaussian_filter1d
 
 from ..schema import AU_NAMES, EXPR_NAMES, FRAME_TABLE_COLUMNS, SPLITS, as_frame_table
 from . import writers
@@ -215,6 +214,8 @@ class StillPlan:
 
 def _smooth_noise(rng: np.random.Generator, n: int, sigma: float = 8.0) -> np.ndarray:
     """Unit-variance noise smoothed over about ``sigma`` frames: slow head motion."""
+    from scipy.ndimage import gaussian_filter1d  # here, not at the top: see labels.sample_video_labels
+
     raw = gaussian_filter1d(rng.normal(0.0, 1.0, n + 40), sigma, mode="nearest")[20 : 20 + n]
     return raw * np.sqrt(2.0 * np.sqrt(np.pi) * sigma)
 

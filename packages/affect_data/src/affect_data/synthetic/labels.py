@@ -15,8 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
-from scipy.signal import lfilter
 
 from ..schema import AU_NAMES, EXPR_NAMES
 
@@ -202,6 +200,9 @@ def sample_video_labels(
     for start, stop, e in zip(bounds[:-1], bounds[1:], segment_expr, strict=True):
         expr[start:stop] = e
         au_target[start:stop], va_target[start:stop] = _segment_targets(rng, int(e), person)
+    # scipy is imported where it is used: a config check that looks up PRESETS must not pay a second for it.
+    from scipy.ndimage import gaussian_filter1d
+
     # A centred smoothing puts the middle of each transition at the segment boundary, where the label changes.
     intensity = gaussian_filter1d(au_target, sigma=4.0, axis=0, mode="nearest")
     wobble = gaussian_filter1d(rng.normal(0.0, 1.0, intensity.shape), sigma=3.0, axis=0, mode="nearest")
@@ -212,6 +213,9 @@ def sample_video_labels(
 
 def _ou_walk(rng: np.random.Generator, n: int, theta: float = 0.04, sigma: float = 0.025) -> np.ndarray:
     """A mean-reverting random walk (Ornstein-Uhlenbeck), smoothed: the drift of a continuous rating."""
+    from scipy.ndimage import gaussian_filter1d
+    from scipy.signal import lfilter
+
     walk = lfilter([1.0], [1.0, theta - 1.0], rng.normal(0.0, sigma, (n, 2)), axis=0)
     return gaussian_filter1d(walk, sigma=2.0, axis=0, mode="nearest")
 
