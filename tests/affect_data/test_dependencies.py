@@ -4,11 +4,14 @@ that pip resolved. (imbalance and mtl_distill name the extra to install: see the
 ``test_optional_dependencies.py``.)"""
 
 import ast
+import importlib
 import importlib.metadata
 import re
 import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).parents[2] / "packages" / "affect_data"
 
@@ -43,12 +46,14 @@ def test_every_third_party_import_is_a_declared_requirement():
         assert names & declared, f"{where} imports {module} ({names}), which pyproject.toml does not require"
 
 
-def test_imbalance_requirement_admits_the_imbalance_of_this_repository():
-    import imbalance
-
+@pytest.mark.parametrize(
+    ("distribution", "module"), [("imbalance", "imbalance"), ("mtl-distill", "mtl_distill")]
+)
+def test_requirements_on_sibling_packages_admit_the_versions_of_this_repository(distribution, module):
     dependencies = tomllib.loads((PACKAGE / "pyproject.toml").read_text())["project"]["dependencies"]
-    (requirement,) = [r for r in dependencies if re.match(r"imbalance\b", r)]
+    (requirement,) = [r for r in dependencies if re.match(rf"{distribution}\b", r)]
     bounds = dict(re.findall(r"(>=|<)([\d.]+)", requirement))
     assert set(bounds) == {">=", "<"}, f"{requirement}: a range with both ends"
-    version = tuple(int(part) for part in imbalance.__version__.split("."))
+    package = importlib.import_module(module)
+    version = tuple(int(part) for part in package.__version__.split("."))
     assert tuple(map(int, bounds[">="].split("."))) <= version < tuple(map(int, bounds["<"].split(".")))

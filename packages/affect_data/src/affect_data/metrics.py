@@ -1,7 +1,7 @@
 """The ABAW 2020 challenge metrics for the three tasks, with missing labels skipped.
 
 - AU: ``0.5 * mean over the 8 AUs of binary F1 + 0.5 * accuracy over all N x 8 AU decisions``.
-- EXPR: ``0.67 * macro F1 over the 7 classes + 0.33 * accuracy``.
+- EXPR: ``0.67 * macro F1 + 0.33 * accuracy`` over the 7 classes.
 - VA: the concordance correlation coefficient (CCC) of valence and of arousal, with population statistics;
   the score is their mean.
 
@@ -13,9 +13,13 @@ Missing labels are NaN (or ``pd.NA``) in the ground truth, as in the frame table
 without a label for a task does not count for that task, and a missing AU value removes that one decision from
 both the AU's F1 and the accuracy. Predictions must be complete: a NaN prediction is an error.
 
-F1 of a label with neither true nor predicted positives is ``0/0``; it is set to ``zero_division`` (default
-0.0, the value scikit-learn's ``f1_score`` uses, and hence what the official ABAW evaluation scripts, which
-call it, report). Macro F1 always averages over all 7 classes, present or not.
+F1, macro F1 and CCC are not defined here: every score is composed from :mod:`mtl_distill.metrics`, the
+project's one definition of each, which the trainer's per-epoch scores use too (``docs/design.md`` section 5).
+So F1 of a label with neither true nor predicted positives is ``zero_division`` (default 0.0, scikit-learn's
+default); macro F1 averages the classes present in the truth or the prediction, as scikit-learn's
+``f1_score(average="macro")`` (on frames that hold all 7 classes, the 7-class mean); and the CCC of two
+series that are constant and equal is 0. ``mtl_distill.metrics`` is imported on first use, not with this
+module: the ``mtl_distill`` package imports torch, and ``import affect_data`` stays free of torch.
 """
 
 from __future__ import annotations
@@ -84,11 +88,12 @@ def au_score(
     if not labelled.any():
         raise ValueError("au_score: y_true holds no AU label (all values are missing)")
 
+    from mtl_distill.metrics import binary_f1
+
+    # A missing value is neither a true nor a predicted positive: it adds to no count of its AU's F1.
     t = (truth == 1) & labelled
     p = (pred == 1) & labelled
-    f1 = _f1(
-        tp=(t & p).sum(axis=0), fp=(~t & p).sum(axis=0), fn=(t & ~p).sum(axis=0), zero_division=zero_division
-    )
+    f1 = binary_f1(p, t, zero_division)
     # An AU without a single label (AU20 in the ABAW 2021+ files) has no F1; scoring it 0 would cap the mean.
     scored = labelled.any(axis=0)
     f1 = np.where(scored, f1, np.nan)
@@ -104,7 +109,7 @@ def au_score(
 
 
 def expr_score(y_true, y_pred, zero_division: float = 0.0) -> dict[str, object]:
-    """Score expression classification: ``0.67 * macro F1 + 0.33 * accuracy`` over the 7 classes.
+    """Score expression classification: ``0.67 * macro F1 + 0.33 * accuracy``.
 
     Parameters
     ----------
@@ -113,12 +118,14 @@ def expr_score(y_true, y_pred, zero_division: float = 0.0) -> dict[str, object]:
     y_pred : array-like of shape (N,) or (N, 7)
         Class indices, or per-class scores / probabilities whose argmax is the prediction.
     zero_division : float, default 0.0
-        F1 of a class with neither true nor predicted samples.
+        F1 reported in ``f1`` for a class with neither true nor predicted samples; such a class does not
+        enter ``macro_f1``.
 
     Returns
     -------
     dict
-        ``score``, ``macro_f1``, ``accuracy``, ``f1`` (dict class name -> F1) and ``n_frames``.
+        ``score``, ``macro_f1`` (over the classes present in the truth or the prediction), ``accuracy``,
+        ``f1`` (dict class name -> F1) and ``n_frames``.
 
     Raises
     ------
@@ -147,14 +154,11 @@ def expr_score(y_true, y_pred, zero_division: float = 0.0) -> dict[str, object]:
     _check_classes(truth, n_classes, "y_true")
     _check_classes(pred, n_classes, "y_pred")
 
-    # One confusion matrix gives every per-class count at once.
-    confusion = np.bincount(
-        truth.astype(np.int64) * n_classes + pred.astype(np.int64), minlength=n_classes * n_classes
-    ).reshape(n_classes, n_classes)
-    tp = np.diag(confusion)
-    f1 = _f1(tp=tp, fp=confusion.sum(axis=0) - tp, fn=confusion.sum(axis=1) - tp, zero_division=zero_division)
-    accuracy = float(tp.sum() / len(truth))
-    macro_f1 = float(f1.mean())
+    from mtl_distill.metrics import macro_f1 as shared_macro_f1
+
+    truth, pred = truth.astype(np.int64), pred.astype(np.int64)
+    macro_f1, f1 = shared_macro_f1(pred, truth, n_classes, zero_division)
+    accuracy = float((truth == pred).mean())
     return {
         "score": EXPR_F1_WEIGHT * macro_f1 + EXPR_ACCURACY_WEIGHT * accuracy,
         "macro_f1": macro_f1,
@@ -167,9 +171,9 @@ def expr_score(y_true, y_pred, zero_division: float = 0.0) -> dict[str, object]:
 def ccc(x, y) -> float:
     """Concordance correlation coefficient ``2 cov(x, y) / (var x + var y + (mean x - mean y) ** 2)``.
 
-    Population statistics (divide by N). Pairs where either value is NaN are skipped. When both series are
-    constant and equal the coefficient is ``0 / 0``; NaN is returned then (as ``scipy.stats.pearsonr`` does
-    for constant input).
+    Population statistics (divide by N), as :func:`mtl_distill.metrics.concordance_correlation`, which
+    computes it. Pairs where either value is NaN are skipped. When both series are constant and equal the
+    coefficient is ``0 / 0``; it is 0 then, as in the trainer's scores.
 
     Parameters
     ----------
@@ -191,6 +195,8 @@ def ccc(x, y) -> float:
     1.0
     >>> round(ccc([-1.0, 1.0], [-0.5, 0.5]), 4)
     0.8
+    >>> ccc([0.5, 0.5], [0.5, 0.5])
+    0.0
     """
     a = _as_float_array(x, "x")
     b = _as_float_array(y, "y")
@@ -199,13 +205,9 @@ def ccc(x, y) -> float:
     keep = ~(np.isnan(a) | np.isnan(b))
     if not keep.any():
         raise ValueError("ccc: no pair of x and y is complete (every pair holds a NaN)")
-    a, b = a[keep], b[keep]
-    mean_a, mean_b = a.mean(), b.mean()
-    covariance = np.mean((a - mean_a) * (b - mean_b))
-    denominator = a.var() + b.var() + (mean_a - mean_b) ** 2
-    if denominator == 0:
-        return float("nan")
-    return float(2 * covariance / denominator)
+    from mtl_distill.metrics import concordance_correlation
+
+    return float(concordance_correlation(a[keep, None], b[keep, None])[0])
 
 
 def va_score(y_true, y_pred) -> dict[str, object]:
@@ -259,9 +261,9 @@ def abaw_selection_score(task_scores: Mapping[str, Mapping[str, float]]) -> floa
     ``accuracy``) and ``VA`` (``score`` = mean CCC); tasks that are absent are left out of the mean. Each
     task's ABAW 2020 score is composed from those parts exactly as :func:`au_score`, :func:`expr_score` and
     :func:`va_score` compose theirs, so that ``mtl_distill.TrainConfig(selection=abaw_selection_score)`` keeps
-    the epoch that the ABAW evaluation would rank first (AU at threshold 0.5; the macro F1 averages the
-    classes present in truth or prediction, which on a validation set holding all 7 classes is the 7-class
-    average).
+    the epoch that the ABAW evaluation would rank first (AU at threshold 0.5). Both use the same F1, macro F1
+    and CCC (:mod:`mtl_distill.metrics`), so the selection score of a model equals the mean of
+    :func:`au_score` (threshold 0.5), :func:`expr_score` and :func:`va_score` on the same predictions.
 
     Examples
     --------
@@ -284,14 +286,6 @@ def abaw_selection_score(task_scores: Mapping[str, Mapping[str, float]]) -> floa
     if not parts:
         raise ValueError(f"abaw_selection_score needs scores of AU, EXPR or VA, got {sorted(task_scores)}")
     return float(np.mean(parts))
-
-
-def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, zero_division: float) -> np.ndarray:
-    numerator = 2.0 * tp
-    denominator = 2.0 * tp + fp + fn
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f1 = numerator / denominator
-    return np.where(denominator == 0, zero_division, f1)
 
 
 def _as_float_array(values, name: str) -> np.ndarray:
