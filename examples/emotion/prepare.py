@@ -290,6 +290,8 @@ def plot_balancing(prepared: Path, folder: Path) -> dict[str, Path]:
             before, after = (names[t["expr"].to_numpy(dtype=np.int64)] for t in (table, balanced))
             save_before_after(before, after, path, kind="classes", **title)
         else:
-            save_before_after(table.to_numpy(np.float64), balanced.to_numpy(np.float64), path, kind="bins")
+            before, after = (t.to_numpy(np.float64) for t in (table, balanced))
+            x_name, y_name = columns  # valence along x, arousal along y
+            save_before_after(before, after, path, kind="bins", xlabel=x_name, ylabel=y_name)
         paths[f"figure2_{task}"] = path
     return paths

@@ -44,6 +44,9 @@ def test_class_and_bin_before_after(tmp_path):
 def test_heatmap_counts_and_errors(tmp_path):
     ax = bin_heatmap(np.array([[-1.0, -1.0], [1.0, 1.0], [1.0, 1.0]]), n_bins=2)
     np.testing.assert_allclose(ax.images[0].get_array(), np.log10(1 + np.array([[1, 0], [0, 2]])))
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("dimension 0", "dimension 1")  # no domain in the defaults
+    named = bin_heatmap(np.zeros((2, 2)), n_bins=2, xlabel="valence", ylabel="arousal")
+    assert (named.get_xlabel(), named.get_ylabel()) == ("valence", "arousal")
     with pytest.raises(ValueError, match="needs a 2-D target"):
         bin_heatmap(np.zeros(5))
     with pytest.raises(ValueError, match="kind must be"):

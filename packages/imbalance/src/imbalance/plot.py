@@ -84,17 +84,43 @@ def class_bars(y_before: Any, y_after: Any = None, *, ax: Axes | None = None, ti
 
 
 def bin_heatmap(
-    y: Any, *, n_bins: int = 20, low: float = -1.0, high: float = 1.0, ax: Axes | None = None, title: str = ""
+    y: Any,
+    *,
+    n_bins: int = 20,
+    low: float = -1.0,
+    high: float = 1.0,
+    ax: Axes | None = None,
+    title: str = "",
+    xlabel: str = "dimension 0",
+    ylabel: str = "dimension 1",
 ) -> Axes:
-    """Joint histogram of a 2-D continuous target (e.g. valence x arousal) over the binning grid, log colour.
+    """Joint histogram of a 2-D continuous target over the binning grid, log colour.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples, 2)
+        The target; column 0 is drawn along x, column 1 along y.
+    n_bins, low, high : int, float, float, default 20, -1.0, 1.0
+        The grid of :class:`~imbalance.BinnedSampler`: ``n_bins`` equal bins per dimension over
+        ``[low, high]``; values outside are clipped into it.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default a new figure's axes.
+    title : str, default ""
+        Axes title (default "Joint bins").
+    xlabel, ylabel : str, default "dimension 0", "dimension 1"
+        Axis labels: name the target's dimensions (e.g. "valence" and "arousal").
+
+    Returns
+    -------
+    matplotlib.axes.Axes
 
     Examples
     --------
     >>> import numpy as np
     >>> from imbalance.plot import bin_heatmap
-    >>> ax = bin_heatmap(np.array([[0.1, 0.2], [-0.5, 0.9]]), n_bins=4)
-    >>> ax.images[0].get_array().shape
-    (4, 4)
+    >>> ax = bin_heatmap(np.array([[0.1, 0.2], [-0.5, 0.9]]), n_bins=4, xlabel="valence", ylabel="arousal")
+    >>> ax.images[0].get_array().shape, ax.get_xlabel(), ax.get_ylabel()
+    ((4, 4), 'valence', 'arousal')
     """
     bins = BinnedSampler(n_bins=n_bins, low=low, high=high, out_of_range="clip").digitize(y)
     if bins.shape[1] != 2:
@@ -106,8 +132,8 @@ def bin_heatmap(
         np.log10(1 + counts), origin="lower", extent=(low, high, low, high), cmap="viridis", aspect="auto"
     )
     ax.figure.colorbar(image, ax=ax, label="log10(1 + count)")
-    ax.set_xlabel("dimension 0 (valence)")
-    ax.set_ylabel("dimension 1 (arousal)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title or "Joint bins")
     return ax
 
@@ -119,8 +145,8 @@ def save_before_after(
     permissions (``0o666`` less the umask).
 
     ``kind`` is "labels" (multi-label matrices, grouped bars), "classes" (class targets, grouped bars) or
-    "bins" (2-D continuous targets, two heat maps side by side; ``options`` go to :func:`bin_heatmap`,
-    except ``title``, which titles the figure).
+    "bins" (2-D continuous targets, two heat maps side by side; ``options`` go to :func:`bin_heatmap`, e.g.
+    ``xlabel`` and ``ylabel``, except ``title``, which titles the figure).
 
     Examples
     --------
