@@ -2,8 +2,9 @@
 
 The ensemble is the run's students (their mean probabilities, as in ``evaluate``; the teacher when the run has
 no students) with the AU thresholds that ``evaluate`` tuned for it; frames are decoded, faces detected and
-aligned, and per-frame predictions written by :func:`emotion.predict.predict_video` (``predictions.csv``,
-``predictions.png``) into ``<run>/predict/<source name>/`` unless another folder is given.
+aligned, and per-face, per-frame predictions written by :func:`emotion.predict.predict_video`
+(``predictions.csv``, ``predictions.png``) into ``<run>/predict/<source name>/`` unless another folder is
+given.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from emotion.config import Config
 from emotion.evaluate import model_paths
 from emotion.factory import IMAGENET_NORMALIZE, build_model, resolve_device
 from emotion.pipeline import StageError, read_marker
+from mtl_distill.ensemble import Ensemble
 
-__all__ = ["load_ensemble", "predict_run"]
+__all__ = ["load_ensemble", "predict_run", "run_ensemble"]
 
 
 def load_ensemble(config: Config) -> tuple[list[Any], str]:
@@ -36,27 +38,40 @@ def load_ensemble(config: Config) -> tuple[list[Any], str]:
     return load_models(chosen, lambda: build_model(config, pretrained=False)), key
 
 
+def run_ensemble(config: Config) -> Ensemble:
+    """The run's ensemble (:func:`load_ensemble`) as an ``mtl_distill.Ensemble`` with its tuned AU thresholds.
+
+    Hand it to :func:`emotion.predict.predict_table` for a table without files written.
+    """
+    from emotion.predict import as_ensemble, read_thresholds
+
+    models, key = load_ensemble(config)
+    return as_ensemble(models, read_thresholds(config.stage_dir("evaluate") / "thresholds.json", key=key))
+
+
 def predict_run(
     config: Config,
     source: str | os.PathLike,
     out_dir: str | os.PathLike | None = None,
     **options: Any,
 ) -> pd.DataFrame:
-    """Predict every frame of ``source`` with the run's ensemble; ``options`` go to ``predict_video``
-    (``every``, ``fps``, ``detector``, ``save_crops``, ...). Returns the per-frame table."""
-    from emotion.predict import predict_video, read_thresholds
+    """Predict every face of every frame of ``source`` with the run's ensemble and write the table and plot.
+
+    ``options`` go to :func:`emotion.predict.predict_video` (``every``, ``fps``, ``detector``, ``save_crops``,
+    ``min_score``, ``device``, ...); the device defaults to the config's ``training.device``. Returns the
+    table.
+    """
+    from emotion.predict import predict_video
 
     source = Path(source)
-    models, key = load_ensemble(config)
-    thresholds = read_thresholds(config.stage_dir("evaluate") / "thresholds.json", key=key)
     out_dir = Path(out_dir) if out_dir is not None else config.run_dir / "predict" / source.stem
+    options["device"] = resolve_device(options.get("device") or config.training.device)
     return predict_video(
         source,
-        models,
-        thresholds,
+        run_ensemble(config),
+        None,
         out_dir,
         image_size=config.data.image_size,
-        device=resolve_device(config.training.device),
         normalize=IMAGENET_NORMALIZE,
         **options,
     )

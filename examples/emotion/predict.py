@@ -1,24 +1,39 @@
-"""Predict action units, expression, valence and arousal on every frame of your own video.
+"""Predict action units, expression, valence and arousal for every face of your own video.
 
-:func:`predict_video` decodes a video (or a folder of images), finds and aligns the face in each frame
-(:mod:`emotion.video`), runs an ensemble of multitask models on the crops and writes
+:func:`predict_table` decodes a video (or a folder of images), finds every face of each frame, follows each
+face from frame to frame (:class:`emotion.tracking.IoUTracker`), aligns it (``affect_data.faces``), runs an
+ensemble of multitask models (``mtl_distill.Ensemble``) on the crops and returns the table;
+:func:`predict_video` also writes it. ``run.py predict`` is the command line (:func:`add_predict_options`).
 
-- ``predictions.csv``: one row per frame - ``frame, time_s, face_found, box_left, box_top, box_right,
-  box_bottom, face_score``, the 0/1 decision of each AU (``AU1 ... AU25``, per-AU thresholds), its probability
-  (``AU1_prob ...``), the expression (``expr`` index in Aff-Wild2 order, ``expr_name``) and each class's
-  probability (``Neutral_prob ...``), and the expected ``valence`` and ``arousal`` in [-1, 1]. Frames where no
-  face was found have ``face_found = False`` and empty (NaN) predictions: nothing is filled in;
-- ``predictions.png``: valence and arousal over time, the expression as a colour band, and an AU raster;
-- optionally ``crops/<frame>.jpg``, the aligned faces the models saw.
+The table (``predictions.csv``) has one row per face per frame - ``frame, time_s, face_id, face_found,
+box_left, box_top, box_right, box_bottom, face_score``, the 0/1 decision of each AU (``AU1 ... AU25``, per-AU
+thresholds), its probability (``AU1_prob ...``), the expression (``expr`` index in Aff-Wild2 order,
+``expr_name``) and each class's probability (``Neutral_prob ...``), and the expected ``valence`` and
+``arousal`` in [-1, 1]. ``face_id`` stays the same while a face stays in view (a face out of view for longer
+than ``track_gap_s`` seconds comes back with a new id). A frame without any face keeps one row with
+``face_found = False``, no ``face_id`` and empty (NaN) predictions: nothing is filled in. From a folder of
+images, ``frame`` is the image's index in natural order, ``file`` its name, and ``unreadable`` is True on the
+one row of an image that could not be read (its predictions empty; the other images are predicted).
+:func:`predict_video` also writes ``predictions.png`` (valence and arousal over time, the expression as a
+colour band, an AU raster, for the face longest in view) and optionally ``crops/<frame>_<face_id>.jpg``.
+
+Which detections count as faces
+-------------------------------
+A face needs a detection score of at least ``min_score`` (default :data:`MIN_FACE_SCORE` = 0.95) and a box
+whose shorter side is at least ``min_face_size`` pixels of the frame (default :data:`MIN_FACE_SIZE` = 24).
+Measured with MTCNN (``facenet-pytorch==2.5.3``, stage thresholds lowered to 0.6, 0.7, 0.5 and a 12-pixel
+search size, so that weak hits show) on generated 640 x 360 frames:
+
+- 600 frames with nobody in them (100 each: uniform colour, uniform noise, smooth colour blobs, the
+  synthetic corpus's background clutter, 300 random ellipses and rectangles, sine plaids): MEASURE_EMPTY;
+- 600 frames with one synthetic face (100 each: frontal, rolled 30 degrees, small (18 pixels per unit, a
+  box of about 40 pixels), squeezed horizontally to cos 40 and cos 55 of its width (the renderer draws no
+  turned heads; a squeeze is a crude stand-in for a face turned partly away), half hidden): MEASURE_FACES.
 
 The models are any ``torch.nn.Module`` s that map images ``[B, 3, S, S]`` to ``{"AU": [B, 8], "EXPR": [B, 7],
 "VA": [B, 40]}`` logits (40 = 2 x 20 bins over [-1, 1], valence first), e.g. the students of a run; their
-probabilities are averaged (sigmoid, softmax, expected value of the binned distribution).
-
-From the shell::
-
-    python examples/emotion/predict.py VIDEO --models runs/demo/students/student_*/model.pt \\
-        --config runs/demo/config.yaml --thresholds runs/demo/evaluate/thresholds.json --out runs/demo/video
+``mtl_distill.Ensemble`` averages their probabilities (sigmoid, softmax, expected value of the binned
+distribution), as the evaluate stage does.
 """
 
 from __future__ import annotations
@@ -29,8 +44,9 @@ import os
 import secrets
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,46 +55,55 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-if __package__ in (None, ""):  # started as a script: make examples/ importable as the `emotion` package
+if __package__ in (None, ""):  # imported from a script: make examples/ importable as the `emotion` package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from affect_data.schema import AU_NAMES, EXPR_NAMES, VA_NAMES
 from affect_data.transforms import FrameTransform
 from emotion.factory import IMAGENET_NORMALIZE, paper_tasks
-from emotion.video import (
-    BOX_COLUMNS,
-    DetectedFrame,
-    FaceDetector,
-    FrameReader,
-    MTCNNDetector,
-    add_frame_options,
-    detect_faces,
-)
+from emotion.tracking import IoUTracker
+from emotion.video import BOX_COLUMNS, Face, FaceDetector, FrameReader, MTCNNDetector, detect_faces
 from mtl_distill.checkpoint import load_checkpoint
-from mtl_distill.ensemble import average_predictions
+from mtl_distill.ensemble import Ensemble
 
 __all__ = [
+    "MIN_FACE_SCORE",
+    "MIN_FACE_SIZE",
+    "add_predict_options",
+    "as_ensemble",
     "ensemble_predict",
     "load_models",
     "plot_predictions",
+    "predict_options",
+    "predict_table",
     "predict_video",
     "prediction_columns",
     "read_thresholds",
+    "summary",
 ]
 
+#: Least detection score of a face (see "Which detections count as faces" above).
+MIN_FACE_SCORE = 0.95
+#: Least shorter side of a face's box, in pixels of the frame.
+MIN_FACE_SIZE = 24
 
-def prediction_columns() -> list[str]:
-    """The columns of ``predictions.csv``, in order.
+
+def prediction_columns(folder: bool = False) -> list[str]:
+    """The columns of ``predictions.csv``, in order; ``folder``: those of a folder of images.
 
     Examples
     --------
     >>> columns = prediction_columns()
-    >>> columns[:4], columns[-2:]
-    (['frame', 'time_s', 'face_found', 'box_left'], ['valence', 'arousal'])
+    >>> columns[:5], columns[-2:]
+    (['frame', 'time_s', 'face_id', 'face_found', 'box_left'], ['valence', 'arousal'])
+    >>> prediction_columns(folder=True)[:4]
+    ['frame', 'file', 'unreadable', 'time_s']
     """
     return [
         "frame",
+        *(("file", "unreadable") if folder else ()),
         "time_s",
+        "face_id",
         "face_found",
         *BOX_COLUMNS,
         "face_score",
@@ -91,8 +116,63 @@ def prediction_columns() -> list[str]:
     ]
 
 
-def ensemble_predict(models: Sequence[nn.Module], images: torch.Tensor) -> dict[str, np.ndarray]:
-    """The ensemble's averaged predictions for a batch of images.
+class _CheckedOutputs(nn.Module):
+    """A member of the ensemble whose outputs are checked, so that a model that does not fit is named."""
+
+    def __init__(self, model: nn.Module, number: int) -> None:
+        super().__init__()
+        self.model, self.number = model, number
+        self.expected = {task.name: task.num_outputs for task in paper_tasks()}
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = self.model(images)
+        if not isinstance(outputs, Mapping):
+            raise ValueError(
+                f"model {self.number} returned {type(outputs).__name__}; expected a dict of task -> logits"
+            )
+        for name, width in self.expected.items():
+            logits = outputs.get(name)
+            if logits is None or tuple(logits.shape) != (len(images), width):
+                got = "nothing" if logits is None else f"shape {tuple(logits.shape)}"
+                raise ValueError(
+                    f"model {self.number}: expected {name!r} logits of shape {(len(images), width)}, "
+                    f"got {got}"
+                )
+        return {name: outputs[name].float() for name in self.expected}
+
+
+def as_ensemble(
+    models: nn.Module | Sequence[nn.Module] | Ensemble,
+    thresholds: Sequence[float] | Mapping[str, Any] | np.ndarray | str | os.PathLike | None = None,
+) -> Ensemble:
+    """The ``mtl_distill.Ensemble`` of ``models`` (the paper's tasks) with per-AU ``thresholds``.
+
+    An :class:`~mtl_distill.Ensemble` is returned as it is (its thresholds are its own; giving ``thresholds``
+    too is an error). Otherwise each model's outputs are checked on every call, so a model that returns the
+    wrong tasks or shapes is named by its position. The ensemble is in eval mode.
+
+    Examples
+    --------
+    >>> from emotion.models import MultitaskCNN
+    >>> ensemble = as_ensemble([MultitaskCNN("resnet_tiny")], [0.3] * 8)
+    >>> ensemble.thresholds["AU"].tolist() == [0.3] * 8, ensemble.training
+    (True, False)
+    """
+    if isinstance(models, Ensemble):
+        if thresholds is not None:
+            raise ValueError("an Ensemble brings its own AU thresholds; give thresholds=None with it")
+        return models
+    models = [models] if isinstance(models, nn.Module) else list(models)
+    if not models:
+        raise ValueError("an ensemble needs at least one model")
+    members = [_CheckedOutputs(model, number) for number, model in enumerate(models)]
+    return Ensemble(members, paper_tasks(), {"AU": read_thresholds(thresholds)}).eval()
+
+
+def ensemble_predict(
+    models: nn.Module | Sequence[nn.Module] | Ensemble, images: torch.Tensor
+) -> dict[str, np.ndarray]:
+    """The ensemble's averaged predictions for a batch of images (``mtl_distill.Ensemble.predict``).
 
     Each model's logits become probabilities - sigmoid for ``AU``, softmax for ``EXPR``, and for ``VA`` the
     expected value of each dimension's 20-bin softmax over [-1, 1] (dimension-major logits: the first 20 are
@@ -114,29 +194,10 @@ def ensemble_predict(models: Sequence[nn.Module], images: torch.Tensor) -> dict[
     >>> out["AU"][0, 0], round(out["EXPR"][0].sum(), 6), out["VA"][0].round(6).tolist()
     (np.float64(0.5), np.float64(1.0), [0.0, 0.0])
     """
-    if not models:
-        raise ValueError("ensemble_predict needs at least one model")
-    tasks = paper_tasks()
-    members = []
+    ensemble = as_ensemble(models)
     with torch.inference_mode():
-        for number, model in enumerate(models):
-            outputs = model(images)
-            if not isinstance(outputs, Mapping):
-                raise ValueError(
-                    f"model {number} returned {type(outputs).__name__}; expected a dict of task -> logits"
-                )
-            predicted = {}
-            for task in tasks:
-                logits = outputs.get(task.name)
-                expected = (len(images), task.num_outputs)
-                if logits is None or tuple(logits.shape) != expected:
-                    got = "nothing" if logits is None else f"shape {tuple(logits.shape)}"
-                    raise ValueError(
-                        f"model {number}: expected {task.name!r} logits of shape {expected}, got {got}"
-                    )
-                predicted[task.name] = task.predict(logits.float()).cpu().numpy()
-            members.append(predicted)
-    return average_predictions(members)  # the evaluate stage's ensemble rule
+        predicted = ensemble.predict(images)
+    return {name: values.double().cpu().numpy() for name, values in predicted.items()}
 
 
 def read_thresholds(
@@ -188,11 +249,22 @@ def read_thresholds(
     return values
 
 
-def predict_video(
+@dataclass(frozen=True)
+class _Row:
+    """One row of the table before predictions: a face of a frame, or a frame without one."""
+
+    frame: int
+    time: float
+    file: str | None
+    unreadable: bool
+    face_id: int | None
+    face: Face | None
+
+
+def predict_table(
     source: str | os.PathLike,
-    models: nn.Module | Sequence[nn.Module],
-    thresholds: Sequence[float] | Mapping[str, Any] | np.ndarray | str | os.PathLike | None,
-    out_dir: str | os.PathLike,
+    models: nn.Module | Sequence[nn.Module] | Ensemble,
+    thresholds: Sequence[float] | Mapping[str, Any] | np.ndarray | str | os.PathLike | None = None,
     *,
     image_size: int = 112,
     crop_size: int = 112,
@@ -200,16 +272,17 @@ def predict_video(
     every: int = 1,
     fps: float | None = None,
     image_fps: float = 30.0,
-    select: Literal["largest", "confident"] = "largest",
+    min_score: float = MIN_FACE_SCORE,
+    min_face_size: float = MIN_FACE_SIZE,
+    track_gap_s: float = 1.0,
+    max_side: int | None = 640,
     detector: FaceDetector | None = None,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
     normalize: tuple[Sequence[float], Sequence[float]] | None = IMAGENET_NORMALIZE,
-    save_crops: bool = False,
-    plot: bool = True,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Per-frame predictions of an ensemble on a video or a folder of images; writes CSV and plot.
+    """Predictions for every face of every frame of a video or folder of images; writes no file.
 
     Each face crop goes through the evaluation view of the training pipeline: the ``crop_size`` aligned crop
     (as the training crops on disk) is resized to ``round(1.2 * image_size)`` and center-cropped to
@@ -219,22 +292,24 @@ def predict_video(
     ----------
     source : path
         A video file (anything FFmpeg decodes) or a folder of images (natural order).
-    models : nn.Module or sequence of nn.Module
-        The ensemble (one model is an ensemble of one); each maps ``[B, 3, image_size, image_size]`` to
-        ``{"AU": [B, 8], "EXPR": [B, 7], "VA": [B, 40]}`` logits. They are put in eval mode and moved to
-        ``device``; their train/eval mode is restored afterwards.
+    models : nn.Module, sequence of nn.Module, or mtl_distill.Ensemble
+        The ensemble (one model is an ensemble of one), see :func:`as_ensemble`; each model maps
+        ``[B, 3, image_size, image_size]`` to ``{"AU": [B, 8], "EXPR": [B, 7], "VA": [B, 40]}`` logits. They
+        are moved to ``device`` and run in eval mode; each model's train/eval mode is restored afterwards.
     thresholds : 8 numbers, mapping, path or None
-        Per-AU decision thresholds, see :func:`read_thresholds` (None: 0.5).
-    out_dir : path
-        Receives ``predictions.csv``, ``predictions.png`` and (``save_crops``) ``crops/``; created if needed.
+        Per-AU decision thresholds, see :func:`read_thresholds` (None: 0.5, or the Ensemble's own).
     image_size : int
         The input size the models were trained at (the config's ``data.image_size``).
     crop_size, margin : int, float
-        The aligned face crop, see :func:`emotion.video.face_transform`.
+        The aligned face crop, see :func:`affect_data.faces.face_transform`.
     every, fps, image_fps : int, float, float
         Frame subsampling and the frame rate of an image folder, see :class:`emotion.video.FrameReader`.
-    select : {"largest", "confident"}
-        The face kept when a frame has several.
+    min_score, min_face_size : float
+        Detections scored lower, or whose box's shorter side is smaller (pixels), are not faces.
+    track_gap_s : float
+        Seconds a face may go unseen and keep its ``face_id`` (:class:`emotion.tracking.IoUTracker`).
+    max_side : int or None
+        The default detector shrinks larger frames to this longer side (:class:`emotion.video.MTCNNDetector`).
     detector : FaceDetector, optional
         Default: :class:`emotion.video.MTCNNDetector` on ``device``.
     batch_size : int
@@ -243,26 +318,26 @@ def predict_video(
         ``"cpu"``, ``"cuda"``, ...
     normalize : (mean, std) or None
         The input normalisation used in training (ImageNet statistics in this project).
-    save_crops, plot, progress : bool
-        Write the aligned crops; write the plot; show a progress bar.
+    progress : bool
+        Show a progress bar.
 
     Returns
     -------
     pandas.DataFrame
-        The table written to ``predictions.csv`` (columns :func:`prediction_columns`); ``attrs`` holds the
-        paths written (``"csv"``, ``"plot"``).
+        Columns :func:`prediction_columns` (``folder=True`` for a folder of images); ``attrs["source"]``,
+        ``attrs["unreadable"]`` (the number of unreadable images) and ``attrs["faces"]`` (face ids given).
 
     Raises
     ------
     FileNotFoundError
         If ``source`` does not exist.
     ValueError
-        If the source cannot be decoded or holds no frames, or a model returns outputs of the wrong shape.
+        If the source cannot be decoded or holds no frames, an option is out of range, or a model returns
+        outputs of the wrong shape.
 
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> from emotion.video import Face
     >>> from emotion.models import MultitaskCNN
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> for i in range(3):
@@ -272,34 +347,89 @@ def predict_video(
     ...         points = np.array([[35, 40], [60, 40], [48, 52], [38, 66], [58, 66]], float)
     ...         face = Face(np.array([25.0, 25, 70, 80]), 0.99, points)
     ...         return [[face] if i == 0 else [] for i in range(len(images))]
-    >>> table = predict_video(folder, MultitaskCNN("resnet_tiny"), None, folder / "out", image_size=32,
+    >>> table = predict_table(folder, MultitaskCNN("resnet_tiny"), image_size=32,
     ...                       detector=FaceInFirstFrame(), progress=False)
-    >>> table["face_found"].tolist(), bool(table.loc[1, "AU1_prob"] != table.loc[1, "AU1_prob"])
-    ([True, False, False], True)
+    >>> table[["frame", "file", "face_id", "face_found"]].values.tolist()
+    [[0, '0.png', 0, True], [1, '1.png', <NA>, False], [2, '2.png', <NA>, False]]
     """
-    models = [models] if isinstance(models, nn.Module) else list(models)
-    if not models:
-        raise ValueError("predict_video needs at least one model")
+    return _predict(
+        source, models, thresholds, None, image_size=image_size, crop_size=crop_size, margin=margin,
+        every=every, fps=fps, image_fps=image_fps, min_score=min_score, min_face_size=min_face_size,
+        track_gap_s=track_gap_s, max_side=max_side, detector=detector, batch_size=batch_size, device=device,
+        normalize=normalize, progress=progress,
+    )  # fmt: skip
+
+
+def predict_video(
+    source: str | os.PathLike,
+    models: nn.Module | Sequence[nn.Module] | Ensemble,
+    thresholds: Sequence[float] | Mapping[str, Any] | np.ndarray | str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    *,
+    save_crops: bool = False,
+    plot: bool = True,
+    **options: Any,
+) -> pd.DataFrame:
+    """:func:`predict_table`, written to ``out_dir``: ``predictions.csv``, ``predictions.png``, ``crops/``.
+
+    ``options`` are those of :func:`predict_table`. ``save_crops`` writes the aligned crops the models saw
+    (``crops/<frame>_<face_id>.jpg``); ``plot`` the plot of the face longest in view. The table's ``attrs``
+    add the paths written (``"csv"``, ``"plot"``).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    crops_dir = out_dir / "crops" if save_crops else None
+    if crops_dir is not None:
+        crops_dir.mkdir(exist_ok=True)
+    table = _predict(source, models, thresholds, crops_dir, **options)
+    csv_path = out_dir / "predictions.csv"
+    _write_atomically(csv_path, lambda path: table.to_csv(path, index=False, float_format="%.6g"))
+    table.attrs["csv"] = str(csv_path)
+    if plot:
+        plot_path = out_dir / "predictions.png"
+        plot_predictions(table, plot_path, title=Path(source).name)
+        table.attrs["plot"] = str(plot_path)
+    return table
+
+
+def _predict(
+    source: str | os.PathLike,
+    models: nn.Module | Sequence[nn.Module] | Ensemble,
+    thresholds: Any,
+    crops_dir: Path | None,
+    *,
+    image_size: int = 112,
+    crop_size: int = 112,
+    margin: float = 0.25,
+    every: int = 1,
+    fps: float | None = None,
+    image_fps: float = 30.0,
+    min_score: float = MIN_FACE_SCORE,
+    min_face_size: float = MIN_FACE_SIZE,
+    track_gap_s: float = 1.0,
+    max_side: int | None = 640,
+    detector: FaceDetector | None = None,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    normalize: tuple[Sequence[float], Sequence[float]] | None = IMAGENET_NORMALIZE,
+    progress: bool = True,
+) -> pd.DataFrame:
+    ensemble = as_ensemble(models, thresholds)
     if batch_size < 1 or image_size < 1 or crop_size < 1:
         raise ValueError(
             f"batch_size, image_size and crop_size must be >= 1, got {batch_size}, {image_size}, {crop_size}"
         )
-    au_thresholds = read_thresholds(thresholds)
     device = torch.device(device)
-    reader = FrameReader(source, every=every, fps=fps, image_fps=image_fps)
+    reader = FrameReader(source, every=every, fps=fps, image_fps=image_fps, unreadable="flag")
+    tracker = IoUTracker(max_gap_s=track_gap_s)
     if detector is None:
-        detector = MTCNNDetector(device=device)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    crops_dir = out_dir / "crops"
-    if save_crops:
-        crops_dir.mkdir(exist_ok=True)
-
+        detector = MTCNNDetector(
+            device=device, min_face_size=max(1, min(20, round(min_face_size))), max_side=max_side
+        )
     transform = FrameTransform(size=image_size, train=False, normalize=normalize)
-    modes = [model.training for model in models]
-    for model in models:
-        model.to(device).eval()
-    records: list[DetectedFrame] = []
+    modes = [module.training for module in ensemble.modules()]
+    ensemble.to(device).eval()
+    rows: list[_Row] = []
     predictions: dict[str, list[np.ndarray]] = {"AU": [], "EXPR": [], "VA": []}
     pending: list[np.ndarray] = []
 
@@ -307,41 +437,46 @@ def predict_video(
         if pending:
             # One transform call for the batch: the evaluation view is the same center crop for every face.
             images = transform(np.stack([_model_view(crop, transform.input_size) for crop in pending]))
-            for name, values in ensemble_predict(models, images.to(device)).items():
+            for name, values in ensemble_predict(ensemble, images.to(device)).items():
                 predictions[name].append(values)
             pending.clear()
 
+    frames = detect_faces(reader, detector, crop_size, margin, min_score, min_face_size, batch_size)
     bar = tqdm(
         total=len(reader) or None, desc=f"predict {reader.source.name}", unit="frame", disable=not progress
     )
     try:
-        for detected in detect_faces(reader, detector, crop_size, margin, select, batch_size):
-            records.append(DetectedFrame(detected.index, detected.time, detected.face, None))
-            if detected.crop is not None:
-                pending.append(detected.crop)
-                if save_crops:
-                    _save_jpeg(detected.crop, crops_dir / f"{detected.index:06d}.jpg")
+        for detected in frames:
+            unreadable = detected.error is not None
+            ids = [] if unreadable else tracker.update(detected.time, _boxes(detected.faces))
+            if not ids:
+                rows.append(_Row(detected.index, detected.time, detected.file, unreadable, None, None))
+            for face_id, face, crop in sorted(zip(ids, detected.faces, detected.crops, strict=True),
+                                              key=lambda item: item[0]):  # fmt: skip
+                rows.append(_Row(detected.index, detected.time, detected.file, False, face_id, face))
+                pending.append(crop)
+                if crops_dir is not None:
+                    _save_jpeg(crop, crops_dir / f"{detected.index:06d}_{face_id}.jpg")
                 if len(pending) == batch_size:
                     flush()
             bar.update()
         flush()
     finally:
         bar.close()
-        for model, mode in zip(models, modes, strict=True):
-            model.train(mode)
-    if not records:
+        for module, mode in zip(ensemble.modules(), modes, strict=True):
+            module.training = mode
+    if not rows:
         raise ValueError(f"{str(reader.source)!r} yielded no frames")
-
     found = {name: np.concatenate(values) if values else None for name, values in predictions.items()}
-    table = _prediction_table(records, found, au_thresholds)
-    csv_path = out_dir / "predictions.csv"
-    _write_atomically(csv_path, lambda path: table.to_csv(path, index=False, float_format="%.6g"))
-    table.attrs["csv"] = str(csv_path)
-    if plot:
-        plot_path = out_dir / "predictions.png"
-        plot_predictions(table, plot_path, title=reader.source.name)
-        table.attrs["plot"] = str(plot_path)
+    table = _prediction_table(rows, found, ensemble, folder=bool(reader.images))
+    table.attrs["source"] = str(reader.source)
+    table.attrs["unreadable"] = sum(row.unreadable for row in rows)
+    table.attrs["faces"] = int(table["face_id"].nunique())
     return table
+
+
+def _boxes(faces: Sequence[Face]) -> np.ndarray:
+    return np.array([face.box for face in faces], dtype=np.float64).reshape(-1, 4)
 
 
 def _model_view(crop: np.ndarray, side: int) -> np.ndarray:
@@ -352,11 +487,11 @@ def _model_view(crop: np.ndarray, side: int) -> np.ndarray:
 
 
 def _prediction_table(
-    records: Sequence[DetectedFrame], found: Mapping[str, np.ndarray | None], thresholds: np.ndarray
+    rows: Sequence[_Row], found: Mapping[str, np.ndarray | None], ensemble: Ensemble, folder: bool
 ) -> pd.DataFrame:
-    """One row per frame; rows without a face keep NaN / <NA> predictions."""
-    n = len(records)
-    has_face = np.array([record.face is not None for record in records])
+    """The rows with their predictions; rows without a face keep NaN / <NA> predictions."""
+    n = len(rows)
+    has_face = np.array([row.face is not None for row in rows])
     if found["AU"] is not None and len(found["AU"]) != has_face.sum():
         raise AssertionError("predictions and detected faces are out of step")
 
@@ -369,26 +504,35 @@ def _prediction_table(
     au_prob = spread(found["AU"], len(AU_NAMES))
     expr_prob = spread(found["EXPR"], len(EXPR_NAMES))
     va = spread(found["VA"], len(VA_NAMES))
-    boxes = np.array([r.face.box if r.face is not None else np.full(4, np.nan) for r in records])
+    boxes = np.array([row.face.box if row.face is not None else np.full(4, np.nan) for row in rows])
     columns: dict[str, Any] = {
-        "frame": np.array([r.index for r in records], dtype=np.int64),
-        "time_s": np.array([r.time for r in records], dtype=np.float64),
+        "frame": np.array([row.frame for row in rows], dtype=np.int64),
+        "time_s": np.array([row.time for row in rows], dtype=np.float64),
+        "face_id": pd.array([row.face_id for row in rows], dtype="Int64"),
         "face_found": has_face,
         **{name: boxes[:, i] for i, name in enumerate(BOX_COLUMNS)},
-        "face_score": np.array([r.face.score if r.face is not None else np.nan for r in records]),
+        "face_score": np.array([row.face.score if row.face is not None else np.nan for row in rows]),
     }
-    decisions = pd.DataFrame(au_prob >= thresholds, columns=list(AU_NAMES)).astype("Int8")
+    if folder:
+        columns["file"] = pd.array([row.file for row in rows], dtype="string")
+        columns["unreadable"] = np.array([row.unreadable for row in rows])
+    # The ensemble's own decisions (tuned AU thresholds); NaN rows are masked just below.
+    decided = ensemble.decide(
+        {"AU": torch.from_numpy(au_prob), "EXPR": torch.from_numpy(np.nan_to_num(expr_prob)),
+         "VA": torch.from_numpy(va)}
+    )  # fmt: skip
+    decisions = pd.DataFrame(decided["AU"].numpy(), columns=list(AU_NAMES)).astype("Int8")
     decisions.loc[~has_face] = pd.NA
     columns.update({name: decisions[name] for name in AU_NAMES})
     columns.update({f"{name}_prob": au_prob[:, i] for i, name in enumerate(AU_NAMES)})
-    expr = np.nan_to_num(expr_prob).argmax(axis=1)  # 0 on frames without a face, masked just below
+    expr = decided["EXPR"].numpy()
     columns["expr"] = pd.array(expr, dtype="Int64")
     columns["expr_name"] = pd.array(np.asarray(EXPR_NAMES, dtype=object)[expr], dtype="string")
     for name in ("expr", "expr_name"):
         columns[name][~has_face] = pd.NA
     columns.update({f"{name}_prob": expr_prob[:, i] for i, name in enumerate(EXPR_NAMES)})
     columns.update({name: va[:, i] for i, name in enumerate(VA_NAMES)})
-    return pd.DataFrame(columns)[prediction_columns()]
+    return pd.DataFrame(columns)[prediction_columns(folder)]
 
 
 #: One colour per expression (Aff-Wild2 order): Neutral grey, Anger red, Disgust olive, Fear purple,
@@ -396,10 +540,14 @@ def _prediction_table(
 EXPR_COLORS = ("#9e9e9e", "#d62728", "#7f7f00", "#9467bd", "#f2c500", "#1f77b4", "#ff7f0e")
 
 
-def plot_predictions(table: pd.DataFrame, path: str | os.PathLike, title: str | None = None) -> Path:
-    """Plot a prediction table over time: valence/arousal, expression band, AU raster; save a PNG.
+def plot_predictions(
+    table: pd.DataFrame, path: str | os.PathLike, title: str | None = None, face_id: int | None = None
+) -> Path:
+    """Plot one face of a prediction table over time: valence/arousal, expression band, AU raster; save a PNG.
 
-    Frames without a face are left blank (hatched grey in the bands), never interpolated over.
+    ``face_id`` picks the face (default: the one in the most frames, the lowest id on a tie); frames where it
+    is not in view are left blank (hatched grey in the bands), never interpolated over. A table without a
+    ``face_id`` column is taken as one face.
 
     Examples
     --------
@@ -413,6 +561,10 @@ def plot_predictions(table: pd.DataFrame, path: str | os.PathLike, title: str | 
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
     from matplotlib.patches import Patch
 
+    subject = ""
+    if "face_id" in table:
+        table, face_id = _one_face(table, face_id)
+        subject = "no face" if face_id is None else f"face {face_id}"
     time = table["time_s"].to_numpy(dtype=np.float64)
     edges = _time_edges(time)
     no_face = ~table["face_found"].to_numpy(dtype=bool)
@@ -469,10 +621,28 @@ def plot_predictions(table: pd.DataFrame, path: str | os.PathLike, title: str | 
             )
     au_axis.set_xlim(edges[0], edges[-1])
     found = int((~no_face).sum())
-    figure.suptitle(f"{title + ': ' if title else ''}face found in {found} of {len(no_face)} frames")
+    figure.suptitle(
+        f"{title + ': ' if title else ''}{subject + ' ' if subject else ''}"
+        f"in view in {found} of {len(no_face)} frames"
+    )
     path = Path(path)
     _write_atomically(path, lambda target: figure.savefig(target, dpi=110, format="png"))
     return path
+
+
+def _one_face(table: pd.DataFrame, face_id: int | None) -> tuple[pd.DataFrame, int | None]:
+    """One row per frame: face ``face_id``'s (default the most seen), or an empty one where it is absent."""
+    ids = table["face_id"].dropna()
+    if face_id is None and len(ids):
+        counts = ids.value_counts()
+        face_id = int(min(counts.index[counts == counts.max()]))
+    elif face_id is not None and face_id not in set(ids.tolist()):
+        raise ValueError(f"no face {face_id} in the table; its faces are {sorted(set(ids.tolist()))}")
+    frames = table.drop_duplicates("frame")[["frame", "time_s"]]
+    face = table[table["face_id"] == face_id].drop(columns="time_s")
+    one = frames.merge(face, on="frame", how="left")
+    one["face_found"] = one["face_id"].notna()
+    return one, face_id
 
 
 def _time_edges(time: np.ndarray) -> np.ndarray:
@@ -571,88 +741,72 @@ def _state_dict_mismatch(model: nn.Module, state: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command line: ``python examples/emotion/predict.py VIDEO --models CKPT... --out DIR``."""
-    parser = argparse.ArgumentParser(
-        prog="predict.py",
-        description="Per-frame AU, expression and valence-arousal predictions on a video or image folder.",
-    )
-    parser.add_argument("source", type=Path, help="a video file or a folder of images")
+def add_predict_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add the prediction options of ``run.py predict`` (all but ``--source`` and ``--out``) to ``parser``."""
+    sampling = parser.add_mutually_exclusive_group()
+    sampling.add_argument("--every", type=int, default=1, help="predict every n-th frame (default 1: all)")
+    sampling.add_argument("--fps", type=float, help="predict at most this many frames per second")
+    parser.add_argument("--image-fps", type=float, default=30.0, help="frame rate of a folder of images (30)")
+    parser.add_argument("--batch-size", type=int, default=32, help="frames per detector call, crops per pass")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:1, ... (default: the config's)")
+    parser.add_argument("--save-crops", action="store_true", help="also write the aligned face crops")
+    parser.add_argument("--crop-size", type=int, default=112, help="side of the aligned face crop (112)")
     parser.add_argument(
-        "--models", nargs="+", required=True, type=Path, help="model checkpoint(s): the ensemble"
-    )
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    model_group = parser.add_argument_group("the model (a run's config, or the architecture)")
-    model_group.add_argument("--config", type=Path, help="the run's config (e.g. runs/demo/config.yaml)")
-    model_group.add_argument(
-        "--backbone",
-        default="resnet50",
-        choices=("resnet50", "resnet18", "resnet_tiny"),
-        help="without --config: the backbone (default resnet50)",
-    )
-    model_group.add_argument("--hidden", type=int, default=128, help="without --config: head width (128)")
-    model_group.add_argument(
-        "--image-size", type=int, help="model input size (default: the config's, else 112)"
+        "--margin", type=float, default=0.25, help="margin around the face, a fraction of its side (0.25)"
     )
     parser.add_argument(
-        "--thresholds", type=Path, help="JSON: 8 AU thresholds, {AU: t}, or evaluate's thresholds.json"
+        "--min-score",
+        type=float,
+        default=MIN_FACE_SCORE,
+        help=f"least detection score of a face ({MIN_FACE_SCORE})",
     )
     parser.add_argument(
-        "--thresholds-key", default="ensemble", help="entry of thresholds.json to use (ensemble)"
+        "--min-face-size",
+        type=float,
+        default=MIN_FACE_SIZE,
+        help=f"least shorter side of a face's box, pixels ({MIN_FACE_SIZE})",
     )
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--save-crops", action="store_true", help="also write the aligned crops")
-    add_frame_options(parser)
-    args = parser.parse_args(argv)
-
-    from emotion.factory import build_model, resolve_device
-    from emotion.models import PAPER_OUTPUTS, MultitaskCNN
-
-    try:
-        if args.config is not None:
-            from emotion.config import ConfigError, load_config
-
-            try:
-                config = load_config(args.config, check_paths=False)
-            except ConfigError as error:
-                raise ValueError(str(error)) from None
-            image_size = args.image_size or config.data.image_size
-            build = lambda: build_model(config, pretrained=False)  # noqa: E731
-        else:
-            image_size = args.image_size or 112
-            build = lambda: MultitaskCNN(args.backbone, None, PAPER_OUTPUTS, hidden=args.hidden)  # noqa: E731
-        FrameReader(args.source, every=args.every, fps=args.fps, image_fps=args.image_fps)  # fail fast
-        device = resolve_device(args.device)
-        thresholds = read_thresholds(args.thresholds, key=args.thresholds_key) if args.thresholds else None
-        models = load_models(args.models, build)
-        detector = MTCNNDetector(
-            device=device, min_face_size=args.min_face_size, max_side=args.max_side or None
-        )
-        table = predict_video(
-            args.source,
-            models,
-            thresholds,
-            args.out,
-            image_size=image_size,
-            crop_size=args.crop_size,
-            margin=args.margin,
-            every=args.every,
-            fps=args.fps,
-            image_fps=args.image_fps,
-            select=args.select,
-            detector=detector,
-            batch_size=args.batch_size,
-            device=device,
-            save_crops=args.save_crops,
-        )
-    except (FileNotFoundError, ValueError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    found = int(table["face_found"].sum())
-    print(f"a face in {found} of {len(table)} frame(s)")
-    print(f"predictions: {table.attrs['csv']}\nplot: {table.attrs['plot']}")
-    return 0
+    parser.add_argument(
+        "--max-side", type=int, default=640, help="detect on frames shrunk to this longer side (0: never)"
+    )
+    parser.add_argument(
+        "--track-gap", type=float, default=1.0, help="seconds a face may be out of view and keep its id (1)"
+    )
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def predict_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`predict_video` from options parsed by :func:`add_predict_options`."""
+    options = {
+        "every": args.every,
+        "fps": args.fps,
+        "image_fps": args.image_fps,
+        "batch_size": args.batch_size,
+        "save_crops": args.save_crops,
+        "crop_size": args.crop_size,
+        "margin": args.margin,
+        "min_score": args.min_score,
+        "min_face_size": args.min_face_size,
+        "max_side": args.max_side or None,
+        "track_gap_s": args.track_gap,
+    }
+    if args.device is not None:
+        options["device"] = args.device
+    return options
+
+
+def summary(table: pd.DataFrame) -> str:
+    """What a prediction table holds, in a line or two (printed by ``run.py predict``).
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"frame": [0, 0, 1], "face_id": pd.array([0, 1, None], dtype="Int64")})
+    >>> summary(rows)
+    '2 face(s) tracked; a face in 1 of 2 frame(s)'
+    """
+    frames = table["frame"].nunique()
+    with_face = table.loc[table["face_id"].notna(), "frame"].nunique()
+    line = f"{table['face_id'].nunique()} face(s) tracked; a face in {with_face} of {frames} frame(s)"
+    if "unreadable" in table and table["unreadable"].any():
+        unreadable = int(table["unreadable"].sum())
+        line += f"\n{unreadable} unreadable image(s), flagged in the 'unreadable' column"
+    return line

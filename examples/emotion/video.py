@@ -3,7 +3,8 @@
 Three steps, each usable alone:
 
 1. :class:`FrameReader` decodes a video file with PyAV (anything FFmpeg reads: mp4, avi, mkv, webm, ...) or
-   reads a folder of images in natural order (``frame_2`` before ``frame_10``), optionally subsampled
+   reads a folder of images in natural order (``frame_2`` before ``frame_10``; an unreadable image can be
+   flagged rather than stop the folder), optionally subsampled
    (``every`` N-th frame, or at most ``fps`` frames per second), and yields :class:`Frame` s: the 0-based
    index of the frame in the source, its time in seconds and its RGB uint8 pixels, turned upright when the
    file says it was filmed rotated.
@@ -12,20 +13,16 @@ Three steps, each usable alone:
    its wheel, so nothing is downloaded; any other detector plugs in by implementing ``detect``.
 3. :func:`align_crop` rotates the image so the eyes are level and crops a square face, with the margin
    convention of the training crops (:func:`face_transform`); :func:`detect_faces` runs steps 2 and 3 over
-   the frames and keeps one face per frame (the largest, or the most confident).
+   the frames and keeps every face that passes a minimum score and size.
 
-Run it as a script to write the aligned crops of a video (the images the networks expect) and a CSV of the
-detections: ``python examples/emotion/video.py VIDEO --out DIR``.
+``run.py predict`` is the command line (:mod:`emotion.predict`).
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import math
 import os
 import re
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +43,6 @@ __all__ = [
     "Frame",
     "FrameReader",
     "MTCNNDetector",
-    "add_frame_options",
     "align_crop",
     "detect_faces",
     "face_transform",
@@ -76,13 +72,19 @@ class Frame:
         0-based position of the frame in the source (before subsampling), so it can be found again.
     time : float
         Presentation time in seconds (images of a folder: ``index / image_fps``).
-    image : numpy.ndarray
-        RGB pixels, uint8, shape ``(height, width, 3)``.
+    image : numpy.ndarray or None
+        RGB pixels, uint8, shape ``(height, width, 3)``; None for an unreadable image (see ``error``).
+    file : str or None
+        The image's file name in its folder; None for a video frame.
+    error : str or None
+        Why the image could not be read (``FrameReader(..., unreadable="flag")``); None when it was read.
     """
 
     index: int
     time: float
-    image: np.ndarray
+    image: np.ndarray | None
+    file: str | None = None
+    error: str | None = None
 
 
 class FrameReader:
@@ -102,6 +104,9 @@ class FrameReader:
         ``1 / fps`` interval (frames stay where they are in time; a variable frame rate is fine).
     image_fps : float, default 30.0
         The frame rate a folder of images is taken to have (it sets ``Frame.time``); ignored for videos.
+    unreadable : {"raise", "flag"}, default "raise"
+        An image of a folder that cannot be read: a ValueError naming it, or a :class:`Frame` without pixels
+        whose ``error`` says why (so one corrupt image does not stop a folder).
 
     Raises
     ------
@@ -131,8 +136,12 @@ class FrameReader:
         every: int = 1,
         fps: float | None = None,
         image_fps: float = 30.0,
+        unreadable: Literal["raise", "flag"] = "raise",
     ) -> None:
         self.source = Path(source)
+        if unreadable not in ("raise", "flag"):
+            raise ValueError(f"unreadable must be 'raise' or 'flag', got {unreadable!r}")
+        self.unreadable = unreadable
         if int(every) != every or every < 1:
             raise ValueError(f"every must be a positive integer, got {every!r}")
         if fps is not None and not (math.isfinite(fps) and fps > 0):
@@ -186,7 +195,14 @@ class FrameReader:
     def _read_images(self) -> Iterator[Frame]:
         for index, path in enumerate(self.images):
             if index % self.every == 0:
-                yield Frame(index, index / self.image_fps, _read_image(path))
+                try:
+                    image = _read_image(path)
+                except ValueError as error:
+                    if self.unreadable == "raise":
+                        raise
+                    yield Frame(index, index / self.image_fps, None, path.name, str(error))
+                    continue
+                yield Frame(index, index / self.image_fps, image, path.name)
 
     def _read_video(self) -> Iterator[Frame]:
         import av
@@ -500,12 +516,17 @@ def align_crop(
 
 @dataclass(frozen=True)
 class DetectedFrame:
-    """A frame, the face kept in it (None when none was found) and that face's aligned crop."""
+    """A frame, the faces kept in it (maybe none) and their aligned crops, in the same order.
+
+    ``file`` and ``error`` are the frame's (:class:`Frame`): an unreadable image has no faces, and an error.
+    """
 
     index: int
     time: float
-    face: Face | None
-    crop: np.ndarray | None
+    faces: tuple[Face, ...]
+    crops: tuple[np.ndarray, ...]
+    file: str | None = None
+    error: str | None = None
 
 
 def detect_faces(
@@ -513,21 +534,24 @@ def detect_faces(
     detector: FaceDetector,
     size: int = 112,
     margin: float = 0.25,
-    select: Literal["largest", "confident"] = "largest",
+    min_score: float = 0.0,
+    min_size: float = 0.0,
     batch_size: int = 16,
 ) -> Iterator[DetectedFrame]:
-    """Detect, keep one face per frame, align and crop it; frames without a face come out with ``face=None``.
+    """Detect every face of every frame, drop doubtful ones, align and crop the rest.
 
     Parameters
     ----------
     frames : iterable of Frame
-        E.g. a :class:`FrameReader`.
+        E.g. a :class:`FrameReader`; frames without pixels (unreadable images) pass through without faces.
     detector : FaceDetector
         E.g. :class:`MTCNNDetector`.
     size, margin : int, float
         The crop, see :func:`face_transform`.
-    select : {"largest", "confident"}
-        Which face to keep when there are several: the largest box, or the highest score.
+    min_score : float
+        Faces the detector scores lower are dropped.
+    min_size : float
+        Faces whose box's shorter side is smaller, in pixels of the frame, are dropped.
     batch_size : int
         Frames handed to the detector per call.
 
@@ -538,113 +562,43 @@ def detect_faces(
     ...         eyes_nose_mouth = np.array([[40, 50], [70, 50], [55, 65], [43, 83], [67, 83]], float)
     ...         return [[Face(np.array([30, 35, 80, 95.0]), 0.99, eyes_nose_mouth)] for _ in images]
     >>> frames = [Frame(i, i / 25, np.zeros((120, 110, 3), np.uint8)) for i in range(3)]
-    >>> [(d.index, d.crop.shape) for d in detect_faces(frames, OneFace(), size=64)]
+    >>> [(d.index, d.crops[0].shape) for d in detect_faces(frames, OneFace(), size=64)]
     [(0, (64, 64, 3)), (1, (64, 64, 3)), (2, (64, 64, 3))]
+    >>> [len(d.faces) for d in detect_faces(frames, OneFace(), min_score=0.995)]
+    [0, 0, 0]
     """
-    if select not in ("largest", "confident"):
-        raise ValueError(f"select must be 'largest' or 'confident', got {select!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    key = (lambda face: face.area) if select == "largest" else (lambda face: face.score)
+    if not (0 <= min_score <= 1) or not min_size >= 0:
+        raise ValueError(f"need 0 <= min_score <= 1 and min_size >= 0, got {min_score!r}, {min_size!r}")
     batch: list[Frame] = []
     for frame in frames:
         batch.append(frame)
         if len(batch) == batch_size:
-            yield from _detect_batch(batch, detector, size, margin, key)
+            yield from _detect_batch(batch, detector, size, margin, min_score, min_size)
             batch = []
     if batch:
-        yield from _detect_batch(batch, detector, size, margin, key)
+        yield from _detect_batch(batch, detector, size, margin, min_score, min_size)
 
 
-def _detect_batch(batch, detector, size, margin, key) -> Iterator[DetectedFrame]:
-    found = detector.detect([frame.image for frame in batch])
-    if len(found) != len(batch):
-        raise ValueError(f"the detector returned {len(found)} result(s) for {len(batch)} image(s)")
-    for frame, faces in zip(batch, found, strict=True):
-        face = max(faces, key=key) if faces else None
-        crop = None if face is None else align_crop(frame.image, face.landmarks, size, margin)
-        yield DetectedFrame(frame.index, frame.time, face, crop)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python examples/emotion/video.py VIDEO --out DIR``: write aligned face crops and ``faces.csv``."""
-    parser = argparse.ArgumentParser(
-        prog="video.py",
-        description="Detect, align and crop the face in every frame of a video or folder of images.",
-    )
-    parser.add_argument("source", type=Path, help="a video file or a folder of images")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the crops and faces.csv")
-    add_frame_options(parser)
-    args = parser.parse_args(argv)
-    try:
-        reader = FrameReader(args.source, every=args.every, fps=args.fps, image_fps=args.image_fps)
-        device = args.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        detector = MTCNNDetector(
-            device=device, min_face_size=args.min_face_size, max_side=args.max_side or None
+def _detect_batch(
+    batch: list[Frame], detector: FaceDetector, size: int, margin: float, min_score: float, min_size: float
+) -> Iterator[DetectedFrame]:
+    readable = [frame for frame in batch if frame.image is not None]
+    found = detector.detect([frame.image for frame in readable]) if readable else []
+    if len(found) != len(readable):
+        raise ValueError(f"the detector returned {len(found)} result(s) for {len(readable)} image(s)")
+    faces_of = {id(frame): faces for frame, faces in zip(readable, found, strict=True)}
+    for frame in batch:
+        faces = tuple(
+            face
+            for face in faces_of.get(id(frame), [])
+            if face.score >= min_score and _shorter_side(face.box) >= min_size
         )
-    except (FileNotFoundError, ValueError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    rows, found = [], 0
-    try:
-        for detected in detect_faces(reader, detector, args.crop_size, args.margin, args.select):
-            row = {
-                "frame": detected.index,
-                "time_s": round(detected.time, 6),
-                "face_found": detected.face is not None,
-            }
-            if detected.face is not None:
-                found += 1
-                name = f"{detected.index:06d}.jpg"
-                Image.fromarray(detected.crop).save(args.out / name, quality=95, subsampling=0)
-                row.update(zip(BOX_COLUMNS, detected.face.box.round(1), strict=True))
-                row.update(score=round(detected.face.score, 4), crop=name)
-            rows.append(row)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    columns = ["frame", "time_s", "face_found", *BOX_COLUMNS, "score", "crop"]
-    with (args.out / "faces.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"a face in {found} of {len(rows)} frame(s); crops and faces.csv in {args.out}")
-    return 0
+        crops = tuple(align_crop(frame.image, face.landmarks, size, margin) for face in faces)
+        yield DetectedFrame(frame.index, frame.time, faces, crops, frame.file, frame.error)
 
 
-def add_frame_options(parser: argparse.ArgumentParser) -> None:
-    """Add the frame sampling, detection and cropping options (shared by video.py and predict.py)."""
-    group = parser.add_argument_group("frames and faces")
-    sampling = group.add_mutually_exclusive_group()
-    sampling.add_argument("--every", type=int, default=1, help="keep every N-th frame (default 1: all)")
-    sampling.add_argument("--fps", type=float, default=None, help="keep at most this many frames per second")
-    group.add_argument(
-        "--image-fps", type=float, default=30.0, help="frame rate of a folder of images (default 30)"
-    )
-    group.add_argument("--crop-size", type=int, default=112, help="side of the aligned face crop (112)")
-    group.add_argument(
-        "--margin", type=float, default=0.25, help="margin around the face box, a fraction of its side (0.25)"
-    )
-    group.add_argument(
-        "--select",
-        choices=("largest", "confident"),
-        default="largest",
-        help="which face to keep when a frame has several (default: the largest)",
-    )
-    group.add_argument("--min-face-size", type=int, default=20, help="smallest face searched for, pixels")
-    group.add_argument(
-        "--max-side",
-        type=int,
-        default=640,
-        help="shrink larger frames to this longer side for detection (0: never)",
-    )
-    group.add_argument(
-        "--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1, ..."
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def _shorter_side(box: np.ndarray) -> float:
+    left, top, right, bottom = box
+    return float(min(right - left, bottom - top))

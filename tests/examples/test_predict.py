@@ -24,12 +24,17 @@ sys.path.insert(0, str(ROOT / "examples"))
 from emotion import predict as predict_module  # noqa: E402
 from emotion.models import MultitaskCNN  # noqa: E402
 from emotion.predict import (  # noqa: E402
+    as_ensemble,
     ensemble_predict,
     load_models,
+    plot_predictions,
+    predict_table,
     predict_video,
     prediction_columns,
     read_thresholds,
+    summary,
 )
+from emotion.tracking import IoUTracker, box_iou  # noqa: E402
 from emotion.video import (  # noqa: E402
     Face,
     Frame,
@@ -258,16 +263,22 @@ def test_align_crop_takes_pil_images_of_any_mode_and_leaves_them_untouched(clip)
     assert gray.shape == (48, 48, 3) and (gray[..., 0] == gray[..., 2]).all()
 
 
-def test_detect_faces_keeps_one_face_per_frame(clip):
+def test_detect_faces_keeps_every_face_that_passes_the_filters(clip):
     frames = [Frame(i, i / FPS, image) for i, image in enumerate(clip[0])]
-    largest = list(detect_faces(frames, KnownFaces(clip), size=48, batch_size=5))
-    assert [d.face is not None for d in largest] == [i not in BLANK for i in range(NUM_FRAMES)]
-    assert all(d.face.score == 0.95 and d.crop.shape == (48, 48, 3) for d in largest if d.face)
-    assert all(d.crop is None for d in largest if d.face is None)
-    confident = list(detect_faces(frames, KnownFaces(clip), select="confident"))
-    assert all(d.face.score == 0.95 for d in confident if d.face)
-    with pytest.raises(ValueError, match="select"):
-        list(detect_faces(frames, KnownFaces(clip), select="first"))
+    every = list(detect_faces(frames, KnownFaces(clip), size=48, batch_size=5))
+    assert [len(d.faces) for d in every] == [0 if i in BLANK else 2 for i in range(NUM_FRAMES)]
+    assert all(c.shape == (48, 48, 3) for d in every for c in d.crops)
+    confident = list(detect_faces(frames, KnownFaces(clip), min_score=0.9))
+    assert [[f.score for f in d.faces] for d in confident] == [
+        [] if i in BLANK else [0.95] for i in range(12)
+    ]
+    large = list(detect_faces(frames, KnownFaces(clip), min_size=30))  # the decoy is half the size
+    assert [len(d.faces) for d in large] == [0 if i in BLANK else 1 for i in range(NUM_FRAMES)]
+    unreadable = Frame(99, 9.9, None, "broken.png", "cannot read image 'broken.png'")
+    (flagged,) = detect_faces([unreadable], KnownFaces(clip))
+    assert (flagged.faces, flagged.file, flagged.error) == ((), "broken.png", unreadable.error)
+    with pytest.raises(ValueError, match="min_score"):
+        list(detect_faces(frames, KnownFaces(clip), min_score=1.5))
 
 
 # --- prediction ---------------------------------------------------------------------------------------------
@@ -338,10 +349,11 @@ def test_predict_video_writes_one_row_per_frame(video, clip, tiny_models, tmp_pa
         progress=False,
     )
     assert list(table.columns) == prediction_columns()
-    assert table["frame"].tolist() == list(range(NUM_FRAMES))
+    assert table["frame"].tolist() == list(range(NUM_FRAMES))  # the less confident decoy face is dropped
     assert table["face_found"].tolist() == [i not in BLANK for i in range(NUM_FRAMES)]
+    assert table["face_id"].tolist() == [pd.NA if i in BLANK else 0 for i in range(NUM_FRAMES)]  # 0.4 s gap
     face, blank = table[table["face_found"]], table[~table["face_found"]]
-    predicted = [c for c in prediction_columns() if c not in ("frame", "time_s", "face_found")]
+    predicted = [c for c in prediction_columns() if c not in ("frame", "time_s", "face_found", "face_id")]
     assert blank[predicted].isna().all().all()  # never filled in
     assert face[predicted].notna().all().all()
     probs = face[[f"{au}_prob" for au in AU_NAMES]].to_numpy()
@@ -359,7 +371,7 @@ def test_predict_video_writes_one_row_per_frame(video, clip, tiny_models, tmp_pa
     np.testing.assert_allclose(saved["valence"], table["valence"].astype(float), rtol=1e-5, atol=1e-6)
     assert Path(table.attrs["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (tmp_path / "out" / "crops").iterdir()) == [
-        f"{i:06d}.jpg" for i in range(NUM_FRAMES) if i not in BLANK
+        f"{i:06d}_0.jpg" for i in range(NUM_FRAMES) if i not in BLANK
     ]
 
     # The ensemble is the mean of its members, and the models keep their mode.
@@ -391,7 +403,10 @@ def test_folder_input_and_68_point_detectors(image_folder, clip, tiny_models, tm
         detector=KnownFaces(clip, points=68),
         progress=False,
     )
+    assert list(table.columns) == prediction_columns(folder=True)
     assert table["frame"].tolist() == list(range(0, NUM_FRAMES, 2))
+    assert table["file"].tolist() == [f"img_{i + 1}.png" for i in range(0, NUM_FRAMES, 2)]
+    assert not table["unreadable"].any()
     np.testing.assert_allclose(table["time_s"], np.arange(0, NUM_FRAMES, 2) / 5)
     assert table["face_found"].tolist() == [i not in BLANK for i in range(0, NUM_FRAMES, 2)]
     found = table[table["face_found"]]
@@ -427,40 +442,6 @@ def test_mtcnn_finds_the_rendered_faces_and_not_the_blank_frames(video, clip):
     assert one_by_one and np.abs(one_by_one[0].landmarks[:2] - five_points(clip[1][0])[:2]).max() < 5
 
 
-def test_command_line_predicts_with_saved_checkpoints(video, tmp_path, capsys):
-    torch.manual_seed(1)
-    paths = []
-    for k in range(2):
-        path = tmp_path / f"student_{k}.pt"
-        torch.save({"model": MultitaskCNN("resnet_tiny").state_dict()}, path)
-        paths.append(str(path))
-    args = [str(video), "--models", *paths, "--backbone", "resnet_tiny", "--image-size", "32"]
-    assert predict_module.main([*args, "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
-    table = pd.read_csv(tmp_path / "out" / "predictions.csv")
-    assert len(table) == NUM_FRAMES and not table.loc[list(BLANK), "face_found"].any()
-    assert (tmp_path / "out" / "predictions.png").is_file()
-    assert "a face in" in capsys.readouterr().out
-
-    assert predict_module.main([*args[:-4], "--backbone", "resnet18", "--out", str(tmp_path / "x")]) == 2
-    assert "does not fit the model" in capsys.readouterr().err
-    assert predict_module.main(["missing.mp4", "--models", *paths, "--out", str(tmp_path / "y")]) == 2
-    assert "missing.mp4" in capsys.readouterr().err
-
-
-def test_command_line_writes_aligned_crops(video, tmp_path, capsys):
-    from emotion import video as video_module
-
-    assert video_module.main([str(video), "--out", str(tmp_path), "--every", "2", "--crop-size", "64"]) == 0
-    faces = pd.read_csv(tmp_path / "faces.csv")
-    assert faces["frame"].tolist() == list(range(0, NUM_FRAMES, 2))
-    assert not faces.loc[faces["frame"].isin(BLANK), "face_found"].any()
-    for name in faces.loc[faces["face_found"], "crop"]:
-        assert Image.open(tmp_path / name).size == (64, 64)
-    assert "a face in" in capsys.readouterr().out
-    assert video_module.main([str(tmp_path / "none.mp4"), "--out", str(tmp_path)]) == 2
-    assert "none.mp4" in capsys.readouterr().err
-
-
 def test_load_models_rejects_missing_checkpoints(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"absent.pt"):
         load_models([tmp_path / "absent.pt"], lambda: MultitaskCNN("resnet_tiny"))
@@ -487,3 +468,203 @@ def test_a_runs_ensemble_that_does_not_fit_its_config_is_named(tmp_path):
     torch.save(MultitaskCNN("resnet_tiny", hidden=2 * data["model"]["hidden"]).state_dict(), teacher)
     with pytest.raises(ValueError, match=r"teacher.model\.pt.*does not fit the model"):
         load_ensemble(config)
+
+
+# --- several faces: tracking -------------------------------------------------------------------------------
+
+
+def box(x, y=0.0, side=10.0):
+    return [x, y, x + side, y + side]
+
+
+def test_tracker_keeps_ids_through_a_crossing_and_a_short_gap_not_a_long_one():
+    tracker = IoUTracker(min_iou=0.3, max_gap_s=0.5)
+    ids = []
+    for k in range(9):  # two faces at the same height cross at k = 4, 2 pixels per frame
+        ids.append(tracker.update(k * 0.1, np.array([box(2 + 2 * k), box(18 - 2 * k)])))
+    # While they overlap, each box matches the track that moved on towards it.
+    assert ids == [[0, 1]] * 9
+    assert tracker.update(0.9, np.zeros((0, 4))) == []
+    assert tracker.update(1.2, np.array([box(18 - 2 * 8 - 4)])) == [1]  # gone 0.4 s: the same face
+    assert tracker.update(1.9, np.array([box(2 + 2 * 8)])) == [2]  # face 0 gone 1.1 s: a new id
+    assert tracker.update(1.9, np.array([box(50), box(40)])) == [4, 3]  # new faces: numbered left to right
+
+
+def test_tracker_and_iou_errors_name_the_values():
+    np.testing.assert_allclose(box_iou(np.array([box(0)]), np.zeros((0, 4))), np.zeros((1, 0)))
+    with pytest.raises(ValueError, match="min_iou"):
+        IoUTracker(min_iou=0)
+    with pytest.raises(ValueError, match="max_gap_s"):
+        IoUTracker(max_gap_s=-1)
+    tracker = IoUTracker()
+    tracker.update(1.0, np.array([box(0)]))
+    with pytest.raises(ValueError, match=r"time order: 0.5 s after 1.0 s"):
+        tracker.update(0.5, np.array([box(0)]))
+    with pytest.raises(ValueError, match=r"\[N, 4\].*\(4,\)"):
+        tracker.update(2.0, np.array(box(0)))
+
+
+#: The two-face scene, per frame: which of faces A and B are in view. A moves right and B left, crossing at
+#: frame 4; A is hidden in frames 8-9 (0.3 s), nobody in 12-14, B back at 15 (0.4 s after 11), A back at 19
+#: (0.8 s after 11: longer than the 0.5 s memory).
+SCENE = ["AB"] * 8 + ["B"] * 2 + ["AB"] * 2 + [""] * 3 + ["B"] * 4 + ["AB"]
+
+
+@pytest.fixture(scope="module")
+def two_faces(tmp_path_factory):
+    """A video of SCENE and the 68 landmarks of each face in view, left to right, per frame."""
+    rng = np.random.default_rng(3)
+    a, b = sample_identity(rng), sample_identity(rng)
+    renderer = FrameRenderer(WIDTH, HEIGHT, a, rng)
+    frames, marks = [], []
+    for i, present in enumerate(SCENE):
+        step = min(i, 7)  # both stop where they were at frame 7
+        poses = {"A": (a, Pose(cx=40 + 14 * step, cy=60, scale=22)), "B": (b, Pose(150 - 14 * step, 88, 22))}
+        image, landmarks = renderer.render(
+            [(who, np.zeros(8), pose) for who, pose in map(poses.get, present)]
+        )
+        frames.append(image)
+        marks.append(landmarks)
+    path = write_video(tmp_path_factory.mktemp("two") / "two.mp4", frames)
+    return path, frames, marks
+
+
+class TrueFaces:
+    """A detector that returns the true boxes of the rendered faces of the closest original frame."""
+
+    def __init__(self, frames, marks):
+        self.frames, self.marks = frames, marks
+
+    def detect(self, images):
+        results = []
+        for image in images:
+            closest = int(np.argmin([np.abs(image.astype(float) - frame).mean() for frame in self.frames]))
+            results.append(
+                [
+                    Face(np.concatenate([m.min(axis=0), m.max(axis=0)]), 0.99, five_points(m))
+                    for m in self.marks[closest]
+                ]
+            )
+        return results
+
+
+def test_every_face_gets_a_row_and_keeps_its_id_while_in_view(two_faces, tiny_models):
+    path, frames, marks = two_faces
+    table = predict_table(
+        path,
+        tiny_models,
+        None,
+        image_size=32,
+        detector=TrueFaces(frames, marks),
+        track_gap_s=0.5,
+        progress=False,
+    )
+    # A is face 0 (on the left in frame 0), B face 1; A's return after 0.8 s is a new face, 2.
+    expected = {"AB": [0, 1], "B": [1], "": [pd.NA]}
+    rows = [(i, face_id) for i, present in enumerate(SCENE) for face_id in expected[present]]
+    rows[-2:] = [(19, 1), (19, 2)]
+    assert list(zip(table["frame"], table["face_id"], strict=True)) == rows
+    assert table["face_found"].tolist() == [face_id is not pd.NA for _, face_id in rows]
+    np.testing.assert_allclose(table["time_s"], [i / FPS for i, _ in rows], atol=1e-6)
+    # Boxes are the detector's, and each face's predictions are its own.
+    a_box = np.concatenate([marks[0][0].min(axis=0), marks[0][0].max(axis=0)])
+    np.testing.assert_allclose(table.loc[0, ["box_left", "box_top", "box_right", "box_bottom"]], a_box)
+    blank = table[~table["face_found"]]
+    assert blank["AU1_prob"].isna().all() and blank["expr"].isna().all() and blank["box_left"].isna().all()
+    assert table.loc[0, "AU1_prob"] != table.loc[1, "AU1_prob"]
+    assert table.attrs["faces"] == 3 and summary(table) == "3 face(s) tracked; a face in 17 of 20 frame(s)"
+
+
+def test_an_unreadable_image_is_a_flagged_row_and_the_rest_is_predicted(
+    image_folder, clip, tiny_models, tmp_path
+):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("img_1.png", "img_2.png", "img_4.png"):
+        (folder / name).write_bytes((image_folder / name).read_bytes())
+    (folder / "img_3.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    table = predict_video(folder, tiny_models, None, tmp_path / "out", image_size=32,
+                          detector=KnownFaces(clip), progress=False)  # fmt: skip
+    assert table["file"].tolist() == ["img_1.png", "img_2.png", "img_3.png", "img_4.png"]
+    assert table["unreadable"].tolist() == [False, False, True, False]
+    assert table["face_found"].tolist() == [True, True, False, True]
+    assert table.loc[2, "AU1_prob"] != table.loc[2, "AU1_prob"]  # NaN: nothing predicted
+    assert table.attrs["unreadable"] == 1
+    assert "1 unreadable image(s)" in summary(table)
+    saved = pd.read_csv(table.attrs["csv"])
+    assert saved["unreadable"].tolist() == [False, False, True, False]
+    with pytest.raises(ValueError, match=r"img_3.png"):
+        list(FrameReader(folder))  # reading alone still stops at it, by default
+    with pytest.raises(ValueError, match="unreadable must be"):
+        FrameReader(folder, unreadable="skip")
+
+
+def test_ensemble_and_plot_errors_name_the_values(tiny_models, tmp_path):
+    from mtl_distill import Ensemble
+
+    ensemble = as_ensemble(tiny_models, [0.4] * 8)
+    assert isinstance(ensemble, Ensemble) and as_ensemble(ensemble) is ensemble
+    with pytest.raises(ValueError, match="brings its own AU thresholds"):
+        as_ensemble(ensemble, [0.5] * 8)
+    with pytest.raises(ValueError, match="at least one model"):
+        as_ensemble([])
+    rows = pd.DataFrame({"frame": [0], "time_s": [0.0], "face_id": pd.array([3], dtype="Int64")})
+    with pytest.raises(ValueError, match=r"no face 7 in the table; its faces are \[3\]"):
+        plot_predictions(rows, tmp_path / "p.png", face_id=7)
+
+
+# --- the command line: run.py predict, with the real detector ---------------------------------------------
+
+
+@pytest.fixture
+def finished_tiny_run(tmp_path):
+    """The tiny config's run folder with what predict reads: evaluate's marker and thresholds, students."""
+    import yaml
+    from emotion.pipeline import write_json
+
+    data = yaml.safe_load((ROOT / "examples" / "emotion" / "configs" / "tiny.yaml").read_text())
+    data["run_root"] = str(tmp_path)
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    run_dir = tmp_path / data["name"]
+    write_json(run_dir / "evaluate" / "DONE.json", {"id": "x"})
+    write_json(run_dir / "evaluate" / "thresholds.json", {"ensemble": dict.fromkeys(AU_NAMES, 0.4)})
+    torch.manual_seed(1)
+    for name in ("teacher", "students/student_0", "students/student_1"):
+        (run_dir / name).mkdir(parents=True)
+        torch.save(
+            MultitaskCNN("resnet_tiny", hidden=data["model"]["hidden"]).state_dict(),
+            run_dir / name / "model.pt",
+        )
+    return config_path, data
+
+
+def test_run_py_predict_tracks_the_face_with_mtcnn(finished_tiny_run, video, tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "examples" / "emotion"))
+    import run
+
+    config_path, _ = finished_tiny_run
+    out = tmp_path / "out"
+    argv = ["predict", "--config", str(config_path), "--source", str(video), "--out", str(out)]
+    options = ["--device", "cpu", "--batch-size", "4", "--save-crops", "--every", "2", "--min-score", "0.7"]
+    assert run.main([*argv, *options]) == 0  # the rendered faces score 0.75-0.99
+    table = pd.read_csv(out / "predictions.csv")
+    assert table["frame"].tolist() == list(range(0, NUM_FRAMES, 2))  # one face at most per frame
+    assert not table.loc[table["frame"].isin(BLANK), "face_found"].any()
+    found = table[table["face_found"]]
+    assert len(found) >= 3 and (found["face_id"] == 0).all()  # one face, back 0.6 s after the last sighting
+    assert (found[[f"{au}_prob" for au in AU_NAMES]].to_numpy() >= 0.4).astype(int).tolist() == found[
+        list(AU_NAMES)
+    ].to_numpy().tolist()  # the run's tuned thresholds
+    assert sorted(p.name for p in (out / "crops").iterdir()) == [f"{f:06d}_0.jpg" for f in found["frame"]]
+    assert (out / "predictions.png").is_file()
+    assert "1 face(s) tracked" in capsys.readouterr().out
+
+    assert run.main([*argv, "--min-score", "0.99999"]) == 0  # nothing passes: every frame is a no-face row
+    assert not pd.read_csv(out / "predictions.csv")["face_found"].any()
+    with pytest.raises(SystemExit):  # argparse: --every and --fps exclude each other
+        run.main([*argv, "--every", "2", "--fps", "3"])
+    capsys.readouterr()
+    argv[argv.index("--source") + 1] = str(tmp_path / "missing.mp4")
+    assert run.main(argv) == 2
+    assert "missing.mp4" in capsys.readouterr().err
