@@ -40,12 +40,10 @@ from emotion.video import (  # noqa: E402
     Frame,
     FrameReader,
     MTCNNDetector,
-    align_crop,
     detect_faces,
-    face_transform,
 )
 
-from affect_data.faces import alignment_transform, eye_centers  # noqa: E402
+from affect_data.faces import align_crop, alignment_transform, eye_centers, face_transform  # noqa: E402
 from affect_data.schema import AU_NAMES, EXPR_NAMES  # noqa: E402
 from affect_data.synthetic import FrameRenderer, Pose, sample_identity  # noqa: E402
 
