@@ -33,8 +33,10 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import multiprocessing
 import platform
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -436,6 +438,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--out-dir", type=Path, default=Path("runs/digits"), help="runs, resumable")
     parser.add_argument("--results", type=Path, default=None, help="write the summary here too")
     args = parser.parse_args(argv)
+    # The packages log through `logging` (the trainer: a line per epoch when progress is on): show INFO.
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     seeds = [0] if args.quick and args.seeds == "0-4" else _parse_seeds(args.seeds)
     variants = list(STUDY) if args.study else args.variants.split(",")
     unknown = [name for name in variants if name not in VARIANTS]

@@ -23,6 +23,7 @@ A finished stage is a no-op when run again; ``--force`` redoes it (and so the st
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from affect_data.loaders import AnnotationError
 from emotion.config import ConfigError, check_device, load_config
 from emotion.pipeline import EXPERIMENT_STAGES, MAIN_STAGES, STAGES, StageError, run_stage
 from emotion.predict import add_predict_options
+from mtl_distill.distributed import setup_distributed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     video.add_argument("--out", type=Path, help="output folder (default <run>/predict/<source name>)")
     add_predict_options(video)
     args = parser.parse_args(argv)
+    # The trainer logs one line per epoch at INFO: show them on stdout, where the stages print.
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    setup_distributed()  # under torchrun, join its process group before a stage builds a trainer
 
     try:
         config = load_config(args.config, check_paths=args.stage != "predict")

@@ -19,6 +19,7 @@ import toy_training as toy
 
 from mtl_distill import distributed
 from mtl_distill.checkpoint import load_checkpoint
+from mtl_distill.trainer import TrainConfig, Trainer
 
 SCRIPT = Path(toy.__file__)
 
@@ -62,3 +63,14 @@ def test_outside_a_process_group_the_helpers_are_no_ops():
     outputs, masks, none = distributed.gather_batch({"a": tensor}, {"a": mask}, None)
     assert outputs["a"] is tensor and masks["a"] is mask and none is None  # no per-step conversions
     assert distributed.setup_distributed().type in ("cpu", "cuda")
+
+
+def test_a_trainer_joins_no_process_group_and_refuses_an_unjoined_launch(monkeypatch):
+    config = TrainConfig(epochs=1, progress=False, device="cpu")
+    trainer = Trainer(toy.make_model(), toy.make_tasks(), config)
+    assert trainer.device == torch.device("cpu") and not torch.distributed.is_initialized()
+    # As under torchrun, but without the entry point's setup_distributed(): each process would train alone.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match=r"WORLD_SIZE=2 .*setup_distributed\(\)"):
+        Trainer(toy.make_model(), toy.make_tasks(), config)
+    assert not torch.distributed.is_initialized()

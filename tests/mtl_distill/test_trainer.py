@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import logging
 
 import numpy as np
 import pytest
@@ -58,6 +59,21 @@ def test_the_teacher_learns_the_toy_problem(data, tmp_path):
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < 0.8 * losses[0]
     assert (tmp_path / "initial.pt").is_file() and (tmp_path / "model.pt").is_file()
+
+
+def test_epoch_lines_are_logged_not_printed(data, caplog, capsys):
+    train, sampler, val = data
+    config = TrainConfig(epochs=2, lr=3e-3, tensorboard=False)  # progress=True: bars and epoch lines
+    with caplog.at_level(logging.INFO, logger="mtl_distill"):
+        Trainer(toy.make_model(), TASKS, config, name="teacher").fit(train, sampler, val)
+    records = [r for r in caplog.records if r.name == "mtl_distill.trainer"]
+    assert [r.getMessage().split(":")[0] for r in records] == ["teacher epoch 1/2", "teacher epoch 2/2"]
+    assert all(", val " in r.getMessage() and r.levelno == logging.INFO for r in records)
+    assert "epoch" not in capsys.readouterr().out
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mtl_distill"):
+        Trainer(toy.make_model(), TASKS, quiet(1)).fit(train, sampler, val)
+    assert not caplog.records  # progress=False: no bars, no epoch lines
 
 
 def test_train_step_minimises_eq13_for_the_teacher_and_eq14_for_a_student(data):

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from mtl_distill import distributed
 from mtl_distill.batching import MultiTaskBatchSampler
 from mtl_distill.checkpoint import save_checkpoint
 from mtl_distill.tasks import BinnedRegressionTask, MultiClassTask, MultiLabelTask
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pause-after", type=int, default=None, help="announce this step, then wait")
     parser.add_argument("--ddp", action="store_true", help="the DDP test's settings (no dropout, no noise)")
     args = parser.parse_args(argv)
+    distributed.setup_distributed()  # the entry point joins torchrun's process group (a no-op without it)
     torch.set_num_threads(1)
     if args.pause_after is not None:
         _pause_after(args.pause_after)

@@ -11,8 +11,13 @@ adds what the paper's losses need on top of it:
 * BatchNorm statistics differ per rank; ``TrainConfig(sync_batchnorm=True)`` converts the model with
   ``torch.nn.SyncBatchNorm``.
 
-Launch: ``torchrun --nproc_per_node=2 train.py``; the trainer calls :func:`setup_distributed` itself (gloo on
-CPU, nccl on CUDA). Public names: :func:`setup_distributed`, :func:`is_distributed`, :func:`world_size`,
+Launch: ``torchrun --nproc_per_node=2 train.py``, where ``train.py`` calls :func:`setup_distributed` once at
+its start (gloo on CPU, nccl on CUDA), before it builds a trainer. Joining a process group and choosing the
+CUDA device are process-wide effects, so they belong to the script's entry point (as in nanoGPT's
+``train.py``); the trainer only asks whether a group exists (:func:`is_distributed`), and refuses to train
+in a process that a launcher started (``WORLD_SIZE`` > 1) but that has not joined its group
+(:func:`check_launched_group`): it would train alone on every batch. Public names: :func:`setup_distributed`,
+:func:`default_device`, :func:`check_launched_group`, :func:`is_distributed`, :func:`world_size`,
 :func:`rank`, :func:`gather_batch`, :func:`all_gather_tensor`.
 """
 
@@ -25,7 +30,16 @@ from collections.abc import Mapping
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_gather_tensor", "gather_batch", "is_distributed", "rank", "setup_distributed", "world_size"]
+__all__ = [
+    "all_gather_tensor",
+    "check_launched_group",
+    "default_device",
+    "gather_batch",
+    "is_distributed",
+    "rank",
+    "setup_distributed",
+    "world_size",
+]
 
 
 def is_distributed() -> bool:
@@ -43,31 +57,79 @@ def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def default_device() -> torch.device:
+    """This process's device, ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``; it changes nothing.
+
+    ``LOCAL_RANK`` is set by ``torchrun`` (0 when unset).
+
+    Example
+    -------
+    >>> default_device().type in {"cpu", "cuda"}
+    True
+    """
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+
+
 def setup_distributed(backend: str | None = None) -> torch.device:
     """Join the process group that ``torchrun`` describes in the environment, and pick this rank's device.
 
-    Does nothing but choose the device when ``WORLD_SIZE`` is unset or 1, or when a group already exists.
-    The backend defaults to nccl when CUDA is available, else gloo. A group joined here is destroyed when the
-    process exits: left to interpreter teardown, gloo's threads can abort the process after training ended.
+    Call it once, at the start of a script that may run under ``torchrun``, before building a trainer. It
+    makes :func:`default_device` the current CUDA device (when CUDA is available), and joins the group when
+    ``WORLD_SIZE`` > 1 and no group exists yet; otherwise it joins nothing. The backend defaults to nccl when
+    CUDA is available, else gloo. A group joined here is destroyed when the process exits: left to
+    interpreter teardown, gloo's threads can abort the process after training ended.
+
+    Parameters
+    ----------
+    backend : str, optional
+        The ``torch.distributed`` backend; default nccl on CUDA, gloo on CPU.
 
     Returns
     -------
     torch.device
-        ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``.
+        :func:`default_device`: ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``.
 
     Example
     -------
     >>> setup_distributed().type in {"cpu", "cuda"}
     True
     """
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = default_device()
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and dist.is_available() and not dist.is_initialized():
+    if _launched_world_size() > 1 and dist.is_available() and not dist.is_initialized():
         dist.init_process_group(backend=backend or ("nccl" if device.type == "cuda" else "gloo"))
         atexit.register(_destroy_process_group)
     return device
+
+
+def check_launched_group() -> None:
+    """Raise unless a process that a launcher started as one of several has joined its process group.
+
+    Outside a launcher (``WORLD_SIZE`` unset or 1) it does nothing.
+
+    Raises
+    ------
+    RuntimeError
+        When ``WORLD_SIZE`` > 1 but no process group is initialised: each process would train on its own,
+        each on every batch, and all would write the same files.
+
+    Example
+    -------
+    >>> check_launched_group()  # not started by torchrun: nothing to check
+    """
+    size = _launched_world_size()
+    if size > 1 and not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(
+            f"this process is one of WORLD_SIZE={size} started by torchrun (or another launcher), but it "
+            "has not joined their process group: call mtl_distill.distributed.setup_distributed() at the "
+            "start of the script, before building a Trainer"
+        )
+
+
+def _launched_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", 1))
 
 
 def _destroy_process_group() -> None:

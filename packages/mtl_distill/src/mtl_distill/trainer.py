@@ -16,9 +16,14 @@ A model maps an input batch to ``{task: logits [B, num_outputs]}``; a dataset it
 Checkpoints (``<out_dir>/checkpoint.pt``, every ``checkpoint_every`` steps and at each epoch end) hold the
 model, optimiser, scheduler, grad scaler, position (epoch, step), history, best weights and RNG states; a
 run killed at any step and started again with the same arguments resumes from the last checkpoint and ends
-with the same weights as an uninterrupted run (CPU, deterministic ops). Under ``torchrun`` the model is
-wrapped in DistributedDataParallel and every rank trains on its share of the same global batches (see
-:mod:`mtl_distill.distributed`).
+with the same weights as an uninterrupted run (CPU, deterministic ops). Under ``torchrun``, once the script
+has joined the process group (:func:`mtl_distill.distributed.setup_distributed`, an entry point's call), the
+model is wrapped in DistributedDataParallel and every rank trains on its share of the same global batches
+(see :mod:`mtl_distill.distributed`). Constructing a trainer joins no group and sets no CUDA device.
+
+Each finished epoch is logged at INFO on the ``mtl_distill.trainer`` logger (a child of ``mtl_distill``)
+when ``TrainConfig.progress`` is set; a script shows these lines by configuring logging, e.g.
+``logging.basicConfig(level=logging.INFO, format="%(message)s")``.
 
 For benchmarks (``benchmarks/bench_trainer.py``): ``Trainer(model, tasks, config).train_step(batch)`` is the
 teacher step and ``Trainer(model, tasks, config, soft_labels=OnlineSoftLabels(teacher) or
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
 import os
 import warnings
@@ -66,6 +72,8 @@ __all__ = [
     "train_students",
     "train_teacher",
 ]
+
+_logger = logging.getLogger(__name__)  # "mtl_distill.trainer" (fit() calls its MetricsLogger "logger")
 
 #: Where students start (see :class:`DistillConfig`).
 STUDENT_INITS = ("teacher_initial", "random", "teacher")
@@ -103,7 +111,8 @@ class TrainConfig:
     eval_batch_size : int, default 256
         Batch size of the per-epoch evaluation.
     device : str, optional
-        Default: ``cuda:LOCAL_RANK`` when CUDA is available, else CPU.
+        Default: ``cuda:LOCAL_RANK`` when CUDA is available, else CPU
+        (:func:`mtl_distill.distributed.default_device`).
     amp, amp_dtype : bool, str, default False, "float16"
         Mixed precision (``torch.autocast``; a GradScaler for float16). CUDA only; ignored on CPU.
     channels_last : bool, default False
@@ -121,7 +130,8 @@ class TrainConfig:
     selection : callable, optional
         ``selection({task: scores}) -> float``, higher is better; default the mean of the tasks' ``"score"``.
     progress : bool, default True
-        Progress bars (tqdm, when installed) and one summary line per epoch.
+        Progress bars (tqdm, when installed) and one summary line per epoch, logged at INFO on the
+        ``mtl_distill.trainer`` logger (shown where the script configures logging).
     tensorboard : bool, default True
         Log the per-epoch metrics to TensorBoard as well when it is installed.
     """
@@ -446,8 +456,13 @@ class Trainer:
         self.save_checkpoint()
         if config.progress and distributed.rank() == 0:
             scored = f", val {selection:.4f}" if selection is not None else ""
-            print(
-                f"{self.name} epoch {self.epoch}/{config.epochs}: train loss {row['train_loss']:.4f}{scored}"
+            _logger.info(
+                "%s epoch %d/%d: train loss %.4f%s",
+                self.name,
+                self.epoch,
+                config.epochs,
+                row["train_loss"],
+                scored,
             )
 
     # -- checkpoints -------------------------------------------------------------------------------------
@@ -955,8 +970,9 @@ def _student_seed(seed: int, generation: int, index: int) -> int:
 
 
 def _resolve_device(device: str | None) -> torch.device:
-    default = distributed.setup_distributed()  # joins the torchrun process group when there is one
-    return torch.device(device) if device is not None else default
+    # Only asks: joining a process group is the entry point's call (distributed.setup_distributed).
+    distributed.check_launched_group()
+    return torch.device(device) if device is not None else distributed.default_device()
 
 
 def _autocast(device: torch.device, dtype: torch.dtype, enabled: bool) -> Any:
