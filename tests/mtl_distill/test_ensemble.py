@@ -196,3 +196,20 @@ def test_threshold_errors():
         Ensemble(make_members(1), TASKS, thresholds={"attr": [0.5, 0.5]})
     with pytest.raises(ValueError, match="at least one member"):
         Ensemble([], TASKS)
+
+
+def test_metadata_is_saved_and_must_be_plain(tmp_path):
+    metadata = {"architecture": {"width": 5, "scale": 0.5}, "trained_on": ["a", "b"], "note": None}
+    path = Ensemble(make_members(1), TASKS, metadata=metadata).save(tmp_path / "ensemble.pt")
+    assert Ensemble.load(path, Net).metadata == metadata
+    state = torch.load(path, weights_only=True)
+    assert Ensemble.from_saved(state, Net, source=path).metadata == metadata
+    del state["metadata"]  # a file from before metadata was saved
+    assert Ensemble.from_saved(state, Net).metadata == {}
+    del state["members"]
+    with pytest.raises(ValueError, match=r"ensemble.pt: damaged Ensemble file, no members"):
+        Ensemble.from_saved(state, Net, source=path)
+    for value, where in ((np.float64(0.5), r"metadata\['x'\] is a float64"), ({1: 2}, "keys must be str")):
+        with pytest.raises(ValueError, match=where):
+            Ensemble(make_members(1), TASKS, metadata={"x": value}).save(tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()

@@ -4,8 +4,9 @@
 * :func:`tune_thresholds` picks, per label, the decision threshold that maximises F1 on validation data.
 * :class:`Ensemble` is a model (``inputs -> {task: logits}``) whose predictions are the mean of its members'
   (sigmoid / softmax probabilities, expected values), with tuned multi-label thresholds, written to and read
-  from one checkpoint file. Being an :class:`~mtl_distill.soft_labels.EnsembleTeacher`, it can also teach
-  the next generation of students.
+  from one checkpoint file, with any plain-valued ``metadata`` the application keeps beside them (what the
+  members' architecture is, what they were trained on). Being an
+  :class:`~mtl_distill.soft_labels.EnsembleTeacher`, it can also teach the next generation of students.
 """
 
 from __future__ import annotations
@@ -168,6 +169,9 @@ class Ensemble(EnsembleTeacher):
     tasks : sequence of Task
     thresholds : dict of str to array, optional
         Per-label decision thresholds for multi-label tasks; 0.5 for every label not given.
+    metadata : dict, optional
+        Plain values (str, numbers, bool, None, lists and dicts of them) saved and loaded with the ensemble,
+        e.g. the members' architecture settings and provenance; ``ensemble.metadata``.
 
     Example
     -------
@@ -192,8 +196,10 @@ class Ensemble(EnsembleTeacher):
         members: Sequence[nn.Module],
         tasks: Sequence[Task],
         thresholds: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(members, tasks)
+        self.metadata: dict[str, Any] = dict(metadata or {})
         self.thresholds: dict[str, np.ndarray] = {
             task.name: np.full(task.num_labels, 0.5)
             for task in self.tasks
@@ -275,13 +281,19 @@ class Ensemble(EnsembleTeacher):
         return score_predictions(self.tasks, predictions, self.score_kwargs())
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write tasks, members' weights and thresholds to one file, atomically; returns the path."""
+        """Write tasks, members' weights, thresholds and metadata to one file, atomically; returns the path.
+
+        The file holds only tensors and plain containers, so it loads with ``torch.load(weights_only=True)``;
+        metadata that is not plain (a numpy array, a Path, an object) is a ValueError naming its key.
+        """
+        _check_plain(self.metadata, "metadata")
         state = {
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
             "tasks": [task.to_config() for task in self.tasks],
             "members": [member.state_dict() for member in self.members],
             "thresholds": {name: torch.from_numpy(values) for name, values in self.thresholds.items()},
+            "metadata": self.metadata,
         }
         return save_checkpoint(state, path)
 
@@ -295,13 +307,31 @@ class Ensemble(EnsembleTeacher):
         """Read an ensemble written by :meth:`save` (``torch.load(weights_only=True)``).
 
         ``model_factory()`` builds one untrained member (the architecture); its weights are loaded from the
-        file. The tasks are rebuilt from the file.
+        file. The tasks are rebuilt from the file. To choose the architecture from the file's metadata, read
+        the file with :func:`mtl_distill.checkpoint.load_checkpoint` and call :meth:`from_saved`.
         """
-        state = load_checkpoint(path, map_location=map_location)
+        return cls.from_saved(load_checkpoint(path, map_location=map_location), model_factory, source=path)
+
+    @classmethod
+    def from_saved(
+        cls,
+        state: Mapping[str, Any],
+        model_factory: Callable[[], nn.Module],
+        source: str | os.PathLike = "the ensemble file",
+    ) -> Ensemble:
+        """The ensemble of a state :meth:`save` wrote, already read (``load_checkpoint``).
+
+        Raises ``ValueError`` naming ``source`` when the state is not an Ensemble file of this version, lacks
+        a key, or a member's weights do not fit ``model_factory()``'s model. A file written before metadata
+        was saved loads with empty metadata.
+        """
         if state.get("format") != _FORMAT:
-            raise ValueError(f"{path} is not an Ensemble file (format {state.get('format')!r})")
+            raise ValueError(f"{source} is not an Ensemble file (format {state.get('format')!r})")
         if state.get("version") != _FORMAT_VERSION:
-            raise ValueError(f"{path}: Ensemble file version {state.get('version')!r} is not supported")
+            raise ValueError(f"{source}: Ensemble file version {state.get('version')!r} is not supported")
+        missing = [key for key in ("tasks", "members", "thresholds") if key not in state]
+        if missing:
+            raise ValueError(f"{source}: damaged Ensemble file, no {', '.join(missing)}")
         members = []
         for index, weights in enumerate(state["members"]):
             member = model_factory()
@@ -309,9 +339,30 @@ class Ensemble(EnsembleTeacher):
                 member.load_state_dict(weights)
             except RuntimeError as error:
                 raise ValueError(
-                    f"{path}: member {index} does not fit model_factory()'s model: {error}"
+                    f"{source}: member {index} does not fit model_factory()'s model: {error}"
                 ) from error
             members.append(member)
         tasks = [task_from_config(config) for config in state["tasks"]]
         thresholds = {name: values.numpy() for name, values in state["thresholds"].items()}
-        return cls(members, tasks, thresholds)
+        return cls(members, tasks, thresholds, metadata=state.get("metadata"))
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Raise a ValueError naming ``where`` unless ``value`` is made of plain values only."""
+    # Exact types: numpy's float64 subclasses float, but would be pickled as a numpy object.
+    if value is None or type(value) in (str, bool, int, float):
+        return
+    if type(value) in (list, tuple):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{where}[{index}]")
+        return
+    if type(value) is dict:
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: keys must be str, got {key!r}")
+            _check_plain(item, f"{where}[{key!r}]")
+        return
+    raise ValueError(
+        f"{where} is a {type(value).__name__}; metadata holds only str, numbers, bool, None, lists and dicts "
+        "(so that the file loads with weights_only=True)"
+    )
