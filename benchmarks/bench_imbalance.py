@@ -4,7 +4,7 @@ joint VA binning, and ClassBalancedSampler against imbalanced-learn's RandomOver
     .venv/bin/python benchmarks/bench_imbalance.py          # about 1-2 minutes on 2 cores
 
 Each row reports the best of a few runs (wall clock). The plain reference is ML-ROS written straight from
-DESIGN.md section 3: one clone per iteration, IRLbl recomputed on the grown data after every clone. The
+docs/design.md section 2.2: one clone per iteration, IRLbl recomputed on the grown data after every clone. The
 incremental reference is the same loop with the counts updated by the cloned row only (the tests' oracle).
 Both read the same random streams as the package, and the script checks that all three give the same list.
 """

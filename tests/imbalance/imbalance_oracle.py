@@ -1,4 +1,4 @@
-"""Plain one-step-per-iteration ML-ROS / ML-RUS, written straight from DESIGN.md section 3: the test oracle.
+"""Plain one-step-per-iteration ML-ROS / ML-RUS, written straight from docs/design.md section 2.2: the oracle.
 
 They read the same per-label random streams as the package (``imbalance._random``), one number at a time,
 so the batched implementation must reproduce their index lists exactly.

@@ -1,6 +1,6 @@
 """ML-ROS and ML-RUS (Charte et al. 2015), exact and batched.
 
-The algorithm, as DESIGN.md section 3 states it (ML-ROS; ML-RUS mirrors it)::
+The algorithm, as ``docs/design.md`` section 2.2 states it (ML-ROS; ML-RUS mirrors it)::
 
     budget = floor(n * P / 100); MeanIR computed once on the original data
     bags = labels with IRLbl > MeanIR, in label order

@@ -1,4 +1,4 @@
-"""Writers of the four data sets' on-disk formats (see DESIGN.md section 4), one function per file kind.
+"""Writers of the four data sets' on-disk formats (docs/design.md section 6.2), one function per file kind.
 
 Each writer takes plain arrays and writes exactly what the real release holds, sentinels included; nothing
 here draws random numbers, so what ends up on disk is decided entirely by the corpus plan.
