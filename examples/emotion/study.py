@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import multiprocessing
 import os
 import platform
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -207,8 +209,10 @@ def run_seed(
 def _run_seed_quietly(
     config: Config, seed: int, variants: Sequence[str], force: bool, stages: Sequence[str], threads: int
 ) -> None:
-    # A worker of run_study: its share of the threads, its lines marked with its seed.
+    # A worker of run_study: its share of the threads, its lines (the trainer's log included) marked with its
+    # seed. A spawned process starts without the parent's logging configuration.
     torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format=f"[seed {seed}] %(message)s", stream=sys.stdout)
     run_seed(
         config, seed, variants, force, stages, log=lambda line: print(f"[seed {seed}] {line}", flush=True)
     )
