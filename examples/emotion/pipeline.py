@@ -113,6 +113,12 @@ STAGES: dict[str, Stage] = {
             (*_TRAINING, "training.teacher", "training.students", "evaluation"),
             _lazy("evaluate", "run_evaluate"),
         ),
+        Stage(
+            "export",
+            ("teacher", "students", "evaluate"),
+            (*_TRAINING, "training.teacher", "training.students", "evaluation"),
+            _lazy("export", "run_export"),
+        ),
         Stage("report", ("prepare", "teacher", "students", "evaluate"), (), _lazy("report", "run_report")),
         Stage(
             "table1",

@@ -11,6 +11,8 @@ Stages, in order, all writing into the run folder ``<run_root>/<name>/`` of the 
   metrics, AU thresholds tuned on validation;
 - ``report``   - a Markdown report with the tables and PNG figures;
 - ``all``      - the five stages above in turn;
+- ``export``   - after ``evaluate``: the run's ensemble, its tuned AU thresholds, its architecture and what it
+  was trained on in one model file, ``<run>/export/emotion_model.pt`` (``predict --model``);
 - ``predict``  - the run's student ensemble on your own video or folder of face images (``--source``);
 - ``table1``, ``figure5``, ``table2`` - the paper's experiments (single-task CNNs; single-task vs multitask;
   CNN vs CNN-RNN at each sequence length), after ``all``; ``experiments`` runs the three.
