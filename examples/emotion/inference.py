@@ -1,10 +1,12 @@
-"""``run.py predict``: a finished run's student ensemble on your own video or folder of face images.
+"""``run.py predict``: a trained ensemble on your own video or folder of face images.
 
-The ensemble is the run's students (their mean probabilities, as in ``evaluate``; the teacher when the run has
-no students) with the AU thresholds that ``evaluate`` tuned for it; frames are decoded, faces detected and
-aligned, and per-face, per-frame predictions written by :func:`emotion.predict.predict_video`
-(``predictions.csv``, ``predictions.png``) into ``<run>/predict/<source name>/`` unless another folder is
-given.
+The ensemble comes from a finished run (:func:`predict_run`, ``--config``: the run's students - their mean
+probabilities, as in ``evaluate``; the teacher when the run has no students - with the AU thresholds that
+``evaluate`` tuned for it) or from a model file that ``run.py export`` wrote (:func:`predict_model_file`,
+``--model``: the same ensemble, needing neither the config nor the run folder). Frames are decoded, faces
+detected and aligned, and per-face, per-frame predictions written by :func:`emotion.predict.predict_video`
+(``predictions.csv``, ``predictions.png``) into ``<run>/predict/<source name>/`` (``--config``) or
+``predict/<source name>/`` (``--model``) unless another folder is given.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from emotion.config import Config
 from emotion.evaluate import model_paths
@@ -21,7 +24,7 @@ from emotion.factory import IMAGENET_NORMALIZE, build_model, resolve_device
 from emotion.pipeline import StageError, read_marker
 from mtl_distill.ensemble import Ensemble
 
-__all__ = ["load_ensemble", "predict_run", "run_ensemble"]
+__all__ = ["load_ensemble", "predict_model_file", "predict_run", "run_ensemble"]
 
 
 def load_ensemble(config: Config) -> tuple[list[Any], str]:
@@ -75,3 +78,51 @@ def predict_run(
         normalize=IMAGENET_NORMALIZE,
         **options,
     )
+
+
+def predict_model_file(
+    model: str | os.PathLike,
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    **options: Any,
+) -> pd.DataFrame:
+    """Predict every face of every frame of ``source`` with a model file and write the table and plot.
+
+    ``model`` is a file written by ``run.py export`` (:func:`emotion.export.load_model_file`); it brings the
+    architecture, the input size, the normalisation and the AU thresholds, so no config is needed.
+    ``out_dir`` defaults to ``predict/<source name>`` in the current folder; ``options`` go to
+    :func:`emotion.predict.predict_video`, the device defaulting to ``auto`` (CUDA when available). Returns
+    the table.
+
+    Raises
+    ------
+    emotion.export.ModelFileError
+        In one line naming ``model`` when it is missing, damaged or from another version.
+    """
+    from emotion.export import load_model_file
+    from emotion.predict import predict_video
+
+    ensemble = load_model_file(model)
+    architecture = ensemble.metadata["architecture"]
+    source = Path(source)
+    out_dir = Path(out_dir) if out_dir is not None else Path("predict") / source.stem
+    options["device"] = _available(resolve_device(options.get("device") or "auto"))
+    mean, std = architecture["normalize"]
+    return predict_video(
+        source,
+        ensemble,
+        None,
+        out_dir,
+        image_size=architecture["image_size"],
+        normalize=(mean, std),
+        **options,
+    )
+
+
+def _available(device: torch.device) -> torch.device:
+    """``device``, unless this machine lacks it: then a ValueError naming it (not a CUDA traceback later)."""
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ValueError(f"--device {device}: this machine has {count} CUDA device(s); use auto or cpu")
+    return device

@@ -14,6 +14,7 @@ Stages, in order, all writing into the run folder ``<run_root>/<name>/`` of the 
 - ``export``   - after ``evaluate``: the run's ensemble, its tuned AU thresholds, its architecture and what it
   was trained on in one model file, ``<run>/export/emotion_model.pt`` (``predict --model``);
 - ``predict``  - the run's student ensemble on your own video or folder of face images (``--source``);
+  ``--model FILE`` in place of ``--config`` predicts with an exported model file alone;
 - ``table1``, ``figure5``, ``table2`` - the paper's experiments (single-task CNNs; single-task vs multitask;
   CNN vs CNN-RNN at each sequence length), after ``all``; ``experiments`` runs the three.
 - ``study``    - teacher, students and evaluation over several seeds (``--seeds 0-4``) and the config's
@@ -50,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=[*STAGES, "all", "experiments", "predict", "study"],
         help="the stage to run (`all`: the five main stages, `experiments`: table1, figure5, table2)",
     )
-    parser.add_argument("--config", required=True, type=Path, help="the YAML configuration file")
+    parser.add_argument(
+        "--config", type=Path, help="the YAML configuration file (every stage but `predict --model`)"
+    )
     parser.add_argument("--force", action="store_true", help="redo the stage(s) even if done")
     study = parser.add_argument_group("study")
     study.add_argument(
@@ -61,15 +64,28 @@ def main(argv: list[str] | None = None) -> int:
     study.add_argument("--variants", help="comma-separated study variants (default: all of the config's)")
     study.add_argument("--jobs", type=int, default=1, help="seeds trained at once, one process each")
     video = parser.add_argument_group("predict")
+    video.add_argument(
+        "--model", type=Path, help="a model file from `run.py export`: predict with it, no --config needed"
+    )
     video.add_argument("--source", type=Path, help="a video file or a folder of images")
-    video.add_argument("--out", type=Path, help="output folder (default <run>/predict/<source name>)")
+    video.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default <run>/predict/<source name>; with --model predict/<source name>)",
+    )
     add_predict_options(video)
     args = parser.parse_args(argv)
     # The trainer logs one line per epoch at INFO: show them on stdout, where the stages print.
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     setup_distributed()  # under torchrun, join its process group before a stage builds a trainer
 
+    if args.model is not None and (args.stage != "predict" or args.config is not None):
+        parser.error("--model goes with the predict stage, in place of --config")
+    if args.config is None and args.model is None:
+        parser.error(f"{args.stage} needs --config" + (" (or --model)" if args.stage == "predict" else ""))
     try:
+        if args.model is not None:
+            return _predict(None, args)
         config = load_config(args.config, check_paths=args.stage != "predict")
         if args.stage not in ("prepare", "report"):  # these two never touch the device: they may run anywhere
             check_device(config, args.config)
@@ -120,14 +136,17 @@ def _study(config, args: argparse.Namespace) -> int:
 
 
 def _predict(config, args: argparse.Namespace) -> int:
-    from emotion.inference import predict_run
+    from emotion.inference import predict_model_file, predict_run
     from emotion.predict import predict_options, summary
 
     if args.source is None:
         print("error: predict needs --source VIDEO_OR_FOLDER", file=sys.stderr)
         return 2
     try:
-        table = predict_run(config, args.source, args.out, **predict_options(args))
+        if config is None:
+            table = predict_model_file(args.model, args.source, args.out, **predict_options(args))
+        else:
+            table = predict_run(config, args.source, args.out, **predict_options(args))
     except ValueError as error:  # an undecodable video, a model that does not fit the run, ...
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -193,3 +193,29 @@ def test_the_model_file_is_plain_json_able_metadata(tiny_run):
     config_path, config = tiny_run
     metadata = torch.load(exported(config_path, config), weights_only=True)["metadata"]
     assert json.loads(json.dumps(metadata)) == metadata
+
+
+def test_run_py_predict_with_the_model_file_alone(tiny_run, images, tmp_path, monkeypatch, capsys):
+    config_path, config = tiny_run
+    model = exported(config_path, config)
+    monkeypatch.chdir(tmp_path)
+    argv = ["predict", "--model", str(model), "--source", str(images), "--device", "cpu"]
+    assert run.main(argv) == 0  # no config, no run folder needed: written to predict/<source name>
+    table = (tmp_path / "predict" / "images" / "predictions.csv").read_text().splitlines()
+    assert len(table) == 3 and table[0].startswith("frame,file,unreadable")
+    capsys.readouterr()
+
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(model.read_bytes()[:100])
+    assert run.main([*argv[:2], str(broken), *argv[3:]]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: model file") and "broken.pt" in error and error.count("\n") == 1
+    for wrong in (
+        ["predict", "--model", str(model), "--config", str(config_path), "--source", str(images)],
+        ["export", "--model", str(model)],
+        ["predict", "--source", str(images)],
+        ["export"],
+    ):
+        with pytest.raises(SystemExit):
+            run.main(wrong)
+    assert "needs --config (or --model)" in capsys.readouterr().err
