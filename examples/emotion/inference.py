@@ -42,14 +42,19 @@ def load_ensemble(config: Config) -> tuple[list[Any], str]:
 
 
 def run_ensemble(config: Config) -> Ensemble:
-    """The run's ensemble (:func:`load_ensemble`) as an ``mtl_distill.Ensemble`` with its tuned AU thresholds.
+    """The run's ensemble (:func:`load_ensemble`) as an ``mtl_distill.Ensemble`` with its tuned AU thresholds
+    and ``metadata["provenance"]`` (:func:`emotion.export.provenance`).
 
     Hand it to :func:`emotion.predict.predict_table` for a table without files written.
     """
+    from emotion.export import provenance
     from emotion.predict import as_ensemble, read_thresholds
 
     models, key = load_ensemble(config)
-    return as_ensemble(models, read_thresholds(config.stage_dir("evaluate") / "thresholds.json", key=key))
+    ensemble = as_ensemble(models, read_thresholds(config.stage_dir("evaluate") / "thresholds.json", key=key))
+    # What the exported model file would record, so that predictions say what the models learned from.
+    ensemble.metadata["provenance"] = provenance(config)
+    return ensemble
 
 
 def predict_run(
@@ -74,6 +79,7 @@ def predict_run(
         run_ensemble(config),
         None,
         out_dir,
+        model_name=f"run {config.run_dir}",
         image_size=config.data.image_size,
         normalize=IMAGENET_NORMALIZE,
         **options,
@@ -113,6 +119,7 @@ def predict_model_file(
         ensemble,
         None,
         out_dir,
+        model_name=str(model),
         image_size=architecture["image_size"],
         normalize=(mean, std),
         **options,

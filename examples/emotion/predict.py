@@ -15,7 +15,14 @@ than ``track_gap_s`` seconds comes back with a new id). A frame without any face
 images, ``frame`` is the image's index in natural order, ``file`` its name, and ``unreadable`` is True on the
 one row of an image that could not be read (its predictions empty; the other images are predicted).
 :func:`predict_video` also writes ``predictions.png`` (valence and arousal over time, the expression as a
-colour band, an AU raster, for the face longest in view) and optionally ``crops/<frame>_<face_id>.jpg``.
+colour band, an AU raster, for the face longest in view), ``predictions.json`` (what predicted: the model and
+its provenance; the options; the counts of frames, faces and unreadable images) and optionally
+``crops/<frame>_<face_id>.jpg``.
+
+A model that has only seen synthetic faces (its ``Ensemble.metadata["provenance"]["trained_on"]`` is
+``"synthetic"``, as after ``make demo``) predicts nothing meaningful on real faces: :func:`predict_table` then
+issues a :class:`SyntheticModelWarning`, and :func:`predict_video` says so in the plot's title and in
+``predictions.json``.
 
 Which detections count as faces
 -------------------------------
@@ -52,6 +59,7 @@ import json
 import os
 import secrets
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +77,7 @@ if __package__ in (None, ""):  # imported from a script: make examples/ importab
 
 from affect_data.schema import AU_NAMES, EXPR_NAMES, VA_NAMES
 from affect_data.transforms import FrameTransform
+from emotion.export import synthetic_warning
 from emotion.factory import IMAGENET_NORMALIZE, paper_tasks
 from emotion.tracking import IoUTracker
 from emotion.video import BOX_COLUMNS, Face, FaceDetector, FrameReader, MTCNNDetector, detect_faces
@@ -78,8 +87,10 @@ from mtl_distill.ensemble import Ensemble
 __all__ = [
     "MIN_FACE_SCORE",
     "MIN_FACE_SIZE",
+    "SyntheticModelWarning",
     "add_predict_options",
     "as_ensemble",
+    "counts",
     "ensemble_predict",
     "load_models",
     "plot_predictions",
@@ -95,6 +106,10 @@ __all__ = [
 MIN_FACE_SCORE = 0.9
 #: Least shorter side of a face's box, in pixels of the frame.
 MIN_FACE_SIZE = 24
+
+
+class SyntheticModelWarning(UserWarning):
+    """The predicting model has only seen synthetic faces: its predictions on real faces are meaningless."""
 
 
 def prediction_columns(folder: bool = False) -> list[str]:
@@ -334,7 +349,14 @@ def predict_table(
     -------
     pandas.DataFrame
         Columns :func:`prediction_columns` (``folder=True`` for a folder of images); ``attrs["source"]``,
-        ``attrs["unreadable"]`` (the number of unreadable images) and ``attrs["faces"]`` (face ids given).
+        ``attrs["unreadable"]`` (the number of unreadable images), ``attrs["faces"]`` (face ids given),
+        ``attrs["provenance"]`` (the Ensemble's ``metadata["provenance"]``, None when it has none) and
+        ``attrs["warning"]`` (the synthetic-model warning, or None).
+
+    Warns
+    -----
+    SyntheticModelWarning
+        When the ensemble's provenance says it was trained on synthetic faces only.
 
     Raises
     ------
@@ -377,13 +399,17 @@ def predict_video(
     *,
     save_crops: bool = False,
     plot: bool = True,
+    model_name: str | None = None,
     **options: Any,
 ) -> pd.DataFrame:
-    """:func:`predict_table`, written to ``out_dir``: ``predictions.csv``, ``predictions.png``, ``crops/``.
+    """:func:`predict_table`, written to ``out_dir``: ``predictions.csv``, ``.png``, ``.json``, ``crops/``.
 
     ``options`` are those of :func:`predict_table`. ``save_crops`` writes the aligned crops the models saw
-    (``crops/<frame>_<face_id>.jpg``); ``plot`` the plot of the face longest in view. The table's ``attrs``
-    add the paths written (``"csv"``, ``"plot"``).
+    (``crops/<frame>_<face_id>.jpg``); ``plot`` the plot of the face longest in view, whose title says when
+    the model has only seen synthetic faces. ``predictions.json`` records ``model_name`` (e.g. the model
+    file), the model's provenance, the synthetic-model ``warning`` (or null), the options and the counts
+    (frames, frames with a face, face rows, faces, unreadable images). The table's ``attrs`` add the paths
+    written (``"csv"``, ``"json"``, ``"plot"``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -396,9 +422,54 @@ def predict_video(
     table.attrs["csv"] = str(csv_path)
     if plot:
         plot_path = out_dir / "predictions.png"
-        plot_predictions(table, plot_path, title=Path(source).name)
+        title = Path(source).name
+        if table.attrs["warning"] is not None:
+            title += " - model trained on synthetic faces only: meaningless on real faces"
+        plot_predictions(table, plot_path, title=title)
         table.attrs["plot"] = str(plot_path)
+    json_path = out_dir / "predictions.json"
+    record = {
+        "source": table.attrs["source"],
+        "model": model_name,
+        "provenance": table.attrs["provenance"],
+        "warning": table.attrs["warning"],
+        "options": {"save_crops": save_crops, **{key: _plain(value) for key, value in options.items()}},
+        "counts": counts(table),
+        "files": {key: table.attrs[key] for key in ("csv", "plot") if key in table.attrs},
+    }
+    _write_atomically(json_path, lambda path: Path(path).write_text(json.dumps(record, indent=2) + "\n"))
+    table.attrs["json"] = str(json_path)
     return table
+
+
+def counts(table: pd.DataFrame) -> dict[str, int]:
+    """Frames, frames with a face, face rows, distinct faces and unreadable images of a prediction table.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"frame": [0, 0, 1], "face_id": pd.array([0, 1, None], dtype="Int64")})
+    >>> counts(rows)
+    {'frames': 2, 'frames_with_face': 1, 'face_rows': 2, 'faces': 2, 'unreadable': 0}
+    """
+    has_face = table["face_id"].notna()
+    return {
+        "frames": int(table["frame"].nunique()),
+        "frames_with_face": int(table.loc[has_face, "frame"].nunique()),
+        "face_rows": int(has_face.sum()),
+        "faces": int(table["face_id"].nunique()),
+        "unreadable": int(table["unreadable"].sum()) if "unreadable" in table else 0,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """An option as JSON can hold it: numbers, strings and lists as they are, anything else by its name."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, torch.device | os.PathLike):
+        return str(value)
+    return type(value).__name__  # a detector object: its class says which
 
 
 def _predict(
@@ -481,6 +552,10 @@ def _predict(
     table.attrs["source"] = str(reader.source)
     table.attrs["unreadable"] = sum(row.unreadable for row in rows)
     table.attrs["faces"] = int(table["face_id"].nunique())
+    table.attrs["provenance"] = ensemble.metadata.get("provenance")
+    table.attrs["warning"] = synthetic_warning(table.attrs["provenance"])
+    if table.attrs["warning"] is not None:
+        warnings.warn(table.attrs["warning"], SyntheticModelWarning, stacklevel=3)
     return table
 
 

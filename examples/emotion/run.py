@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 # run.py is started as a script: make this folder importable as the `emotion` package.
@@ -137,22 +138,28 @@ def _study(config, args: argparse.Namespace) -> int:
 
 def _predict(config, args: argparse.Namespace) -> int:
     from emotion.inference import predict_model_file, predict_run
-    from emotion.predict import predict_options, summary
+    from emotion.predict import SyntheticModelWarning, predict_options, summary
 
     if args.source is None:
         print("error: predict needs --source VIDEO_OR_FOLDER", file=sys.stderr)
         return 2
     try:
-        if config is None:
-            table = predict_model_file(args.model, args.source, args.out, **predict_options(args))
-        else:
-            table = predict_run(config, args.source, args.out, **predict_options(args))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntheticModelWarning)  # printed below as one plain line
+            if config is None:
+                table = predict_model_file(args.model, args.source, args.out, **predict_options(args))
+            else:
+                table = predict_run(config, args.source, args.out, **predict_options(args))
     except ValueError as error:  # an undecodable video, a model that does not fit the run, ...
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{summary(table)}\npredictions: {table.attrs['csv']}")
+    print(
+        f"{summary(table)}\npredictions: {table.attrs['csv']}\nmodel, options, counts: {table.attrs['json']}"
+    )
     if "plot" in table.attrs:
         print(f"plot: {table.attrs['plot']}")
+    if table.attrs["warning"] is not None:
+        print(f"warning: {table.attrs['warning']}", file=sys.stderr)
     return 0
 
 

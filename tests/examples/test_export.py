@@ -6,6 +6,7 @@ no training runs; predictions use an injected detector on a small folder of imag
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
 
+from emotion import predict as predict_module  # noqa: E402
 from emotion import run  # noqa: E402
 from emotion.config import load_config  # noqa: E402
 from emotion.export import (  # noqa: E402
@@ -29,7 +31,7 @@ from emotion.export import (  # noqa: E402
 from emotion.inference import run_ensemble  # noqa: E402
 from emotion.models import MultitaskCNN  # noqa: E402
 from emotion.pipeline import StageError, write_json  # noqa: E402
-from emotion.predict import predict_table  # noqa: E402
+from emotion.predict import SyntheticModelWarning, predict_table, predict_video  # noqa: E402
 from emotion.video import Face  # noqa: E402
 
 from affect_data.schema import AU_NAMES  # noqa: E402
@@ -111,8 +113,12 @@ def test_the_model_file_holds_the_run_and_predicts_as_the_run(tiny_run, images):
     assert [task.name for task in model.tasks] == ["AU", "EXPR", "VA"]
     assert model.tasks[0].label_names == tuple(AU_NAMES)
 
-    from_run = predict_table(images, run_ensemble(config), image_size=32, detector=OneFace(), progress=False)
-    from_file = predict_table(images, model, image_size=32, detector=OneFace(), progress=False)
+    with pytest.warns(SyntheticModelWarning):  # the run's own ensemble knows its provenance too
+        from_run = predict_table(
+            images, run_ensemble(config), image_size=32, detector=OneFace(), progress=False
+        )
+    with pytest.warns(SyntheticModelWarning):
+        from_file = predict_table(images, model, image_size=32, detector=OneFace(), progress=False)
     assert from_file.equals(from_run)
 
     assert run.main(["export", "--config", str(config_path)]) == 0  # done: a no-op
@@ -203,7 +209,15 @@ def test_run_py_predict_with_the_model_file_alone(tiny_run, images, tmp_path, mo
     assert run.main(argv) == 0  # no config, no run folder needed: written to predict/<source name>
     table = (tmp_path / "predict" / "images" / "predictions.csv").read_text().splitlines()
     assert len(table) == 3 and table[0].startswith("frame,file,unreadable")
-    capsys.readouterr()
+    warning = capsys.readouterr().err.splitlines()[-1]
+    assert warning == f"warning: {synthetic_warning({'trained_on': 'synthetic'})}"
+    assert "only seen synthetic faces; its predictions on real faces are meaningless" in warning
+    record = json.loads((tmp_path / "predict" / "images" / "predictions.json").read_text())
+    assert record["model"] == str(model) and record["warning"] in warning
+    assert record["provenance"] == load_model_file(model).metadata["provenance"]
+    assert record["options"]["device"] == "cpu" and record["options"]["min_score"] == 0.9
+    assert set(record["counts"]) == {"frames", "frames_with_face", "face_rows", "faces", "unreadable"}
+    assert record["counts"]["frames"] == 2
 
     broken = tmp_path / "broken.pt"
     broken.write_bytes(model.read_bytes()[:100])
@@ -219,3 +233,34 @@ def test_run_py_predict_with_the_model_file_alone(tiny_run, images, tmp_path, mo
         with pytest.raises(SystemExit):
             run.main(wrong)
     assert "needs --config (or --model)" in capsys.readouterr().err
+
+
+def test_a_synthetic_model_says_so_in_the_table_plot_and_json(tiny_run, images, tmp_path, monkeypatch):
+    config_path, config = tiny_run
+    model = load_model_file(exported(config_path, config))
+    titles = []
+    plot = predict_module.plot_predictions
+    monkeypatch.setattr(
+        predict_module, "plot_predictions", lambda *a, **k: titles.append(k["title"]) or plot(*a, **k)
+    )
+    options = {"image_size": 32, "detector": OneFace(), "progress": False}
+    with pytest.warns(SyntheticModelWarning, match="only seen synthetic faces"):
+        table = predict_video(images, model, None, tmp_path / "out", model_name="m.pt", **options)
+    assert titles == ["images - model trained on synthetic faces only: meaningless on real faces"]
+    record = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert record["counts"] == {
+        "frames": 2,
+        "frames_with_face": 2,
+        "face_rows": 2,
+        "faces": 1,
+        "unreadable": 0,
+    }
+    assert record["options"]["detector"] == "OneFace" and record["model"] == "m.pt"
+    assert record["warning"] == table.attrs["warning"] and record["provenance"]["trained_on"] == "synthetic"
+
+    model.metadata["provenance"]["trained_on"] = "real"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning for a model trained on real faces
+        table = predict_video(images, model, None, tmp_path / "real", **options)
+    assert titles[-1] == "images" and table.attrs["warning"] is None
+    assert json.loads((tmp_path / "real" / "predictions.json").read_text())["warning"] is None
