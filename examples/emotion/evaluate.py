@@ -19,6 +19,7 @@ thresholds that maximise each AU's F1 on the validation frames, tuned for each m
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,17 @@ from tqdm.auto import tqdm
 from affect_data.metrics import au_score, expr_score, va_score
 from affect_data.schema import AU_NAMES
 from emotion.config import Config
-from emotion.factory import build_model, frame_dataset, paper_tasks, read_table, resolve_device, truth_arrays
+from emotion.factory import (
+    build_model,
+    frame_dataset,
+    load_weights,
+    paper_tasks,
+    read_table,
+    resolve_device,
+    truth_arrays,
+)
 from emotion.pipeline import write_json
-from mtl_distill.checkpoint import load_checkpoint, write_atomically
+from mtl_distill.checkpoint import write_atomically
 from mtl_distill.ensemble import average_predictions, tune_thresholds
 
 __all__ = [
@@ -59,7 +68,12 @@ def run_evaluate(config: Config, folder: Path) -> dict[str, Any]:
         dataset = frame_dataset(table, config, train=False)
         for name, path in model_paths(config).items():
             predictions[split][name] = _predict_once(
-                config, path, dataset, device, folder / "predictions" / split / f"{name}.npz"
+                config,
+                path,
+                "teacher" if name == "teacher" else "students",
+                dataset,
+                device,
+                folder / "predictions" / split / f"{name}.npz",
             )
     scores, thresholds = score_models(tables, predictions, config.evaluation.tune_thresholds)
     reported = reported_split(tables)
@@ -125,14 +139,17 @@ def score_models(
 
 
 def _predict_once(
-    config: Config, weights: Path, dataset: Any, device: torch.device, cached: Path
+    config: Config, weights: Path, stage: str, dataset: Any, device: torch.device, cached: Path
 ) -> dict[str, np.ndarray]:
-    """A model's predictions of every item of ``dataset``, saved to ``cached`` (reused when resuming)."""
+    """A model's predictions of every item of ``dataset``, saved to ``cached`` (reused when resuming);
+    ``stage`` wrote ``weights``."""
     if cached.is_file():
-        with np.load(cached) as saved:
-            return dict(saved)
-    model = build_model(config, pretrained=False)
-    model.load_state_dict(load_checkpoint(weights))
+        try:
+            with np.load(cached) as saved:
+                return dict(saved)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # damaged: predict again, it is a cache
+            cached.unlink()
+    model = load_weights(build_model(config, pretrained=False), weights, stage)
     predicted = predict(
         model,
         dataset,

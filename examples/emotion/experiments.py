@@ -36,7 +36,9 @@ from emotion.config import Config
 from emotion.evaluate import evaluation_tables, predict, reported_split, score_models
 from emotion.factory import (
     build_model,
+    check_resumable,
     frame_dataset,
+    load_weights,
     open_frame_cache,
     paper_tasks,
     resolve_device,
@@ -47,7 +49,6 @@ from emotion.pipeline import write_json
 from emotion.prepare import keep_rows, load_sources
 from emotion.train import train_config
 from mtl_distill.batching import MultiTaskBatchSampler, concat_datasets
-from mtl_distill.checkpoint import load_checkpoint
 from mtl_distill.evaluation import predict as predict_items
 from mtl_distill.trainer import train_students, train_teacher
 
@@ -82,8 +83,10 @@ def run_table1(config: Config, folder: Path) -> dict[str, Any]:
             table, indices = data.train, data.indices
             if cache is not None:  # rows whose image the crop cache could not read are left out
                 table, indices = keep_rows(table, indices, cache.covers(table))
+            model = build_model(config, tasks=[task])
+            check_resumable(out_dir, model, "table1")
             result = train_teacher(
-                build_model(config, tasks=[task]),
+                model,
                 [task],
                 frame_dataset(table, config, train=True, task_names=[task.name]),
                 MultiTaskBatchSampler(
@@ -194,8 +197,9 @@ def run_table2(config: Config, folder: Path) -> dict[str, Any]:
 
     experiments, tasks = config.experiments, paper_tasks()
     device = resolve_device(config.training.device)
-    cnn = build_model(config, pretrained=False)
-    cnn.load_state_dict(load_checkpoint(config.stage_dir("teacher") / "model.pt"))
+    cnn = load_weights(
+        build_model(config, pretrained=False), config.stage_dir("teacher") / "model.pt", "teacher"
+    )
     tables = evaluation_tables(config)
     aff_wild2 = load_aff_wild2(config.data.roots()["aff_wild2"], splits=("train",))
     train_tables = {
@@ -224,6 +228,8 @@ def run_table2(config: Config, folder: Path) -> dict[str, Any]:
         val_clips = eval_clips["validation"]
         with seeded(config.seed + length):  # the same GRU start whatever ran before in this process
             initial = TemporalHeads(MultitaskCNNRNN(cnn))
+        check_resumable(out_dir / "teacher", initial, "table2")
+        check_resumable(out_dir / "students", initial, "table2")
         teacher_epochs = experiments.sequence_epochs or config.training.teacher.epochs
         teacher = train_teacher(
             copy.deepcopy(initial), tasks, train, sampler, val_clips, train_config(config, teacher_epochs),

@@ -1,10 +1,12 @@
-"""Build the pipeline's parts from the configuration: tasks, models, device, tables and datasets."""
+"""Build the pipeline's parts from the configuration: tasks, models, device, tables and datasets, and read
+back the weights and checkpoints that stages saved (a damaged or foreign file is a one-line StageError)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,14 +15,17 @@ import torch
 from affect_data.schema import AU_NAMES, EXPR_NAMES, VA_NAMES, as_frame_table
 from emotion.config import Config
 from emotion.models import MultitaskCNN
+from emotion.pipeline import StageError
 from mtl_distill import BinnedRegressionTask, MultiClassTask, MultiLabelTask, Task
-from mtl_distill.checkpoint import write_atomically
+from mtl_distill.checkpoint import load_checkpoint, write_atomically
 
 __all__ = [
     "IMAGENET_NORMALIZE",
     "build_model",
+    "check_resumable",
     "frame_cache_folder",
     "frame_dataset",
+    "load_weights",
     "open_frame_cache",
     "paper_tasks",
     "read_table",
@@ -70,6 +75,74 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+def load_weights(model: torch.nn.Module, path: Path, stage: str) -> torch.nn.Module:
+    """Load the weights that stage ``stage`` saved at ``path`` (``model.pt``, ``initial.pt``) into ``model``.
+
+    Raises
+    ------
+    StageError
+        In one line naming the file and the command that writes it again (``run.py STAGE --force``), when it
+        is missing, unreadable (truncated, damaged) or holds the weights of another model.
+    """
+    model.load_state_dict(_weights(_read(path, stage), model, path, stage))
+    return model
+
+
+def check_resumable(folder: Path, model: torch.nn.Module, stage: str) -> None:
+    """Check what a trainer resumes from in ``folder`` before it starts: its ``checkpoint.pt``, its students'
+    ``student_<k>/checkpoint.pt`` (all made for ``model``'s architecture) and ``soft_labels.pt``.
+
+    mtl_distill would stop on such a file with a traceback, after the datasets were built; this names it.
+
+    Raises
+    ------
+    StageError
+        In one line naming the file and ``run.py STAGE --force`` (which starts the stage afresh), when a file
+        is unreadable, is not a training checkpoint, or was made for another model.
+    """
+    for path in (folder / "checkpoint.pt", *sorted(folder.glob("student_*/checkpoint.pt"))):
+        if path.is_file():
+            _weights(_read(path, stage).get("model"), model, path, stage)
+    if (folder / "soft_labels.pt").is_file():
+        _read(folder / "soft_labels.pt", stage)
+
+
+def _read(path: Path, stage: str) -> dict[str, Any]:
+    try:
+        return load_checkpoint(path)
+    except FileNotFoundError:
+        raise StageError(f"{path} is missing: run `run.py {stage} --force` to write it again") from None
+    except ValueError:  # torch's reason runs over several lines: the file and the remedy are what matter
+        raise StageError(
+            f"{path} cannot be read (truncated or damaged): run `run.py {stage} --force` to write it again"
+        ) from None
+
+
+def _weights(state: Any, model: torch.nn.Module, path: Path, stage: str) -> Mapping[str, Any]:
+    """``state`` when it is a state dict that fits ``model``, else a StageError saying what does not fit."""
+    if not isinstance(state, Mapping):
+        raise StageError(f"{path} holds no model weights: run `run.py {stage} --force` to write it again")
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    reshaped = [
+        key
+        for key, value in expected.items()
+        if key in state and getattr(state[key], "shape", None) != value.shape
+    ]
+    problems = [
+        f"{len(keys)} {what}, first {keys[0]!r}"
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
+        if keys
+    ]
+    if problems:
+        raise StageError(
+            f"{path} holds the weights of another model (weights {'; '.join(problems)}): run "
+            f"`run.py {stage} --force` to write it again with this config's model"
+        )
+    return state
 
 
 def resolve_device(name: str) -> torch.device:

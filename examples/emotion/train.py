@@ -21,9 +21,16 @@ import numpy as np
 
 from affect_data.metrics import abaw_selection_score
 from emotion.config import Config
-from emotion.factory import build_model, frame_dataset, paper_tasks, read_table, resolve_device
+from emotion.factory import (
+    build_model,
+    check_resumable,
+    frame_dataset,
+    load_weights,
+    paper_tasks,
+    read_table,
+    resolve_device,
+)
 from mtl_distill.batching import MultiTaskBatchSampler, concat_datasets
-from mtl_distill.checkpoint import load_checkpoint
 from mtl_distill.trainer import TrainConfig, train_students, train_teacher
 
 __all__ = ["run_students", "run_teacher", "train_config", "training_data"]
@@ -31,9 +38,11 @@ __all__ = ["run_students", "run_teacher", "train_config", "training_data"]
 
 def run_teacher(config: Config, folder: Path) -> dict[str, Any]:
     """Train the teacher on ground truth only (Eq. 13); resumes from ``folder/checkpoint.pt``."""
+    model = build_model(config)
+    check_resumable(folder, model, "teacher")
     train, sampler, validation, _ = training_data(config)
     result = train_teacher(
-        build_model(config),
+        model,
         paper_tasks(),
         train,
         sampler,
@@ -49,11 +58,10 @@ def run_students(config: Config, folder: Path) -> dict[str, Any]:
     """Train the students from the teacher's starting weights on ground truth + soft labels (Eq. 14)."""
     students = config.training.students
     teacher_dir = config.stage_dir("teacher")
-    initial = build_model(config, pretrained=False)
     start = "model.pt" if students.init == "teacher" else "initial.pt"
-    initial.load_state_dict(load_checkpoint(teacher_dir / start))
-    teacher = build_model(config, pretrained=False)
-    teacher.load_state_dict(load_checkpoint(teacher_dir / "model.pt"))
+    initial = load_weights(build_model(config, pretrained=False), teacher_dir / start, "teacher")
+    teacher = load_weights(build_model(config, pretrained=False), teacher_dir / "model.pt", "teacher")
+    check_resumable(folder, initial, "students")
     train, sampler, validation, unaugmented = training_data(config)
     results = train_students(
         initial,
