@@ -400,6 +400,7 @@ def predict_video(
     save_crops: bool = False,
     plot: bool = True,
     model_name: str | None = None,
+    video_out: str | os.PathLike | None = None,
     **options: Any,
 ) -> pd.DataFrame:
     """:func:`predict_table`, written to ``out_dir``: ``predictions.csv``, ``.png``, ``.json``, ``crops/``.
@@ -408,9 +409,12 @@ def predict_video(
     (``crops/<frame>_<face_id>.jpg``); ``plot`` the plot of the face longest in view, whose title says when
     the model has only seen synthetic faces. ``predictions.json`` records ``model_name`` (e.g. the model
     file), the model's provenance, the synthetic-model ``warning`` (or null), the options and the counts
-    (frames, frames with a face, face rows, faces, unreadable images). The table's ``attrs`` add the paths
-    written (``"csv"``, ``"json"``, ``"plot"``).
+    (frames, frames with a face, face rows, faces, unreadable images). ``video_out``: also write the source
+    video with each face's box, id and top expression drawn (:func:`emotion.overlay.write_overlay_video`).
+    The table's ``attrs`` add the paths written (``"csv"``, ``"json"``, ``"plot"``, ``"video"``).
     """
+    if video_out is not None and Path(source).is_dir():  # before the predicting, not after it
+        raise ValueError(f"--video-out needs a video source; {str(source)!r} is a folder of images")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     crops_dir = out_dir / "crops" if save_crops else None
@@ -427,6 +431,10 @@ def predict_video(
             title += " - model trained on synthetic faces only: meaningless on real faces"
         plot_predictions(table, plot_path, title=title)
         table.attrs["plot"] = str(plot_path)
+    if video_out is not None:
+        from emotion.overlay import write_overlay_video
+
+        table.attrs["video"] = str(write_overlay_video(source, table, video_out))
     json_path = out_dir / "predictions.json"
     record = {
         "source": table.attrs["source"],
@@ -435,7 +443,7 @@ def predict_video(
         "warning": table.attrs["warning"],
         "options": {"save_crops": save_crops, **{key: _plain(value) for key, value in options.items()}},
         "counts": counts(table),
-        "files": {key: table.attrs[key] for key in ("csv", "plot") if key in table.attrs},
+        "files": {key: table.attrs[key] for key in ("csv", "plot", "video") if key in table.attrs},
     }
     _write_atomically(json_path, lambda path: Path(path).write_text(json.dumps(record, indent=2) + "\n"))
     table.attrs["json"] = str(json_path)
@@ -834,6 +842,9 @@ def add_predict_options(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     parser.add_argument("--batch-size", type=int, default=32, help="frames per detector call, crops per pass")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:1, ... (default: the config's)")
     parser.add_argument("--save-crops", action="store_true", help="also write the aligned face crops")
+    parser.add_argument(
+        "--video-out", type=Path, help="also write the video with boxes, face ids and expressions drawn"
+    )
     parser.add_argument("--crop-size", type=int, default=112, help="side of the aligned face crop (112)")
     parser.add_argument(
         "--margin", type=float, default=0.25, help="margin around the face, a fraction of its side (0.25)"
@@ -866,6 +877,7 @@ def predict_options(args: argparse.Namespace) -> dict[str, Any]:
         "image_fps": args.image_fps,
         "batch_size": args.batch_size,
         "save_crops": args.save_crops,
+        "video_out": args.video_out,
         "crop_size": args.crop_size,
         "margin": args.margin,
         "min_score": args.min_score,

@@ -156,8 +156,9 @@ def _predict(config, args: argparse.Namespace) -> int:
     print(
         f"{summary(table)}\npredictions: {table.attrs['csv']}\nmodel, options, counts: {table.attrs['json']}"
     )
-    if "plot" in table.attrs:
-        print(f"plot: {table.attrs['plot']}")
+    for name in ("plot", "video"):
+        if name in table.attrs:
+            print(f"{name}: {table.attrs[name]}")
     if table.attrs["warning"] is not None:
         print(f"warning: {table.attrs['warning']}", file=sys.stderr)
     return 0

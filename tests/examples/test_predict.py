@@ -666,3 +666,25 @@ def test_run_py_predict_tracks_the_face_with_mtcnn(finished_tiny_run, video, tmp
     argv[argv.index("--source") + 1] = str(tmp_path / "missing.mp4")
     assert run.main(argv) == 2
     assert "missing.mp4" in capsys.readouterr().err
+
+
+def test_video_out_draws_each_face_on_every_frame(video, clip, image_folder, tiny_models, tmp_path):
+    options = {"image_size": 32, "detector": KnownFaces(clip), "every": 2, "progress": False}
+    table = predict_video(video, tiny_models, None, tmp_path, video_out=tmp_path / "drawn.mp4", **options)
+    assert table.attrs["video"] == str(tmp_path / "drawn.mp4")
+    assert json.loads((tmp_path / "predictions.json").read_text())["files"]["video"] == table.attrs["video"]
+    with av.open(str(tmp_path / "drawn.mp4")) as container:
+        drawn = [frame.to_ndarray(format="rgb24").astype(float) for frame in container.decode(video=0)]
+    assert len(drawn) == NUM_FRAMES and drawn[0].shape == (HEIGHT, WIDTH, 3)  # every frame, not every 2nd
+    face = table[table["face_found"]].iloc[0]
+    left, top, right = (int(face[name]) for name in ("box_left", "box_top", "box_right"))
+    source = [frame.image.astype(float) for frame in FrameReader(video)]
+    for index in (0, 1):  # predicted, and held from frame 0 on the frame between
+        edge = np.abs(
+            drawn[index][top - 1 : top + 2, left:right] - source[index][top - 1 : top + 2, left:right]
+        )
+        assert edge.mean() > 40, index
+    for index in (6, 7):  # no face on frame 6, so none drawn there nor on frame 7
+        assert np.abs(drawn[index] - source[index]).mean() < 3, index
+    with pytest.raises(ValueError, match=r"--video-out needs a video source; .* is a folder of images"):
+        predict_video(image_folder, tiny_models, None, tmp_path, video_out=tmp_path / "x.mp4", **options)
