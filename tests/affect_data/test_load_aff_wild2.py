@@ -240,6 +240,19 @@ def test_cr_only_line_endings_and_a_byte_order_mark_are_read(tmp_path):
     np.testing.assert_allclose(table["arousal"], [0.2, 0.4], rtol=1e-6)
 
 
+def test_a_wrong_header_in_a_cr_only_file_quotes_that_header_alone(tmp_path):
+    # The case: with CR-only line endings, a header error quoted every line of the file.
+    root = tmp_path / "aw"
+    write_images(root, "mac", [1])
+    folder = root / "annotations" / "VA_Set" / "Training_Set"
+    folder.mkdir(parents=True)
+    body = "".join(f"0.{k % 10},0.{k % 7}\r" for k in range(2000))
+    (folder / "mac.txt").write_bytes(f"valence;arousal\r{body}".encode())
+    with pytest.raises(AnnotationError, match=r"mac\.txt.*line 1.*header 'valence;arousal' is not") as caught:
+        load_aff_wild2(root, tasks=["VA"], splits=["train"])
+    assert len(str(caught.value)) < 300 and "0.1,0.1" not in str(caught.value)
+
+
 def test_a_header_error_quotes_a_short_excerpt(tmp_path):
     root = tmp_path / "aw"
     write_images(root, "long", [1])
