@@ -11,7 +11,8 @@ records the part of the configuration the stage depends on and the markers of th
   unless its configuration changed since it started (``STARTED.json`` records it): resuming would mix two
   settings, so that is an error naming the changed keys, and ``--force`` starts the stage afresh;
 - one run folder is worked on by one process at a time: a stage takes the folder's lock (``.lock``, holding
-  the process id) and a second process finds it taken and stops with a message naming the holder.
+  the process id) and a second process finds it taken and stops with a message naming the holder;
+- a stage that starts or resumes first deletes the temporary files of writes that a killed run cut short.
 """
 
 from __future__ import annotations
@@ -208,6 +209,7 @@ def _run_locked(
     if force and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    _remove_partial_writes(folder)
     _save_config(config, config.run_dir)
     if not started.is_file():
         write_json(started, {"stage": name, "config": settings})
@@ -230,6 +232,14 @@ def _run_locked(
     )
     log(f"[{name}] done in {seconds:.0f} s")
     return True
+
+
+def _remove_partial_writes(folder: Path) -> None:
+    """Delete what writes cut short by a killed run left in ``folder``: the hidden temporary files
+    (``.<name>....tmp``) of mtl_distill's ``write_atomically`` and metrics logger, a checkpoint's as large as
+    the checkpoint. Safe: the folder's lock says that no other process is writing them."""
+    for path in folder.rglob(".*.tmp"):
+        path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -154,14 +154,11 @@ def assert_same_outputs(reference: Path, resumed: Path) -> None:
     and equal bytes."""
 
     def outputs(folder: Path) -> list[Path]:
-        # DONE.json and STARTED.json hold ids and times; an atomic write killed half-way leaves a hidden temp.
-        return sorted(
-            p.relative_to(folder)
-            for p in folder.rglob("*")
-            if p.is_file() and p.suffix in (".pt", ".csv") and not p.name.startswith(".")
-        )
+        # DONE.json and STARTED.json hold ids and times.
+        return sorted(p.relative_to(folder) for p in folder.rglob("*") if p.suffix in (".pt", ".csv"))
 
     assert outputs(resumed) == outputs(reference)
+    assert not list(resumed.rglob(".*.tmp")), "a write cut short by the kill was left behind"
     for name in outputs(reference):
         if name.suffix == ".csv":
             assert (resumed / name).read_bytes() == (reference / name).read_bytes(), name

@@ -111,6 +111,18 @@ def test_an_interrupted_stage_does_not_resume_under_another_configuration(tmp_pa
     assert pipeline.read_marker(changed.run_dir / "a")["config"] == {"training.lr": 0.01}
 
 
+def test_a_resumed_stage_deletes_the_temporary_files_of_writes_a_kill_cut_short(tmp_path, counting_stages):
+    config = config_in(tmp_path)
+    folder = config.run_dir / "a"
+    (folder / "student_0").mkdir(parents=True)
+    left = [folder / ".checkpoint.pt.0123456789abcdef.tmp", folder / "student_0" / ".metrics.csv.tmp"]
+    kept = [folder / "notes.tmp", folder / "student_0" / "checkpoint.pt"]
+    for path in left + kept:
+        path.write_bytes(b"partial")
+    assert pipeline.run_stage("a", config, log=lambda _: None)
+    assert [path.exists() for path in left + kept] == [False, False, True, True]
+
+
 def test_a_run_folder_is_used_by_one_process_at_a_time(tmp_path, counting_stages):
     import subprocess
 
