@@ -181,6 +181,17 @@ def test_a_cuda_device_on_a_machine_without_cuda_is_named(tmp_path, monkeypatch,
         check_device(config, path)
 
 
+def test_mps_on_a_machine_without_it_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    data = tiny()
+    data["training"]["device"] = "mps"
+    path = write(tmp_path, data)
+    with pytest.raises(
+        ConfigError, match=r"training\.device is 'mps', but MPS is not available on this machine"
+    ):
+        check_device(load_config(path, check_paths=False), path)
+
+
 def test_a_cuda_index_beyond_the_devices_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
