@@ -40,6 +40,9 @@ from emotion.pipeline import EXPERIMENT_STAGES, MAIN_STAGES, STAGES, StageError,
 from emotion.predict import add_predict_options
 from mtl_distill.distributed import setup_distributed
 
+#: Stages that never use ``training.device`` (on one seed): they run on any machine, whatever the device.
+DEVICE_FREE = ("prepare", "report", "export", "figure5")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.model is not None:
             return _predict(None, args)
         config = load_config(args.config, check_paths=args.stage != "predict")
-        if args.stage not in ("prepare", "report"):  # these two never touch the device: they may run anywhere
+        if _uses_configured_device(args):
             check_device(config, args.config)
         if args.stage == "predict":
             return _predict(config, args)
@@ -116,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(table.read_text(encoding="utf-8"))
                 print(f"({table}, plot: {table.with_suffix('.png')})\n")
     return 0
+
+
+def _uses_configured_device(args: argparse.Namespace) -> bool:
+    """Whether the command computes on the config's ``training.device`` (over seeds, figure5 trains table1;
+    ``predict --device`` overrides the config's)."""
+    if args.stage == "predict":
+        return not args.device
+    return args.stage not in DEVICE_FREE or bool(args.seeds)
 
 
 def _study(config, args: argparse.Namespace) -> int:

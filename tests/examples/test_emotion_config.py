@@ -218,6 +218,24 @@ def test_run_py_names_a_missing_cuda_in_one_line_before_any_stage(tmp_path, monk
     assert not (tmp_path / "runs").exists()  # refused before the run folder was touched
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["prepare"], ["report"], ["export"], ["figure5"], ["predict", "--device", "cpu", "--source", "absent"]],
+)
+def test_commands_that_do_not_compute_on_the_configured_device_do_not_check_it(
+    tmp_path, monkeypatch, capsys, command
+):
+    # A config written for the GPU machine must still prepare the data and write the report elsewhere.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(run, "run_stage", lambda *args, **kwargs: True)
+    monkeypatch.setattr(run, "_predict", lambda *args: 0)
+    data = tiny()
+    data["run_root"] = str(tmp_path / "runs")
+    data["training"]["device"] = "cuda"
+    assert run.main([*command, "--config", str(write(tmp_path, data))]) == 0
+    assert "CUDA" not in capsys.readouterr().err
+
+
 def test_loading_a_synthetic_config_does_not_import_scipy():
     # The preset check looks up affect_data.synthetic.PRESETS; scipy is for rendering the corpus only.
     code = (
