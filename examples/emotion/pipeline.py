@@ -138,7 +138,7 @@ STAGES: dict[str, Stage] = {
 }
 
 #: What ``run.py all`` and ``run.py experiments`` run, in order.
-MAIN_STAGES = ("prepare", "teacher", "students", "evaluate", "report")
+MAIN_STAGES = ("prepare", "teacher", "students", "evaluate", "report", "export")
 EXPERIMENT_STAGES = ("table1", "figure5", "table2")
 
 

@@ -10,9 +10,9 @@ Stages, in order, all writing into the run folder ``<run_root>/<name>/`` of the 
 - ``evaluate`` - score the teacher, each student and the ensemble on the validation videos with the ABAW 2020
   metrics, AU thresholds tuned on validation;
 - ``report``   - a Markdown report with the tables and PNG figures;
-- ``all``      - the five stages above in turn;
-- ``export``   - after ``evaluate``: the run's ensemble, its tuned AU thresholds, its architecture and what it
-  was trained on in one model file, ``<run>/export/emotion_model.pt`` (``predict --model``);
+- ``export``   - the run's ensemble, its tuned AU thresholds, its architecture and what it was trained on in
+  one model file, ``<run>/export/emotion_model.pt`` (``predict --model``);
+- ``all``      - the six stages above in turn;
 - ``predict``  - the run's student ensemble on your own video or folder of face images (``--source``);
   ``--model FILE`` in place of ``--config`` predicts with an exported model file alone;
 - ``table1``, ``figure5``, ``table2`` - the paper's experiments (single-task CNNs; single-task vs multitask;
@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         if summary.is_file():
             print(summary.read_text(encoding="utf-8"))
         print(f"report: {report}")
+    if args.stage == "all":
+        print(f"model file: {config.run_dir / 'export' / 'emotion_model.pt'}")
     if args.stage in ("experiments", *EXPERIMENT_STAGES):
         for name in EXPERIMENT_STAGES:
             for table in sorted((config.run_dir / name).glob("*.md")):

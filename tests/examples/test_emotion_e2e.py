@@ -16,7 +16,7 @@ from emotion.pipeline import read_marker  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-STAGES = ("prepare", "teacher", "students", "evaluate", "report")
+STAGES = ("prepare", "teacher", "students", "evaluate", "report", "export")
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +112,7 @@ def test_predict_runs_the_ensemble_on_a_folder_of_frames(finished_run, tmp_path,
     import numpy as np
     from emotion.config import load_config
     from emotion.inference import load_ensemble, predict_run
+    from emotion.predict import SyntheticModelWarning
     from emotion.video import Face
 
     config_path, _ = finished_run
@@ -126,7 +127,8 @@ def test_predict_runs_the_ensemble_on_a_folder_of_frames(finished_run, tmp_path,
             return [[face] if i % 2 == 0 else [] for i in range(len(images))]
 
     frames = sorted(Path(config.data.synthetic.root, "aff_wild2", "cropped_aligned").iterdir())[0]
-    table = predict_run(config, frames, tmp_path / "out", detector=EveryOtherFrame(), progress=False)
+    with pytest.warns(SyntheticModelWarning, match="only seen synthetic faces"):
+        table = predict_run(config, frames, tmp_path / "out", detector=EveryOtherFrame(), progress=False)
     assert len(table) == len(list(frames.iterdir()))
     assert table["face_found"].tolist()[:4] == [True, False, True, False]
     assert table.loc[~table["face_found"], "valence"].isna().all()
