@@ -15,11 +15,13 @@ Example
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -211,8 +213,8 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def load_config(path: str | Path, check_paths: bool = True) -> Config:
-    """Read and validate a YAML configuration file.
+def load_config(path: str | Path, check_paths: bool = True, overrides: Sequence[str] = ()) -> Config:
+    """Read and validate a YAML configuration file, with command-line overrides.
 
     Parameters
     ----------
@@ -221,14 +223,25 @@ def load_config(path: str | Path, check_paths: bool = True) -> Config:
     check_paths : bool
         Check that every configured data set root exists (the synthetic corpus root may be missing:
         ``prepare`` writes it).
+    overrides : sequence of str
+        ``key.path=value`` settings (``run.py --set``), applied in turn as if the file had been edited: the
+        value is read as YAML (``training.lr=3e-4`` is a number, ``training.students.soft_labels=online`` a
+        string, ``data.recipe=null`` null), and each is checked like the file itself.
 
     Raises
     ------
     ConfigError
-        Naming the file, the key and the value: unknown keys, wrong types, missing required keys, values
-        out of range (a learning rate <= 0, zero steps per epoch, an unknown device or synthetic preset,
-        ...), missing data folders. Whether this machine has the configured device is
-        :func:`check_device`'s question.
+        Naming the file (or the ``--set`` that brought the value in), the key and the value: unknown keys,
+        wrong types, missing required keys, values out of range (a learning rate <= 0, zero steps per epoch,
+        an unknown device or synthetic preset, ...), missing data folders. Whether this machine has the
+        configured device is :func:`check_device`'s question.
+
+    Example
+    -------
+    >>> demo = Path(__file__).parent / "configs" / "demo.yaml"
+    >>> config = load_config(demo, check_paths=False, overrides=["training.lr=3e-4", "model.hidden=64"])
+    >>> config.training.lr, config.model.hidden
+    (0.0003, 64)
     """
     path = Path(path)
     if not path.is_file():
@@ -238,12 +251,53 @@ def load_config(path: str | Path, check_paths: bool = True) -> Config:
             data = yaml.safe_load(handle)
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML: {error}") from error
-    config = _build(Config, data, where="", source=path)
-    _check(config, path, check_paths)
+    # The file is checked as written, then again after each override, so that an error names what brought
+    # the value in; data folders are checked last only, so that an override can point them elsewhere.
+    config = _validated(data, path, check_paths and not overrides)
+    for position, text in enumerate(overrides, start=1):
+        data = _override(data, text, path)
+        config = _validated(data, f"{path}, --set {text}", check_paths and position == len(overrides))
     return config
 
 
-def _check(config: Config, source: Path, check_paths: bool) -> None:
+def _validated(data: Any, source: Path | str, check_paths: bool) -> Config:
+    config = _build(Config, data, where="", source=source)
+    _check(config, source, check_paths)
+    return config
+
+
+def _override(data: Any, text: str, path: Path) -> dict[str, Any]:
+    """A copy of the YAML mapping ``data`` with one ``key.path=value`` override set.
+
+    Sections the file leaves out (or sets to null) are created; whether the keys exist is left to
+    :func:`_build`, which names the first unknown one with its full path, as it does for the file.
+    """
+    origin = f"{path}, --set {text}"
+    key, equals, value_text = text.partition("=")
+    parts = key.strip().split(".")
+    if not equals or not all(parts):
+        raise ConfigError(f"{origin}: expected KEY.PATH=VALUE, e.g. training.lr=3e-4")
+    try:
+        value = yaml.safe_load(value_text)
+    except yaml.YAMLError as error:
+        # One line: the problem alone, not the marked copy of the value that PyYAML adds.
+        problem = getattr(error, "problem", None) or error
+        raise ConfigError(f"{origin}: the value {value_text!r} is not valid YAML ({problem})") from None
+    data = copy.deepcopy(data)
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            section = ".".join(parts[: depth + 1])
+            raise ConfigError(f"{origin}: {section} is {child!r}, not a section with keys")
+        node = child
+    node[parts[-1]] = value
+    return data
+
+
+def _check(config: Config, source: Path | str, check_paths: bool) -> None:
     name = Path(config.name)
     if not config.name or name.is_absolute() or ".." in name.parts:
         raise ConfigError(
@@ -314,7 +368,7 @@ def _check(config: Config, source: Path, check_paths: bool) -> None:
             )
 
 
-def _check_optional_counts(config: Config, source: Path) -> None:
+def _check_optional_counts(config: Config, source: Path | str) -> None:
     # null means "the default" (a full pass over the balanced lists, or the main training's epochs); 0 would
     # train nothing and fail only once the stage has started.
     experiments = config.experiments
@@ -329,7 +383,7 @@ def _check_optional_counts(config: Config, source: Path) -> None:
             raise ConfigError(f"{source}: {key} must be >= 1 or null, got {value}")
 
 
-def _check_training(training: TrainingConfig, source: Path) -> None:
+def _check_training(training: TrainingConfig, source: Path | str) -> None:
     # Each of these would otherwise surface only inside torch, as a traceback at the stage's first step.
     if not 0.0 < training.lr < math.inf:
         raise ConfigError(f"{source}: training.lr must be a finite number > 0, got {training.lr}")
@@ -388,7 +442,7 @@ def student_variant(
     if not isinstance(overrides, dict):
         raise ConfigError(f"{source}: {where} must map training.students keys to values, got {overrides!r}")
     merged = {**dataclasses.asdict(config.training.students), **overrides}
-    students = _build(StudentsConfig, merged, where=where, source=Path(str(source)))
+    students = _build(StudentsConfig, merged, where=where, source=source)
     _check_students(students, where, source)
     return students
 
@@ -408,7 +462,7 @@ def _check_students(students: StudentsConfig, where: str, source: Path | str) ->
         )
 
 
-def _build(cls: type, data: Any, where: str, source: Path) -> Any:
+def _build(cls: type, data: Any, where: str, source: Path | str) -> Any:
     """Build dataclass ``cls`` from a mapping, checking keys and types recursively."""
     label = where or "the top level"
     if not isinstance(data, dict):
@@ -430,7 +484,7 @@ def _build(cls: type, data: Any, where: str, source: Path) -> Any:
     return cls(**values)
 
 
-def _convert(hint: Any, value: Any, key: str, source: Path) -> Any:
+def _convert(hint: Any, value: Any, key: str, source: Path | str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)

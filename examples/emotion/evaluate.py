@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from affect_data.metrics import au_score, expr_score, va_score
 from affect_data.schema import AU_NAMES
@@ -41,9 +40,10 @@ from emotion.factory import (
     resolve_device,
     truth_arrays,
 )
-from emotion.pipeline import write_json
+from emotion.pipeline import progress_bars, write_json
 from mtl_distill.checkpoint import write_atomically
 from mtl_distill.ensemble import average_predictions, tune_thresholds
+from mtl_distill.logging_utils import progress
 
 __all__ = [
     "evaluation_tables",
@@ -187,7 +187,7 @@ def predict(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     parts: dict[str, list[np.ndarray]] = {}
     with torch.inference_mode():
-        for batch in tqdm(loader, desc=desc, unit="batch", leave=False):
+        for batch in progress(loader, desc=desc, enabled=progress_bars()):
             outputs = model(batch[0].to(device))
             for name, logits in outputs.items():
                 parts.setdefault(name, []).append(tasks[name].predict(logits.float()).cpu().numpy())

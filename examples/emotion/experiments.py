@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from affect_data.datasets import task_label_tensors
 from affect_data.schema import TASK_COLUMNS
@@ -45,11 +44,12 @@ from emotion.factory import (
     seeded,
 )
 from emotion.models import MultitaskCNNRNN, TemporalHeads
-from emotion.pipeline import write_json
+from emotion.pipeline import progress_bars, write_json
 from emotion.prepare import keep_rows, load_sources
 from emotion.train import train_config
 from mtl_distill.batching import MultiTaskBatchSampler, concat_datasets
 from mtl_distill.evaluation import predict as predict_items
+from mtl_distill.logging_utils import progress
 from mtl_distill.trainer import train_students, train_teacher
 
 __all__ = ["FeatureClips", "run_figure5", "run_table1", "run_table2"]
@@ -275,9 +275,8 @@ def _head_features(cnn, config: Config, tables: list[pd.DataFrame], device: torc
     cnn = cnn.to(device).eval()
     parts = []
     with torch.inference_mode():
-        for images, _, _ in tqdm(
-            DataLoader(dataset, batch_size=config.evaluation.batch_size), desc="features"
-        ):
+        loader = DataLoader(dataset, batch_size=config.evaluation.batch_size)
+        for images, _, _ in progress(loader, desc="features", enabled=progress_bars()):
             features = cnn.features(images.to(device))
             # Half precision per batch, not at the end: the float32 copy of every frame is never held.
             parts.append(torch.stack([features[task] for task in cnn.num_outputs], dim=1).half().cpu())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -39,6 +40,7 @@ __all__ = [
     "STAGES",
     "Stage",
     "StageError",
+    "progress_bars",
     "read_marker",
     "run_stage",
     "write_json",
@@ -290,6 +292,15 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by another user
         return True
     return True
+
+
+def progress_bars() -> bool:
+    """Whether the stages draw progress bars: while the ``emotion`` logger shows INFO records.
+
+    So ``run.py`` draws them by default and not under ``-q``; code that leaves logging unconfigured (the
+    tests, a notebook) gets no bars. ``TQDM_DISABLE=1`` turns them off in any case.
+    """
+    return logging.getLogger("emotion").isEnabledFor(logging.INFO)
 
 
 def read_marker(folder: Path) -> dict[str, Any] | None:

@@ -530,8 +530,12 @@ def _predict(
             pending.clear()
 
     frames = detect_faces(reader, detector, crop_size, margin, min_score, min_face_size, batch_size)
+    # No `disable` when a bar is wanted: TQDM_DISABLE=1 (tqdm's default for it) then still turns it off.
     bar = tqdm(
-        total=len(reader) or None, desc=f"predict {reader.source.name}", unit="frame", disable=not progress
+        total=len(reader) or None,
+        desc=f"predict {reader.source.name}",
+        unit="frame",
+        **({} if progress else {"disable": True}),
     )
     try:
         for detected in frames:

@@ -26,6 +26,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +38,7 @@ import pandas as pd
 from affect_data.schema import EXPR_NAMES, LABEL_COLUMNS, TASK_COLUMNS, as_frame_table
 from emotion.config import Config
 from emotion.factory import frame_cache_folder, write_table
-from emotion.pipeline import write_json
+from emotion.pipeline import progress_bars, write_json
 
 __all__ = [
     "held_out_table",
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 KEYS = ["dataset", "video", "frame"]
+
+_log = logging.getLogger(__name__)
 
 
 def run_prepare(config: Config, folder: Path) -> dict[str, Any]:
@@ -128,13 +131,15 @@ def _cache_crops(
     from affect_data.transforms import resized_size
 
     paths = _all_paths(tasks, validation, test)
-    print(f"[prepare] caching {paths.nunique()} face crops at {resized_size(config.data.image_size)} px")
+    size = resized_size(config.data.image_size)
+    _log.info("[prepare] caching %d face crops at %d px", paths.nunique(), size)
     cache = build_frame_cache(
         paths,
         frame_cache_folder(config),
-        size=resized_size(config.data.image_size),
+        size=size,
         num_workers=config.data.num_workers,
         overwrite=True,
+        progress=progress_bars(),
     )
     return (*_keep_where(cache.covers, tasks, validation, test), len(cache.skipped))
 
@@ -153,11 +158,13 @@ def _drop_unreadable(
     from affect_data.cache import unreadable_images
 
     paths = _all_paths(tasks, validation, test)
-    print(f"[prepare] checking that {paths.nunique()} face images decode")
-    bad = unreadable_images(paths, num_workers=config.data.num_workers)
+    _log.info("[prepare] checking that %d face images decode", paths.nunique())
+    bad = unreadable_images(paths, num_workers=config.data.num_workers, progress=progress_bars())
     if bad:
         path, error = next(iter(bad.items()))
-        print(f"[prepare] dropping the rows of {len(bad)} unreadable image(s), e.g. {path} ({error})")
+        _log.warning(
+            "[prepare] dropping the rows of %d unreadable image(s), e.g. %s (%s)", len(bad), path, error
+        )
     return (
         *_keep_where(lambda table: ~table["path"].isin(bad).to_numpy(), tasks, validation, test),
         len(bad),
@@ -220,7 +227,13 @@ def load_sources(config: Config) -> dict[str, pd.DataFrame]:
         "expw": lambda root: load_expw(root, cache_dir=cache / "expw" if cache else None),
         "afew_va": lambda root: load_afew_va(root, cache_dir=cache / "afew_va" if cache else None),
     }
-    return {name: loaders[name](root) for name, root in roots.items() if root is not None}
+    sources = {}
+    for name, root in roots.items():
+        if root is not None:
+            # A loader logs what it read once it is done; ExpW's and AFEW-VA's first load also crops faces.
+            _log.info("[prepare] loading %s from %s", name, root)
+            sources[name] = loaders[name](root)
+    return sources
 
 
 def validation_table(aff_wild2: pd.DataFrame, truth: Path | None = None) -> pd.DataFrame:
@@ -268,9 +281,9 @@ def _ensure_corpus(root: Path, preset: str, seed: int) -> None:
         return
     from affect_data.synthetic import write_corpus
 
-    print(f"[prepare] writing the synthetic corpus (preset {preset!r}, seed {seed}) into {root}")
+    _log.info("[prepare] writing the synthetic corpus (preset %r, seed %d) into %s", preset, seed, root)
     # The corpus is the same whatever the number of rendering processes: use the machine's cores.
-    write_corpus(root, preset=preset, seed=seed, n_jobs=min(os.cpu_count() or 1, 8))
+    write_corpus(root, preset=preset, seed=seed, n_jobs=min(os.cpu_count() or 1, 8), progress=progress_bars())
 
 
 def plot_balancing(prepared: Path, folder: Path) -> dict[str, Path]:

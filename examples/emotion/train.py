@@ -30,6 +30,7 @@ from emotion.factory import (
     read_table,
     resolve_device,
 )
+from emotion.pipeline import progress_bars
 from mtl_distill.batching import MultiTaskBatchSampler, concat_datasets
 from mtl_distill.trainer import TrainConfig, train_students, train_teacher
 
@@ -130,6 +131,7 @@ def train_config(config: Config, epochs: int, **student: float | bool) -> TrainC
         amp=device.type == "cuda",  # mixed precision and channels-last: GPU only
         channels_last=device.type == "cuda",
         selection=abaw_selection_score,
+        progress=progress_bars(),
         **student,
     )
 

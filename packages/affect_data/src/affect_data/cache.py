@@ -48,6 +48,7 @@ from PIL import Image
 
 from affect_data.faces import IMAGE_ERRORS
 from affect_data.transforms import load_image
+from mtl_distill.logging_utils import progress as progress_bar
 
 #: 2: meta.json records the byte size and checksums of crops.u8 and index.csv.
 FORMAT_VERSION = 2
@@ -273,6 +274,7 @@ def build_frame_cache(
     on_error: str = "skip",
     overwrite: bool = False,
     chunk_size: int = 512,
+    progress: bool = False,
 ) -> FrameCache:
     """Decode every distinct image once, resize it to ``size``, and store the pixels in a new cache folder.
 
@@ -292,6 +294,9 @@ def build_frame_cache(
         Replace an existing cache folder; otherwise an existing folder is an error.
     chunk_size : int, default 512
         Images per task handed to a worker.
+    progress : bool, default False
+        Draw a progress bar over the chunks of images (tqdm, when installed: ``mtl-distill[progress]``;
+        ``TQDM_DISABLE=1`` turns it off).
 
     Returns
     -------
@@ -322,11 +327,18 @@ def build_frame_cache(
             (str(array_path), shape, start, unique[start : start + chunk_size], on_error)
             for start in range(0, len(unique), chunk_size)
         ]
+        description = f"crop cache: {len(unique)} images"
         if num_workers > 0:
             with ProcessPoolExecutor(num_workers) as pool:
-                failures = [f for part in pool.map(_fill_rows, chunks) for f in part]
+                parts = progress_bar(
+                    pool.map(_fill_rows, chunks), total=len(chunks), desc=description, enabled=progress
+                )
+                failures = [f for part in parts for f in part]
         else:
-            failures = [f for chunk in chunks for f in _fill_rows(chunk)]
+            parts = progress_bar(
+                map(_fill_rows, chunks), total=len(chunks), desc=description, enabled=progress
+            )
+            failures = [f for part in parts for f in part]
 
         failed = {row for row, _, _ in failures}
         index = pd.DataFrame({"row": np.arange(len(unique)), "path": unique})
@@ -363,7 +375,10 @@ def build_frame_cache(
 
 
 def unreadable_images(
-    paths: pd.DataFrame | Iterable[str | os.PathLike], num_workers: int = 0, chunk_size: int = 512
+    paths: pd.DataFrame | Iterable[str | os.PathLike],
+    num_workers: int = 0,
+    chunk_size: int = 512,
+    progress: bool = False,
 ) -> dict[str, str]:
     """The images that cannot be decoded, each with the reason, by the test :func:`build_frame_cache` applies.
 
@@ -379,6 +394,8 @@ def unreadable_images(
         Decoding processes; 0 decodes in this process.
     chunk_size : int, default 512
         Images per task handed to a worker.
+    progress : bool, default False
+        Draw a progress bar over the chunks of images, as :func:`build_frame_cache` does.
 
     Returns
     -------
@@ -398,11 +415,14 @@ def unreadable_images(
     """
     unique = list(dict.fromkeys(_path_strings(paths)))
     chunks = [unique[start : start + chunk_size] for start in range(0, len(unique), chunk_size)]
+    description = f"decoding {len(unique)} images"
     if num_workers > 0 and len(chunks) > 1:
         with ProcessPoolExecutor(num_workers) as pool:
-            parts = list(pool.map(_unreadable_in, chunks))
-    else:
-        parts = [_unreadable_in(chunk) for chunk in chunks]
+            parts = progress_bar(
+                pool.map(_unreadable_in, chunks), total=len(chunks), desc=description, enabled=progress
+            )
+            return dict(failure for part in parts for failure in part)
+    parts = progress_bar(map(_unreadable_in, chunks), total=len(chunks), desc=description, enabled=progress)
     return dict(failure for part in parts for failure in part)
 
 

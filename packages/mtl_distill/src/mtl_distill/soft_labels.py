@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from mtl_distill import distributed
 from mtl_distill.batching import IndexedDataset
 from mtl_distill.checkpoint import load_checkpoint, save_checkpoint
+from mtl_distill.logging_utils import progress as progress_bar
 from mtl_distill.tasks import Task
 
 __all__ = ["CachedSoftLabels", "EnsembleTeacher", "OnlineSoftLabels", "SoftLabelCache", "frozen_copy"]
@@ -156,6 +157,7 @@ class SoftLabelCache:
         num_workers: int = 0,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float16,
+        progress: bool = False,
     ) -> SoftLabelCache:
         """Run ``teacher`` (frozen copy, eval mode) once over ``dataset`` items ``(inputs, targets, masks)``.
 
@@ -163,6 +165,7 @@ class SoftLabelCache:
         dataset augment anyway, item ``i`` is loaded with RNG seed ``i``, so the cache is reproducible).
         ``indices`` restricts the pass to those samples (default: all). Under ``torch.distributed`` each
         rank computes a share and the shares are gathered, so every rank ends with the whole cache.
+        ``progress`` draws a progress bar over the batches (tqdm, when installed).
         """
         device = torch.device(device) if device is not None else _device_of(teacher)
         teacher = frozen_copy(teacher, device)
@@ -177,7 +180,7 @@ class SoftLabelCache:
             Subset(IndexedDataset(dataset), keys), batch_size=batch_size, num_workers=num_workers
         )
         chunks: dict[str, list[Tensor]] = {}
-        for batch in loader:
+        for batch in progress_bar(loader, desc="caching soft labels", enabled=progress):
             outputs = teacher(batch[0].to(device))
             for name, values in outputs.items():
                 chunks.setdefault(name, []).append(_to_storage(values, dtype))

@@ -887,6 +887,7 @@ def _teacher_cache(
         num_workers=config.num_workers,
         device=device,
         dtype=getattr(torch, dtype),
+        progress=config.progress and distributed.rank() == 0,
     )
     if path is not None and distributed.rank() == 0:
         cache.save(path)

@@ -29,7 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         root = write_corpus(
-            args.out, preset=args.preset, seed=args.seed, n_jobs=args.jobs, overwrite=args.overwrite
+            args.out,
+            preset=args.preset,
+            seed=args.seed,
+            n_jobs=args.jobs,
+            overwrite=args.overwrite,
+            progress=True,
         )
     except (FileExistsError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -643,6 +644,7 @@ def write_corpus(
     seed: int = 0,
     n_jobs: int = 1,
     overwrite: bool = False,
+    progress: bool = False,
 ) -> Path:
     """Render the synthetic affect corpus and write it in the four real formats plus the hidden truth.
 
@@ -667,6 +669,9 @@ def write_corpus(
         Worker processes for rendering.
     overwrite : bool
         Replace an existing corpus (a folder holding ``corpus.json``) at ``out_dir``.
+    progress : bool
+        Draw a progress bar over the videos and stills rendered (tqdm, when installed:
+        ``mtl-distill[progress]``; ``TQDM_DISABLE=1`` turns it off).
 
     Returns
     -------
@@ -704,12 +709,15 @@ def write_corpus(
     tmp.mkdir()
     try:
         jobs = [(tmp, plan) for plan in [*videos, *stills]]
+        description = f"rendering the {preset.name} corpus"
         if n_jobs == 1:
-            for job in jobs:
-                _render(job)
+            for _ in _progress_bar(map(_render, jobs), total=len(jobs), desc=description, enabled=progress):
+                pass
         else:
             with ProcessPoolExecutor(n_jobs) as pool:
-                list(pool.map(_render, jobs, chunksize=4))
+                rendered = pool.map(_render, jobs, chunksize=4)
+                for _ in _progress_bar(rendered, total=len(jobs), desc=description, enabled=progress):
+                    pass
         aff_wild2 = [p for p in videos if p.dataset == "aff_wild2"]
         _write_aff_wild2_labels(tmp, aff_wild2)
         for plan in videos:
@@ -730,6 +738,16 @@ def write_corpus(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _progress_bar(iterable: Iterable, total: int, desc: str, enabled: bool) -> Iterable:
+    """``iterable`` behind mtl_distill's progress bar (tqdm, when installed) when ``enabled``."""
+    if not enabled:
+        return iterable
+    # Imported here: mtl_distill imports torch, which reading presets (a config check) must not load.
+    from mtl_distill.logging_utils import progress
+
+    return progress(iterable, total=total, desc=desc)
 
 
 def load_truth(root: str | os.PathLike) -> pd.DataFrame:
