@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,10 +37,12 @@ from mtl_distill.checkpoint import write_atomically
 
 __all__ = [
     "EXPERIMENT_STAGES",
+    "LOGGERS",
     "MAIN_STAGES",
     "STAGES",
     "Stage",
     "StageError",
+    "configure_logging",
     "progress_bars",
     "read_marker",
     "run_stage",
@@ -292,6 +295,28 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by another user
         return True
     return True
+
+
+#: The loggers of this repository, whose level the command line sets (other libraries stay at WARNING).
+LOGGERS = ("emotion", "mtl_distill", "affect_data", "imbalance")
+
+
+def configure_logging(level: int, prefix: str = "") -> None:
+    """Show this repository's log records at ``level`` and above on stdout, where the stages print, each line
+    after ``prefix`` (a study's worker marks its lines with its seed).
+
+    Progress bars follow: :func:`progress_bars` draws them while INFO records show.
+    """
+    verbose = level <= logging.DEBUG
+    # force: a second main() in one process (the tests) writes to the sys.stdout of its own call.
+    logging.basicConfig(
+        level=logging.WARNING,
+        format=prefix + ("%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"),
+        stream=sys.stdout,
+        force=True,
+    )
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 def progress_bars() -> bool:

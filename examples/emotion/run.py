@@ -39,7 +39,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from affect_data.loaders import AnnotationError
 from emotion.config import ConfigError, check_device, load_config
-from emotion.pipeline import EXPERIMENT_STAGES, MAIN_STAGES, StageError, progress_bars, run_stage
+from emotion.pipeline import (
+    EXPERIMENT_STAGES,
+    MAIN_STAGES,
+    StageError,
+    configure_logging,
+    progress_bars,
+    run_stage,
+)
 from emotion.predict import add_predict_options
 from mtl_distill.distributed import setup_distributed
 
@@ -48,8 +55,6 @@ DEVICE_FREE = ("prepare", "report", "export", "figure5")
 
 #: The loggers of this repository's code: ``-q`` and ``-v`` set their level (other libraries' stay at WARNING,
 #: so that ``-v`` does not bury the pipeline's lines under matplotlib's and PIL's debug records).
-LOGGERS = ("emotion", "mtl_distill", "affect_data", "imbalance")
-
 _log = logging.getLogger("emotion")
 
 _RUN = "<run> is the run folder <run_root>/<name> of the config."
@@ -297,23 +302,6 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
         help="output folder (default <run>/predict/<source name>; with --model predict/<source name>)",
     )
     add_predict_options(parser)
-
-
-def configure_logging(level: int) -> None:
-    """Show this repository's log records at ``level`` and above on stdout, where the stages print.
-
-    Progress bars follow: :func:`emotion.pipeline.progress_bars` draws them while INFO records show.
-    """
-    verbose = level <= logging.DEBUG
-    # force: a second main() in one process (the tests) writes to the sys.stdout of its own call.
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s",
-        stream=sys.stdout,
-        force=True,
-    )
-    for name in LOGGERS:
-        logging.getLogger(name).setLevel(level)
 
 
 def _uses_configured_device(args: argparse.Namespace) -> bool:

@@ -24,7 +24,6 @@ import logging
 import multiprocessing
 import os
 import platform
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Any
 import torch
 
 from emotion.config import Config, ConfigError, student_variant
-from emotion.pipeline import read_marker, run_stage, write_json
+from emotion.pipeline import configure_logging, read_marker, run_stage, write_json
 from mtl_distill.study import StudySummary, summarize
 
 __all__ = [
@@ -160,6 +159,7 @@ def run_study(
             run_seed(config, seed, names, force, stages, log=log)
     else:
         threads = max(1, torch.get_num_threads() // jobs)
+        level = logging.getLogger("emotion").getEffectiveLevel()  # -q / -v reach the workers
         context = multiprocessing.get_context("spawn")  # fresh processes: no forked torch thread pools
         # The workers inherit the environment: no progress bars (several would overwrite each other; tqdm
         # reads this when it is imported, before a worker could set it).
@@ -168,7 +168,7 @@ def run_study(
         try:
             with ProcessPoolExecutor(jobs, mp_context=context) as pool:
                 futures = {
-                    pool.submit(_run_seed_quietly, config, seed, names, force, stages, threads): seed
+                    pool.submit(_run_seed_quietly, config, seed, names, force, stages, threads, level): seed
                     for seed in seeds
                 }
                 for future in as_completed(futures):
@@ -207,12 +207,18 @@ def run_seed(
 
 
 def _run_seed_quietly(
-    config: Config, seed: int, variants: Sequence[str], force: bool, stages: Sequence[str], threads: int
+    config: Config,
+    seed: int,
+    variants: Sequence[str],
+    force: bool,
+    stages: Sequence[str],
+    threads: int,
+    level: int,
 ) -> None:
     # A worker of run_study: its share of the threads, its lines (the trainer's log included) marked with its
-    # seed. A spawned process starts without the parent's logging configuration.
+    # seed, at the parent's log level (a spawned process starts without the parent's logging configuration).
     torch.set_num_threads(threads)
-    logging.basicConfig(level=logging.INFO, format=f"[seed {seed}] %(message)s", stream=sys.stdout)
+    configure_logging(level, prefix=f"[seed {seed}] ")
     run_seed(
         config, seed, variants, force, stages, log=lambda line: print(f"[seed {seed}] {line}", flush=True)
     )

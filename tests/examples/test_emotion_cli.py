@@ -33,7 +33,7 @@ def config(tmp_path):
 @pytest.fixture(autouse=True)
 def restore_logging():
     # run.main configures logging for the process; leave it as the other tests expect it.
-    levels = {name: logging.getLogger(name).level for name in run.LOGGERS}
+    levels = {name: logging.getLogger(name).level for name in pipeline.LOGGERS}
     yield
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
