@@ -99,3 +99,52 @@ def test_markdown_bolds_differences_whose_interval_excludes_zero():
     f1_cell, ccc_cell = row.split("|")[2:4]
     assert f1_cell.strip() == "**+0.010 ± 0.000** (5/5)"
     assert not ccc_cell.strip().startswith("**") and ccc_cell.strip().endswith("(3/5)")
+
+
+def test_differences_table_gathers_chosen_pairs_under_their_labels():
+    scores = {
+        seed: {
+            "teacher": {"f1": 0.8 + 0.01 * seed},
+            "kd": {"f1": 0.81 + 0.01 * seed},
+            "online": {"f1": 0.8 + 0.01 * seed + 0.01 * (-1) ** seed},
+        }
+        for seed in range(5)
+    }
+    summary = summarize(scores, [("kd", "teacher"), ("online", "teacher")])
+    lines = summary.differences_table(
+        {"kd": ("kd", "teacher"), "online": ("online", "teacher")},
+        metric_names={"f1": "F1"},
+        header="variant",
+    ).splitlines()
+    assert lines[:2] == ["| variant | F1 |", "| --- | ---: |"]
+    assert lines[2] == "| kd | **+0.010 ± 0.000** (5/5) |"
+    assert lines[3].startswith("| online | +0.002 ± ") and lines[3].endswith("(3/5) |")
+    with pytest.raises(ValueError, match=r"no paired differences for \[\('teacher', 'kd'\)\]"):
+        summary.differences_table({"reversed": ("teacher", "kd")})
+
+
+def test_compare_variants_answers_each_question_per_variant():
+    from mtl_distill.study import compare_variants
+
+    scores = {}
+    for seed in range(5):
+        scores[seed] = {
+            "teacher": {"f1": 0.80},
+            "teacher (short)": {"f1": 0.70},
+            "kd: students (mean)": {"f1": 0.82},
+            "kd: ensemble": {"f1": 0.83},
+            "plain: students (mean)": {"f1": 0.80 + 0.01 * (-1) ** seed},
+            "plain: ensemble": {"f1": 0.81},
+            "short: students (mean)": {"f1": 0.69},
+            "short: ensemble": {"f1": 0.70},
+        }
+    text = compare_variants(
+        scores, ["kd", "plain", "short"], control="plain", teachers={"short": "teacher (short)"}
+    )
+    assert "students' mean − teacher:" in text and "students' mean − plain's:" in text
+    assert "| short | **-0.010 ± 0.000** (0/5) |" in text  # against its own (short) teacher
+    control = text[text.index("students' mean − plain's:") :]
+    assert "| kd | **+0.018 ± 0.014** (5/5) |" in control  # plain: 0.81, 0.79, 0.81, 0.79, 0.81
+    assert "| short |" not in control  # another teacher: no row against the control
+    with pytest.raises(ValueError, match="control 'none' is not one of the variants"):
+        compare_variants(scores, ["kd"], control="none")

@@ -32,6 +32,7 @@ __all__ = [
     "Interval",
     "PairedDifference",
     "StudySummary",
+    "compare_variants",
     "confidence_interval",
     "paired_difference",
     "student_t_quantile",
@@ -199,22 +200,50 @@ class StudySummary:
                 f"Paired differences (seed by seed), mean ± half-width of the {level} interval, and the "
                 "seeds won; **bold** where the interval excludes zero:",
                 "",
-                _row(["comparison", *names]),
-                _row(["---", *["---:"] * len(names)]),
+                self.differences_table(
+                    {f"{a} − {b}": (a, b) for a, b in self.differences}, digits, metric_names, "comparison"
+                ),
             ]
-            for (a, b), per_metric in self.differences.items():
-                cells = []
-                for metric in self.metrics:
-                    difference = per_metric.get(metric)
-                    if difference is None:
-                        cells.append("")
-                        continue
-                    text = difference.format(digits, sign=True)
-                    if difference.excludes_zero():
-                        text = f"**{text}**"
-                    cells.append(f"{text} ({difference.wins}/{difference.n})")
-                lines.append(_row([f"{a} − {b}", *cells]))
         return "\n".join(lines) + "\n"
+
+    def differences_table(
+        self,
+        rows: Mapping[str, tuple[str, str]],
+        digits: int = 3,
+        metric_names: Mapping[str, str] | None = None,
+        header: str = "",
+    ) -> str:
+        """One Markdown table of chosen paired differences, a row per label: ``rows`` maps a row's label to
+        a compared pair ``(a, b)`` of :attr:`differences`. Each cell is ``mean ± half-width (wins/n)``,
+        **bold** where the interval excludes zero; a metric the pair lacks is an empty cell.
+
+        Example
+        -------
+        >>> scores = {s: {"t": {"f1": 0.8 + s / 100}, "kd": {"f1": 0.81 + s / 100}} for s in range(5)}
+        >>> print(summarize(scores, [("kd", "t")]).differences_table({"kd": ("kd", "t")}))
+        |  | f1 |
+        | --- | ---: |
+        | kd | **+0.010 ± 0.000** (5/5) |
+        """
+        missing = [pair for pair in rows.values() if tuple(pair) not in self.differences]
+        if missing:
+            raise ValueError(f"no paired differences for {missing}; the summary has {list(self.differences)}")
+        names = [(metric_names or {}).get(metric, metric) for metric in self.metrics]
+        lines = [_row([header, *names]), _row(["---", *["---:"] * len(names)])]
+        for label, pair in rows.items():
+            per_metric = self.differences[tuple(pair)]
+            cells = []
+            for metric in self.metrics:
+                difference = per_metric.get(metric)
+                if difference is None:
+                    cells.append("")
+                    continue
+                text = difference.format(digits, sign=True)
+                if difference.excludes_zero():
+                    text = f"**{text}**"
+                cells.append(f"{text} ({difference.wins}/{difference.n})")
+            lines.append(_row([label, *cells]))
+        return "\n".join(lines)
 
 
 def summarize(
@@ -295,6 +324,64 @@ def summarize(
                 )
         differences[(a, b)] = per_metric
     return StudySummary(seeds, models, metrics, intervals, differences, confidence)
+
+
+#: The questions :func:`compare_variants` answers, each a pair of a variant's rows (``None``: its teacher).
+VARIANT_QUESTIONS = (
+    ("students' mean − teacher", "students (mean)", None),
+    ("ensemble − teacher", "ensemble", None),
+    ("ensemble − students' mean", "ensemble", "students (mean)"),
+)
+
+
+def compare_variants(
+    scores: SeedScores,
+    variants: Sequence[str],
+    *,
+    control: str | None = None,
+    teachers: Mapping[str, str] | None = None,
+    metrics: Sequence[str] | None = None,
+    metric_names: Mapping[str, str] | None = None,
+    digits: int = 3,
+    confidence: float = 0.95,
+) -> str:
+    """Markdown tables comparing ways of training students over seeds, one table per question and a row per
+    variant: students' mean − teacher, ensemble − teacher, ensemble − students' mean, and with ``control``
+    each variant's students' mean − the control's (did the soft labels add anything to another run?), for
+    the variants that share the control's teacher.
+
+    ``scores`` is :func:`summarize`'s input holding, per seed, ``"teacher"`` (or ``teachers[variant]``)
+    and for each variant ``"<variant>: students (mean)"`` and ``"<variant>: ensemble"``.
+
+    Example
+    -------
+    >>> scores = {s: {"teacher": {"f1": 0.8}, "kd: students (mean)": {"f1": 0.81 + s / 1000},
+    ...               "kd: ensemble": {"f1": 0.82}} for s in range(5)}
+    >>> print(compare_variants(scores, ["kd"]).splitlines()[4])
+    | kd | **+0.012 ± 0.002** (5/5) |
+    """
+    teachers = teachers or {}
+    questions: dict[str, dict[str, tuple[str, str]]] = {}
+    for question, first, second in VARIANT_QUESTIONS:
+        questions[question] = {
+            name: (f"{name}: {first}", f"{name}: {second}" if second else teachers.get(name, "teacher"))
+            for name in variants
+        }
+    if control is not None:
+        if control not in variants:
+            raise ValueError(f"control {control!r} is not one of the variants {list(variants)}")
+        questions[f"students' mean − {control}'s"] = {
+            name: (f"{name}: students (mean)", f"{control}: students (mean)")
+            for name in variants
+            if name != control and teachers.get(name, "teacher") == teachers.get(control, "teacher")
+        }
+    pairs = list(dict.fromkeys(pair for rows in questions.values() for pair in rows.values()))
+    summary = summarize(scores, pairs, metrics=metrics, confidence=confidence)
+    return "\n\n".join(
+        f"{question}:\n\n{summary.differences_table(rows, digits, metric_names, 'variant')}"
+        for question, rows in questions.items()
+        if rows
+    )
 
 
 def _row(cells: Sequence[str]) -> str:
