@@ -33,7 +33,7 @@ import torch
 
 from emotion.config import Config, ConfigError, student_variant
 from emotion.pipeline import configure_logging, read_marker, run_stage, write_json
-from mtl_distill.study import StudySummary, summarize
+from mtl_distill.study import StudySummary, compare_variants, summarize
 
 __all__ = [
     "EXPERIMENT_STAGES_OVER_SEEDS",
@@ -270,6 +270,14 @@ def summarize_study(config: Config, seeds: Sequence[int], variants: Sequence[str
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "scores.json", {"seeds": list(seeds), "variants": list(variants), "scores": scores})
     text = f"# Study `{config.name}`\n\n{_setting(config, seeds, variants)}\n\n{summary.to_markdown()}"
+    if len(variants) > 1:
+        settings = variants_of(config, list(variants))
+        # The control: students trained on ground truth alone (lam = 1), i.e. the teacher's loss, other seeds.
+        control = next(
+            (name for name, s in settings.items() if s.lam == 1.0 and not s.unlabelled_weight), None
+        )
+        questions = compare_variants(scores, variants, control=control, metrics=[n for n, _, _ in METRICS])
+        text += f"\n## By question, a row per variant\n\n{questions}\n"
     (folder / "summary.md").write_text(text, encoding="utf-8")
     plot_differences(summary, folder / "summary.png")
     return summary

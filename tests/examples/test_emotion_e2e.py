@@ -142,7 +142,10 @@ def test_predict_runs_the_ensemble_on_a_folder_of_frames(finished_run, tmp_path,
 def test_study_runs_every_seed_and_variant_and_compares_them_seed_by_seed(finished_run, capsys):
     config, run_dir = finished_run
     data = yaml.safe_load(config.read_text())
-    data["study"] = {"seeds": [5, 6], "variants": {"paper": {}, "hot": {"temperature": 3.0, "count": 1}}}
+    data["study"] = {
+        "seeds": [5, 6],
+        "variants": {"paper": {}, "control": {"lam": 1.0, "unlabelled_weight": 0.0, "count": 1}},
+    }
     study_config = config.with_name("study.yaml")
     study_config.write_text(yaml.safe_dump(data))
     assert run.main(["study", "--config", str(study_config), "--jobs", "2"]) == 0  # a process per seed
@@ -152,14 +155,14 @@ def test_study_runs_every_seed_and_variant_and_compares_them_seed_by_seed(finish
     for seed in (5, 6):
         assert (study / f"seed_{seed}" / "teacher" / "model.pt").is_file()  # one teacher per seed
         assert len(list((study / f"seed_{seed}" / "paper" / "students").glob("student_*/model.pt"))) == 2
-        assert len(list((study / f"seed_{seed}" / "hot" / "students").glob("student_*/model.pt"))) == 1
-        saved = yaml.safe_load((study / f"seed_{seed}" / "hot" / "config.yaml").read_text())
-        assert (saved["seed"], saved["training"]["students"]["temperature"]) == (seed, 3.0)
+        assert len(list((study / f"seed_{seed}" / "control" / "students").glob("student_*/model.pt"))) == 1
+        saved = yaml.safe_load((study / f"seed_{seed}" / "control" / "config.yaml").read_text())
+        assert (saved["seed"], saved["training"]["students"]["lam"]) == (seed, 1.0)
     # Both variants of a seed learned from the same teacher, which differs between seeds.
     evaluated = {
         (s, v): json.loads((study / f"seed_{s}" / v / "evaluate" / "scores.json").read_text())
         for s in (5, 6)
-        for v in ("paper", "hot")
+        for v in ("paper", "control")
     }
     teachers = [evaluated[key]["models"]["teacher"] for key in sorted(evaluated)]
     assert teachers[0] == teachers[1] and teachers[2] == teachers[3] and teachers[0] != teachers[2]
@@ -178,6 +181,10 @@ def test_study_runs_every_seed_and_variant_and_compares_them_seed_by_seed(finish
     row = next(line for line in summary.splitlines() if line.startswith("| paper: ensemble − teacher"))
     assert row.split("|")[4].strip().startswith(f"{difference / 2:+.3f}")  # VA, the third metric
     assert (study / "summary.png").stat().st_size > 1000
+    # One table per question, a row per variant; the lam = 1 variant is the control of the others.
+    questions = summary[summary.index("## By question") :]
+    assert questions.count("| paper | ") == 4 and questions.count("| control | ") == 3
+    assert "students' mean − control's:" in questions
 
     # Everything is done: running the study again trains nothing.
     assert run.main(["study", "--config", str(study_config)]) == 0
