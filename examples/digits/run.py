@@ -354,12 +354,7 @@ def collect(seeds: list[int], variants: list[str], out_dir: Path) -> dict[int, d
         row: dict[str, dict[str, float]] = {}
         for name in variants:
             scores = json.loads((out_dir / f"seed_{seed}" / name / "scores.json").read_text())
-            teacher = (
-                "teacher"
-                if VARIANTS[name].schedule == "converged"
-                else f"teacher ({VARIANTS[name].schedule})"
-            )
-            row[teacher] = scores["teacher"]
+            row[_teacher_row(name)] = scores["teacher"]
             students = [model for model in scores if model.startswith("student_")]
             row[f"{name}: students (mean)"] = {
                 metric: float(np.mean([scores[s][metric] for s in students])) for metric in METRICS
@@ -379,11 +374,17 @@ def summary(seeds: list[int], variants: list[str], out_dir: Path, elapsed: float
     ]
     if len(seeds) == 1:
         lines += ["**One run**: a single seed, no interval; compare methods with 5 or more seeds.", ""]
+    if len(variants) > 1 and len(seeds) > 1:
+        teachers = {name: _teacher_row(name) for name in variants}
+        control = "no-distillation" if "no-distillation" in variants else None
+        questions = md.study.compare_variants(
+            scores, variants, control=control, teachers=teachers, metrics=list(METRICS), metric_names=METRICS
+        )
+        lines += ["### By question, a row per variant", "", questions, ""]
     for name in variants:
         variant = VARIANTS[name]
-        teacher = "teacher" if variant.schedule == "converged" else f"teacher ({variant.schedule})"
         models = {
-            "teacher": teacher,
+            "teacher": _teacher_row(name),
             "students (mean)": f"{name}: students (mean)",
             "ensemble": f"{name}: ensemble",
         }
@@ -401,6 +402,12 @@ def summary(seeds: list[int], variants: list[str], out_dir: Path, elapsed: float
             study.to_markdown(metric_names=METRICS),
         ]
     return "\n".join(lines)
+
+
+def _teacher_row(variant: str) -> str:
+    """The study table's row of a variant's teacher: one per schedule, shared by the variants on it."""
+    schedule = VARIANTS[variant].schedule
+    return "teacher" if schedule == "converged" else f"teacher ({schedule})"
 
 
 def _cpu_model() -> str:
