@@ -12,7 +12,13 @@ records the part of the configuration the stage depends on and the markers of th
   settings, so that is an error naming the changed keys, and ``--force`` starts the stage afresh;
 - one run folder is worked on by one process at a time: a stage takes the folder's lock (``.lock``, holding
   the process id) and a second process finds it taken and stops with a message naming the holder;
-- a stage that starts or resumes first deletes the temporary files of writes that a killed run cut short.
+- a stage that starts or resumes first deletes the temporary files and folders of writes that a killed run
+  cut short (an atomic write's ``.<name>....tmp``, a crop cache's ``.crops.tmp-<pid>/``);
+- a stage that stops on a StageError (it could not run safely) leaves ``STARTED.json`` as it found it, so
+  that the settings it was refused under are not recorded as those of the interrupted run;
+- a checkpoint that mtl_distill refuses to resume (written under other training settings: when
+  ``STARTED.json`` was deleted, the trainer's own check is the last line of defence) is a StageError naming
+  the checkpoint and ``--force``, not a traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -43,6 +50,7 @@ __all__ = [
     "Stage",
     "StageError",
     "configure_logging",
+    "process_alive",
     "progress_bars",
     "read_marker",
     "run_stage",
@@ -216,12 +224,24 @@ def _run_locked(
     folder.mkdir(parents=True, exist_ok=True)
     _remove_partial_writes(folder)
     _save_config(config, config.run_dir)
-    if not started.is_file():
+    wrote_started = not started.is_file()
+    if wrote_started:
         write_json(started, {"stage": name, "config": settings})
 
     log(f"[{name}] running into {folder}")
     start = time.perf_counter()
-    summary = stage.run(config, folder)
+    try:
+        try:
+            summary = stage.run(config, folder)
+        except ValueError as error:
+            refused = _refused_checkpoint(error, folder, name)
+            if refused is None:
+                raise
+            raise refused from None
+    except StageError:
+        if wrote_started:  # it could not run safely: the settings it was tried with are not recorded
+            started.unlink(missing_ok=True)
+        raise
     seconds = time.perf_counter() - start
     write_json(
         folder / MARKER,
@@ -239,12 +259,38 @@ def _run_locked(
     return True
 
 
+#: The folders of affect_data's ``build_frame_cache`` that a killed build leaves: the cache being filled
+#: (``.crops.tmp-<pid>``, as large as the cache) and the previous one moved aside (``.crops.old-<pid>``).
+_PARTIAL_FOLDER = re.compile(r"\..+\.(tmp|old)-\d+")
+
+
 def _remove_partial_writes(folder: Path) -> None:
     """Delete what writes cut short by a killed run left in ``folder``: the hidden temporary files
     (``.<name>....tmp``) of mtl_distill's ``write_atomically`` and metrics logger, a checkpoint's as large as
-    the checkpoint. Safe: the folder's lock says that no other process is writing them."""
-    for path in folder.rglob(".*.tmp"):
-        path.unlink(missing_ok=True)
+    the checkpoint, and the hidden folders of a crop cache build (``_PARTIAL_FOLDER``). Safe: the folder's
+    lock says that no other process is writing them."""
+    for path in sorted(folder.rglob(".*")):
+        if path.is_dir() and _PARTIAL_FOLDER.fullmatch(path.name):
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.endswith(".tmp") and path.is_file():
+            path.unlink(missing_ok=True)
+
+
+def _refused_checkpoint(error: ValueError, folder: Path, name: str) -> StageError | None:
+    """mtl_distill's refusal to resume a ``checkpoint.pt`` of ``folder`` (its message starts with the
+    checkpoint's path: written under other training settings, or with another epoch length) as a one-line
+    StageError naming the checkpoint and ``--force``; None for any other ValueError."""
+    message = " ".join(str(error).split())
+    for checkpoint in sorted(folder.rglob("checkpoint.pt")):
+        prefix = f"{checkpoint} was written "
+        if message.startswith(prefix):
+            # What differs, without the library's remedy (TrainConfig(resume=False), ...): ours is --force.
+            what = message[len(prefix) :].split(": resum", 1)[0]
+            return StageError(
+                f"{checkpoint} was written {what}: resuming it would mix the two; pass --force to start "
+                f"the stage afresh (run `run.py {name} --force`), or restore the settings it was made with"
+            )
+    return None
 
 
 @contextlib.contextmanager
@@ -261,7 +307,7 @@ def _locked(run_dir: Path) -> Iterator[None]:
             descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             holder = _lock_holder(path)
-            if holder is not None and holder != os.getpid() and _alive(holder):
+            if holder is not None and holder != os.getpid() and process_alive(holder):
                 raise StageError(
                     f"{run_dir} is in use by process {holder} (see {path}): wait for it to finish or stop "
                     f"it; if process {holder} is not a run of this pipeline, delete {path}"
@@ -287,7 +333,8 @@ def _lock_holder(path: Path) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (on this machine)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -1,6 +1,7 @@
 """The ``prepare`` stage: data sets -> training tables, balanced index lists, validation and test tables.
 
-1. The synthetic corpus is written first when the config asks for it and it is missing.
+1. The synthetic corpus is written first when the config asks for it and it is missing (the partial folders
+   that killed writes of it left beside it are deleted).
 2. The four data sets are loaded with affect_data's loaders (exactly as distributed).
 3. affect_data's recipes (the paper's section III-A) merge them per task and balance them with ``imbalance``:
    ``train_<TASK>.csv`` holds the rows labelled for that task, ``balanced_<TASK>.npy`` the balanced list of
@@ -28,6 +29,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,7 +41,7 @@ import pandas as pd
 from affect_data.schema import EXPR_NAMES, LABEL_COLUMNS, TASK_COLUMNS, as_frame_table
 from emotion.config import Config
 from emotion.factory import frame_cache_folder, write_table
-from emotion.pipeline import progress_bars, write_json
+from emotion.pipeline import process_alive, progress_bars, write_json
 
 __all__ = [
     "held_out_table",
@@ -261,6 +264,7 @@ def validation_table(aff_wild2: pd.DataFrame, truth: Path | None = None) -> pd.D
 
 
 def _ensure_corpus(root: Path, preset: str, seed: int) -> None:
+    _remove_partial_corpora(root)
     manifest = root / "corpus.json"
     if manifest.is_file():
         written = json.loads(manifest.read_text())
@@ -284,6 +288,24 @@ def _ensure_corpus(root: Path, preset: str, seed: int) -> None:
     _log.info("[prepare] writing the synthetic corpus (preset %r, seed %d) into %s", preset, seed, root)
     # The corpus is the same whatever the number of rendering processes: use the machine's cores.
     write_corpus(root, preset=preset, seed=seed, n_jobs=min(os.cpu_count() or 1, 8), progress=progress_bars())
+
+
+def _remove_partial_corpora(root: Path) -> None:
+    """Delete the folders that killed writes of the corpus ``root`` left beside it.
+
+    ``write_corpus`` renders into ``.<root name>.partial-<pid>-<hex>`` and renames it to ``root`` once
+    complete; a process killed part-way leaves it (the size of the corpus). Only those of processes that no
+    longer run are deleted: another run may be writing the same corpus (its run folder's lock does not cover
+    the data folder).
+    """
+    if not root.parent.is_dir():
+        return
+    pattern = re.compile(rf"\.{re.escape(root.name)}\.partial-(\d+)-[0-9a-f]+")
+    for path in root.parent.iterdir():
+        match = pattern.fullmatch(path.name)
+        if match and path.is_dir() and not process_alive(int(match.group(1))):
+            _log.info("[prepare] deleting %s, left by a write of the corpus that was cut short", path)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def plot_balancing(prepared: Path, folder: Path) -> dict[str, Path]:
