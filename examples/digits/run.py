@@ -198,7 +198,11 @@ class Variant:
 PAPER_LOSS = {"lam": 0.6, "temperature": 1.5, "t2_scaling": False, "unlabelled_weight": 1.0}
 PAPER_DISTILL = {"soft_labels": "online", "student_init": "teacher_initial"}
 VARIANTS = {
-    "default": Variant("defaults", "the package's defaults, students as long as the teacher"),
+    "default": Variant(
+        "defaults",
+        "the package's defaults: students as long as the teacher, online soft labels, every sample's "
+        "distillation weighted 1 - lam = 0.4 (Hinton et al.)",
+    ),
     "paper": Variant(
         "the paper",
         "the paper exactly: lam 0.6, T 1.5, online soft labels, students from the teacher's start, "
@@ -229,11 +233,12 @@ VARIANTS = {
         PAPER_LOSS,
         {**PAPER_DISTILL, "soft_labels": "cached"},
     ),
-    "kd": Variant(
-        "loss weights",
-        "students as long as the teacher; every sample's distillation weighted 1 - lam = 0.4 (Hinton et al.)",
+    "cached-kd": Variant(
+        "soft labels",
+        "students as long as the teacher; soft labels computed once on clean images, every sample's "
+        "distillation weighted 1 - lam = 0.4 (the package's defaults before these studies)",
         {**PAPER_LOSS, "unlabelled_weight": 0.4},
-        PAPER_DISTILL,
+        {**PAPER_DISTILL, "soft_labels": "cached"},
     ),
     "light": Variant(
         "loss weights",
@@ -260,7 +265,7 @@ STUDY = (
     "paper-short",
     "from-teacher",
     "cached",
-    "kd",
+    "cached-kd",
     "light",
     "own-init",
     "no-distillation",

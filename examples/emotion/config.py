@@ -118,7 +118,7 @@ class StudentsConfig:
 
     The defaults are mtl_distill's (``TrainConfig``, ``DistillConfig``): ``lam``, ``temperature``,
     ``t2_scaling`` and ``unlabelled_weight`` (null: ``1 - lam``; the paper: 1) are the loss settings,
-    ``soft_labels`` cached (the paper: online), and ``init`` is where each student starts: the teacher's
+    ``soft_labels`` online (as the paper), and ``init`` is where each student starts: the teacher's
     starting weights (the paper), fresh random weights of its own, or the trained teacher's.
     """
 
@@ -128,7 +128,7 @@ class StudentsConfig:
     temperature: float = 1.5
     t2_scaling: bool = False
     unlabelled_weight: float | None = None
-    soft_labels: Literal["online", "cached"] = "cached"
+    soft_labels: Literal["online", "cached"] = "online"
     init: Literal["teacher_initial", "random", "teacher"] = "teacher_initial"
 
 

@@ -165,8 +165,8 @@ def test_the_paper_preset_and_invalid_student_starts():
     assert (paper.soft_labels, paper.student_init) == ("online", "teacher_initial")
     assert paper.student.distillation_weight_unlabelled == 1.0  # Eq. 14
     assert DistillConfig.paper(device="cpu").teacher.device == "cpu"
-    defaults = DistillConfig()  # the best method of the studies: students as long as the teacher, cached
-    assert defaults.student.epochs == defaults.teacher.epochs and defaults.soft_labels == "cached"
+    defaults = DistillConfig()  # the best method of the studies: students as long as the teacher, online
+    assert defaults.student.epochs == defaults.teacher.epochs and defaults.soft_labels == "online"
     assert TrainConfig().distillation_weight_unlabelled == pytest.approx(0.4)  # 1 - lam
     assert TrainConfig(lam=0.9).distillation_weight_unlabelled == pytest.approx(0.1)
     with pytest.raises(ValueError, match="student_init must be one of"):
