@@ -305,8 +305,10 @@ def predict_table(
     device: str | torch.device = "cpu",
     normalize: tuple[Sequence[float], Sequence[float]] | None = IMAGENET_NORMALIZE,
     progress: bool = True,
+    crops_dir: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Predictions for every face of every frame of a video or folder of images; writes no file.
+    """Predictions for every face of every frame of a video or folder of images; writes no file but the
+    crops asked for (``crops_dir``).
 
     Each face crop goes through the evaluation view of the training pipeline: the ``crop_size`` aligned crop
     (as the training crops on disk) is resized to ``round(1.2 * image_size)`` and center-cropped to
@@ -344,6 +346,8 @@ def predict_table(
         The input normalisation used in training (ImageNet statistics in this project).
     progress : bool
         Show a progress bar.
+    crops_dir : path, optional
+        An existing folder to save the aligned crops the models saw in (``<frame>_<face_id>.jpg``).
 
     Returns
     -------
@@ -383,131 +387,13 @@ def predict_table(
     >>> table[["frame", "file", "face_id", "face_found"]].values.tolist()
     [[0, '0.png', 0, True], [1, '1.png', <NA>, False], [2, '2.png', <NA>, False]]
     """
-    return _predict(
-        source, models, thresholds, None, image_size=image_size, crop_size=crop_size, margin=margin,
-        every=every, fps=fps, image_fps=image_fps, min_score=min_score, min_face_size=min_face_size,
-        track_gap_s=track_gap_s, max_side=max_side, detector=detector, batch_size=batch_size, device=device,
-        normalize=normalize, progress=progress,
-    )  # fmt: skip
-
-
-def predict_video(
-    source: str | os.PathLike,
-    models: nn.Module | Sequence[nn.Module] | Ensemble,
-    thresholds: Sequence[float] | Mapping[str, Any] | np.ndarray | str | os.PathLike | None,
-    out_dir: str | os.PathLike,
-    *,
-    save_crops: bool = False,
-    plot: bool = True,
-    model_name: str | None = None,
-    video_out: str | os.PathLike | None = None,
-    **options: Any,
-) -> pd.DataFrame:
-    """:func:`predict_table`, written to ``out_dir``: ``predictions.csv``, ``.png``, ``.json``, ``crops/``.
-
-    ``options`` are those of :func:`predict_table`. ``save_crops`` writes the aligned crops the models saw
-    (``crops/<frame>_<face_id>.jpg``); ``plot`` the plot of the face longest in view, whose title says when
-    the model has only seen synthetic faces. ``predictions.json`` records ``model_name`` (e.g. the model
-    file), the model's provenance, the synthetic-model ``warning`` (or null), the options and the counts
-    (frames, frames with a face, face rows, faces, unreadable images). ``video_out``: also write the source
-    video with each face's box, id and top expression drawn (:func:`emotion.overlay.write_overlay_video`).
-    The table's ``attrs`` add the paths written (``"csv"``, ``"json"``, ``"plot"``, ``"video"``).
-    """
-    if video_out is not None and Path(source).is_dir():  # before the predicting, not after it
-        raise ValueError(f"--video-out needs a video source; {str(source)!r} is a folder of images")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    crops_dir = out_dir / "crops" if save_crops else None
-    if crops_dir is not None:
-        crops_dir.mkdir(exist_ok=True)
-    table = _predict(source, models, thresholds, crops_dir, **options)
-    csv_path = out_dir / "predictions.csv"
-    _write_atomically(csv_path, lambda path: table.to_csv(path, index=False, float_format="%.6g"))
-    table.attrs["csv"] = str(csv_path)
-    if plot:
-        plot_path = out_dir / "predictions.png"
-        title = Path(source).name
-        if table.attrs["warning"] is not None:
-            title += " - model trained on synthetic faces only: meaningless on real faces"
-        plot_predictions(table, plot_path, title=title)
-        table.attrs["plot"] = str(plot_path)
-    if video_out is not None:
-        from emotion.overlay import write_overlay_video
-
-        table.attrs["video"] = str(write_overlay_video(source, table, video_out))
-    json_path = out_dir / "predictions.json"
-    record = {
-        "source": table.attrs["source"],
-        "model": model_name,
-        "provenance": table.attrs["provenance"],
-        "warning": table.attrs["warning"],
-        "options": {"save_crops": save_crops, **{key: _plain(value) for key, value in options.items()}},
-        "counts": counts(table),
-        "files": {key: table.attrs[key] for key in ("csv", "plot", "video") if key in table.attrs},
-    }
-    _write_atomically(json_path, lambda path: Path(path).write_text(json.dumps(record, indent=2) + "\n"))
-    table.attrs["json"] = str(json_path)
-    return table
-
-
-def counts(table: pd.DataFrame) -> dict[str, int]:
-    """Frames, frames with a face, face rows, distinct faces and unreadable images of a prediction table.
-
-    Examples
-    --------
-    >>> rows = pd.DataFrame({"frame": [0, 0, 1], "face_id": pd.array([0, 1, None], dtype="Int64")})
-    >>> counts(rows)
-    {'frames': 2, 'frames_with_face': 1, 'face_rows': 2, 'faces': 2, 'unreadable': 0}
-    """
-    has_face = table["face_id"].notna()
-    return {
-        "frames": int(table["frame"].nunique()),
-        "frames_with_face": int(table.loc[has_face, "frame"].nunique()),
-        "face_rows": int(has_face.sum()),
-        "faces": int(table["face_id"].nunique()),
-        "unreadable": int(table["unreadable"].sum()) if "unreadable" in table else 0,
-    }
-
-
-def _plain(value: Any) -> Any:
-    """An option as JSON can hold it: numbers, strings and lists as they are, anything else by its name."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, torch.device | os.PathLike):
-        return str(value)
-    return type(value).__name__  # a detector object: its class says which
-
-
-def _predict(
-    source: str | os.PathLike,
-    models: nn.Module | Sequence[nn.Module] | Ensemble,
-    thresholds: Any,
-    crops_dir: Path | None,
-    *,
-    image_size: int = 112,
-    crop_size: int = 112,
-    margin: float = 0.25,
-    every: int = 1,
-    fps: float | None = None,
-    image_fps: float = 30.0,
-    min_score: float = MIN_FACE_SCORE,
-    min_face_size: float = MIN_FACE_SIZE,
-    track_gap_s: float = 1.0,
-    max_side: int | None = 640,
-    detector: FaceDetector | None = None,
-    batch_size: int = 32,
-    device: str | torch.device = "cpu",
-    normalize: tuple[Sequence[float], Sequence[float]] | None = IMAGENET_NORMALIZE,
-    progress: bool = True,
-) -> pd.DataFrame:
     ensemble = as_ensemble(models, thresholds)
     if batch_size < 1 or image_size < 1 or crop_size < 1:
         raise ValueError(
             f"batch_size, image_size and crop_size must be >= 1, got {batch_size}, {image_size}, {crop_size}"
         )
     device = torch.device(device)
+    crops_dir = Path(crops_dir) if crops_dir is not None else None
     reader = FrameReader(source, every=every, fps=fps, image_fps=image_fps, unreadable="flag")
     tracker = IoUTracker(max_gap_s=track_gap_s)
     if detector is None:
@@ -567,8 +453,97 @@ def _predict(
     table.attrs["provenance"] = ensemble.metadata.get("provenance")
     table.attrs["warning"] = synthetic_warning(table.attrs["provenance"])
     if table.attrs["warning"] is not None:
-        warnings.warn(table.attrs["warning"], SyntheticModelWarning, stacklevel=3)
+        warnings.warn(table.attrs["warning"], SyntheticModelWarning, stacklevel=2)
     return table
+
+
+def predict_video(
+    source: str | os.PathLike,
+    models: nn.Module | Sequence[nn.Module] | Ensemble,
+    thresholds: Sequence[float] | Mapping[str, Any] | np.ndarray | str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    *,
+    save_crops: bool = False,
+    plot: bool = True,
+    model_name: str | None = None,
+    video_out: str | os.PathLike | None = None,
+    **options: Any,
+) -> pd.DataFrame:
+    """:func:`predict_table`, written to ``out_dir``: ``predictions.csv``, ``.png``, ``.json``, ``crops/``.
+
+    ``options`` are those of :func:`predict_table`. ``save_crops`` writes the aligned crops the models saw
+    (``crops/<frame>_<face_id>.jpg``); ``plot`` the plot of the face longest in view, whose title says when
+    the model has only seen synthetic faces. ``predictions.json`` records ``model_name`` (e.g. the model
+    file), the model's provenance, the synthetic-model ``warning`` (or null), the options and the counts
+    (frames, frames with a face, face rows, faces, unreadable images). ``video_out``: also write the source
+    video with each face's box, id and top expression drawn (:func:`emotion.overlay.write_overlay_video`).
+    The table's ``attrs`` add the paths written (``"csv"``, ``"json"``, ``"plot"``, ``"video"``).
+    """
+    if video_out is not None and Path(source).is_dir():  # before the predicting, not after it
+        raise ValueError(f"--video-out needs a video source; {str(source)!r} is a folder of images")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    crops_dir = out_dir / "crops" if save_crops else None
+    if crops_dir is not None:
+        crops_dir.mkdir(exist_ok=True)
+    table = predict_table(source, models, thresholds, crops_dir=crops_dir, **options)
+    csv_path = out_dir / "predictions.csv"
+    _write_atomically(csv_path, lambda path: table.to_csv(path, index=False, float_format="%.6g"))
+    table.attrs["csv"] = str(csv_path)
+    if plot:
+        plot_path = out_dir / "predictions.png"
+        title = Path(source).name
+        if table.attrs["warning"] is not None:
+            title += " - model trained on synthetic faces only: meaningless on real faces"
+        plot_predictions(table, plot_path, title=title)
+        table.attrs["plot"] = str(plot_path)
+    if video_out is not None:
+        from emotion.overlay import write_overlay_video
+
+        table.attrs["video"] = str(write_overlay_video(source, table, video_out))
+    json_path = out_dir / "predictions.json"
+    record = {
+        "source": table.attrs["source"],
+        "model": model_name,
+        "provenance": table.attrs["provenance"],
+        "warning": table.attrs["warning"],
+        "options": {"save_crops": save_crops, **{key: _plain(value) for key, value in options.items()}},
+        "counts": counts(table),
+        "files": {key: table.attrs[key] for key in ("csv", "plot", "video") if key in table.attrs},
+    }
+    _write_atomically(json_path, lambda path: Path(path).write_text(json.dumps(record, indent=2) + "\n"))
+    table.attrs["json"] = str(json_path)
+    return table
+
+
+def counts(table: pd.DataFrame) -> dict[str, int]:
+    """Frames, frames with a face, face rows, distinct faces and unreadable images of a prediction table.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"frame": [0, 0, 1], "face_id": pd.array([0, 1, None], dtype="Int64")})
+    >>> counts(rows)
+    {'frames': 2, 'frames_with_face': 1, 'face_rows': 2, 'faces': 2, 'unreadable': 0}
+    """
+    has_face = table["face_id"].notna()
+    return {
+        "frames": int(table["frame"].nunique()),
+        "frames_with_face": int(table.loc[has_face, "frame"].nunique()),
+        "face_rows": int(has_face.sum()),
+        "faces": int(table["face_id"].nunique()),
+        "unreadable": int(table["unreadable"].sum()) if "unreadable" in table else 0,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """An option as JSON can hold it: numbers, strings and lists as they are, anything else by its name."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, torch.device | os.PathLike):
+        return str(value)
+    return type(value).__name__  # a detector object: its class says which
 
 
 def _boxes(faces: Sequence[Face]) -> np.ndarray:
