@@ -66,6 +66,13 @@ def damages(other_ops: list[str]) -> st.SearchStrategy[list[Damage]]:
     return st.tuples(survivable, malformed).map(lambda parts: parts[0] + parts[1])
 
 
+def link_outside(folder: Path, linked: Path) -> None:
+    """Move ``folder``'s files to ``linked`` (outside the data set) and leave a symlink to it in its place."""
+    shutil.copytree(folder, linked, copy_function=os.link)
+    shutil.rmtree(folder)
+    folder.symlink_to(linked, target_is_directory=True)
+
+
 # ------------------------------------------------------------------ applying damage to a copy
 
 
@@ -233,10 +240,7 @@ def test_aff_wild2_survives_damage_or_names_the_line(tiny_corpus, items):
             else:  # a crop folder replaced by a symlink to a folder outside the data set
                 folders = sorted(p for p in (root / "cropped_aligned").iterdir() if not p.is_symlink())
                 folder = folders[a % len(folders)]
-                linked = outside / f"linked_{folder.name}"
-                shutil.copytree(folder, linked, copy_function=os.link)
-                shutil.rmtree(folder)
-                folder.symlink_to(linked, target_is_directory=True)
+                link_outside(folder, outside / f"linked_{folder.name}")
 
         apply(items, texts, images, ",", special)
         table, error = outcome(lambda: load_aff_wild2(root))
@@ -271,10 +275,7 @@ def test_disfa_survives_damage_or_names_the_line(tiny_corpus, items):
             folders = sorted(p for p in root.glob("LeftVideo*/*_aligned") if not p.is_symlink())
             if folders:
                 folder = folders[a % len(folders)]
-                linked = outside / folder.name
-                shutil.copytree(folder, linked, copy_function=os.link)
-                shutil.rmtree(folder)
-                folder.symlink_to(linked, target_is_directory=True)
+                link_outside(folder, outside / folder.name)
 
         apply(items, texts, images, ",", special)
         table, error = outcome(lambda: load_disfa(root))
