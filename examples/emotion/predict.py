@@ -57,7 +57,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -81,7 +80,7 @@ from emotion.export import synthetic_warning
 from emotion.factory import IMAGENET_NORMALIZE, paper_tasks
 from emotion.tracking import IoUTracker
 from emotion.video import BOX_COLUMNS, Face, FaceDetector, FrameReader, MTCNNDetector, detect_faces
-from mtl_distill.checkpoint import load_checkpoint
+from mtl_distill.checkpoint import load_checkpoint, write_atomically
 from mtl_distill.ensemble import Ensemble
 
 __all__ = [
@@ -488,7 +487,7 @@ def predict_video(
         crops_dir.mkdir(exist_ok=True)
     table = predict_table(source, models, thresholds, crops_dir=crops_dir, **options)
     csv_path = out_dir / "predictions.csv"
-    _write_atomically(csv_path, lambda path: table.to_csv(path, index=False, float_format="%.6g"))
+    write_atomically(csv_path, table.to_csv(index=False, float_format="%.6g"))
     table.attrs["csv"] = str(csv_path)
     if plot:
         plot_path = out_dir / "predictions.png"
@@ -511,7 +510,7 @@ def predict_video(
         "counts": counts(table),
         "files": {key: table.attrs[key] for key in ("csv", "plot", "video") if key in table.attrs},
     }
-    _write_atomically(json_path, lambda path: Path(path).write_text(json.dumps(record, indent=2) + "\n"))
+    write_atomically(json_path, json.dumps(record, indent=2) + "\n")
     table.attrs["json"] = str(json_path)
     return table
 
@@ -697,7 +696,7 @@ def plot_predictions(
         f"in view in {found} of {len(no_face)} frames"
     )
     path = Path(path)
-    _write_atomically(path, lambda target: figure.savefig(target, dpi=110, format="png"))
+    write_atomically(path, lambda file: figure.savefig(file, dpi=110, format="png"))
     return path
 
 
@@ -731,22 +730,10 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(changes[::2], changes[1::2], strict=True))
 
 
-def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
-    # A new name with mode 0o666 (the umask applies), not mkstemp's 0o600, which would survive the rename.
-    temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}{path.suffix}"
-    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        write(str(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _save_jpeg(pixels: np.ndarray, path: Path) -> None:
-    _write_atomically(
-        path, lambda target: Image.fromarray(pixels).save(target, format="JPEG", quality=95, subsampling=0)
-    )
+    # Written in place, not atomically: one file per face of every frame, where a temporary file and an
+    # fsync each would cost more than the crop; a re-run rewrites them all.
+    Image.fromarray(pixels).save(path, format="JPEG", quality=95, subsampling=0)
 
 
 def load_models(checkpoints: Sequence[str | os.PathLike], build: Callable[[], nn.Module]) -> list[nn.Module]:

@@ -611,8 +611,8 @@ class DistillConfig:
     """Settings of Algorithm 1: a teacher run, then ``num_students`` student runs per generation.
 
     The defaults are the best method the project's studies found (``examples/digits`` and
-    ``examples/emotion``, 5 seeds each): students trained as long as the teacher, on soft labels computed
-    once on clean inputs, with ``TrainConfig``'s default loss; :meth:`paper` is the paper exactly.
+    ``examples/emotion``, 5 seeds each): students trained as long as the teacher, on online soft labels,
+    with ``TrainConfig``'s default loss; :meth:`paper` is the paper exactly.
 
     Parameters
     ----------
