@@ -378,7 +378,7 @@ def test_bad_arguments(tmp_path):
         write_corpus(tmp_path / "x", n_jobs=0)
     with pytest.raises(ValueError, match="aff_wild2_frames"):
         Preset("bad", 3, 1, (10, 5), 1, 10, 1, 1, (5, 6))
-    assert set(PRESETS) >= {"tiny", "demo"}
+    assert set(PRESETS) >= {"tiny", "demo", "study"}
 
 
 def test_label_writer_rejects_an_unknown_task():

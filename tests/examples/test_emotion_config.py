@@ -27,7 +27,7 @@ def tiny():
     return yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", ["paper", "demo", "tiny", "study"])
+@pytest.mark.parametrize("name", ["paper", "demo", "tiny", "study", "study_large"])
 def test_shipped_configs_parse(name):
     config = load_config(CONFIGS / f"{name}.yaml", check_paths=False)
     assert config.name == name
