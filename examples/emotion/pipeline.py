@@ -6,7 +6,8 @@ records the part of the configuration the stage depends on and the markers of th
 - a finished stage whose configuration and inputs are unchanged is skipped (a no-op);
 - a stage whose input stage has been redone since is redone (its outputs would be stale);
 - a finished stage whose own configuration changed is an error that names the changed keys - redoing it could
-  throw away hours of training, so that takes ``--force``;
+  throw away hours of training, so that takes ``--force``; a setting added to the configuration after a
+  marker was written counts as the value that reproduces the former behaviour (``ADDED_SETTINGS``);
 - a stage that was interrupted (no marker) runs again and resumes from what it had written (checkpoints) -
   unless its configuration changed since it started (``STARTED.json`` records it): resuming would mix two
   settings, so that is an error naming the changed keys, and ``--force`` starts the stage afresh;
@@ -63,6 +64,15 @@ LOCK = ".lock"
 
 #: Settings that change how fast a stage runs, not what it produces.
 IGNORED_KEYS = frozenset({"data.num_workers", "training.device", "evaluation.batch_size", "run_root"})
+
+#: Settings added after stages were first recorded, each with the value that does what the code did before
+#: the setting existed. A marker without such a key was made under that value, so a run made before an
+#: upgrade is not redone (or refused) for a key it could not record; any other value is a change.
+ADDED_SETTINGS = {
+    "training.students.unlabelled_weight": 1.0,  # Eq. 14 as written: unlabelled samples distilled at weight 1
+    "training.students.t2_scaling": False,
+    "training.students.init": "teacher_initial",
+}
 
 
 class StageError(RuntimeError):
@@ -410,6 +420,8 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _changed_keys(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    recorded = {key: ADDED_SETTINGS[key] for key in after.keys() - before.keys() if key in ADDED_SETTINGS}
+    before = {**before, **recorded}
     return sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
 
 

@@ -88,6 +88,24 @@ def test_changed_configuration_needs_force(tmp_path, counting_stages):
     assert not pipeline.run_stage("b", faster, log=lambda _: None)
 
 
+def test_a_setting_added_after_a_stage_ran_counts_as_its_former_behaviour(tmp_path, monkeypatch):
+    # A run recorded before training.students.unlabelled_weight existed was made with weight 1 (Eq. 14 as
+    # written): it stays up to date under that value and is refused under any other.
+    monkeypatch.setattr(
+        pipeline, "STAGES", {"s": pipeline.Stage("s", (), ("training.students",), lambda config, folder: {})}
+    )
+    config = config_in(tmp_path, training__students={"count": 1, "epochs": 1, "unlabelled_weight": 1.0})
+    pipeline.run_stage("s", config, log=lambda _: None)
+    marker_path = config.run_dir / "s" / "DONE.json"
+    marker = pipeline.read_marker(config.run_dir / "s")
+    del marker["config"]["training.students.unlabelled_weight"]
+    pipeline.write_json(marker_path, marker)
+    assert not pipeline.run_stage("s", config, log=lambda _: None)
+    lighter = config_in(tmp_path, training__students={"count": 1, "epochs": 1, "unlabelled_weight": 0.4})
+    with pytest.raises(pipeline.StageError, match=r"changed: training.students.unlabelled_weight"):
+        pipeline.run_stage("s", lighter, log=lambda _: None)
+
+
 def test_an_interrupted_stage_does_not_resume_under_another_configuration(tmp_path, monkeypatch):
     calls = []
 
