@@ -27,9 +27,10 @@ when ``TrainConfig.progress`` is set; a script shows these lines by configuring 
 ``logging.basicConfig(level=logging.INFO, format="%(message)s")``.
 
 For benchmarks (``benchmarks/bench_trainer.py``): ``Trainer(model, tasks, config).train_step(batch)`` is the
-teacher step and ``Trainer(model, tasks, config, soft_labels=OnlineSoftLabels(teacher) or
-CachedSoftLabels(cache)).train_step(batch)`` the student step; ``batch`` is
-``(inputs, targets, masks, indices)`` as a DataLoader over ``IndexedDataset(dataset)`` yields it.
+teacher step and ``Trainer(model, tasks, config, soft_labels=source).train_step(batch)`` the student step,
+``source`` an :class:`~mtl_distill.soft_labels.OnlineSoftLabels` or a
+:class:`~mtl_distill.soft_labels.CachedSoftLabels`; ``batch`` is ``(inputs, targets, masks, indices)`` as a
+DataLoader over an :class:`~mtl_distill.batching.IndexedDataset` yields it.
 
 Public names: :class:`TrainConfig`, :class:`TrainResult`, :class:`Trainer`.
 """
@@ -347,7 +348,7 @@ class Trainer:
         while self.epoch < config.epochs:
             sampler.set_epoch(self.epoch, start_step=self.step)
             self.net.train()
-            _warn_about_frozen_batchnorm_in_train_mode(self.model)
+            self._warn_about_frozen_batchnorm_in_train_mode()
             bar = progress(
                 loader,
                 total=len(sampler),
@@ -373,6 +374,26 @@ class Trainer:
         if logger is not None:
             logger.close()
         return TrainResult(self.model, self.history, self.best_epoch, self.best_score, self.out_dir)
+
+    def _warn_about_frozen_batchnorm_in_train_mode(self) -> None:
+        """A frozen BatchNorm (no trainable parameters) in train mode still updates its running statistics."""
+        drifting = [
+            name
+            for name, module in self.model.named_modules()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm)
+            and module.training
+            and module.track_running_stats
+            and module.affine
+            and not any(parameter.requires_grad for parameter in module.parameters())
+        ]
+        if drifting:
+            warnings.warn(
+                "frozen BatchNorm layers are in train mode, so their running statistics change during "
+                f"training: {drifting[:3]}{' ...' if len(drifting) > 3 else ''}; the trainer calls "
+                "model.train() every epoch, so override the model's train() to keep frozen parts in eval "
+                "mode",
+                stacklevel=3,
+            )
 
     def _check_settings(self, saved: Mapping[str, Any] | None, checkpoint: Path) -> None:
         """A checkpoint continues only the run that wrote it: resuming under other settings would mix two."""
@@ -406,7 +427,10 @@ class Trainer:
         loss is NaN or infinite.
         """
         inputs, targets, masks, indices = self._to_device(batch)
-        with _autocast(self.device, self.amp_dtype, self.amp):
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp else contextlib.nullcontext()
+        )
+        with autocast:
             outputs = self.net(inputs)
             soft = self.soft_labels(inputs, indices) if self.soft_labels is not None else None
         # The paper's losses are sums over the whole batch (and the CCC a batch statistic): under DDP every
@@ -593,32 +617,6 @@ class Trainer:
         if self.out_dir is None or distributed.rank() != 0:
             return None
         return save_checkpoint(self.state_dict(), self.out_dir / "checkpoint.pt")
-
-
-def _warn_about_frozen_batchnorm_in_train_mode(model: nn.Module) -> None:
-    """A frozen BatchNorm (no trainable parameters) in train mode still updates its running statistics."""
-    drifting = [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, nn.modules.batchnorm._BatchNorm)
-        and module.training
-        and module.track_running_stats
-        and module.affine
-        and not any(parameter.requires_grad for parameter in module.parameters())
-    ]
-    if drifting:
-        warnings.warn(
-            "frozen BatchNorm layers are in train mode, so their running statistics change during "
-            f"training: {drifting[:3]}{' ...' if len(drifting) > 3 else ''}; the trainer calls model.train() "
-            "every epoch, so override the model's train() to keep frozen parts in eval mode",
-            stacklevel=3,
-        )
-
-
-def _autocast(device: torch.device, dtype: torch.dtype, enabled: bool) -> Any:
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def _resume_settings(config: TrainConfig) -> dict[str, Any]:
