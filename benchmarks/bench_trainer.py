@@ -27,6 +27,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import mtl_distill as md
+from mtl_distill.batching import IndexedDataset
+from mtl_distill.soft_labels import CachedSoftLabels, OnlineSoftLabels, SoftLabelCache
 
 TASKS = [
     md.MultiLabelTask("au", num_labels=8),
@@ -67,7 +69,7 @@ def make_dataset(size: int, features: int) -> list:
 def make_batches(dataset: list, per_task: int, count: int) -> list:
     sources = {task.name: range(k, len(dataset), len(TASKS)) for k, task in enumerate(TASKS)}
     sampler = md.MultiTaskBatchSampler(sources, batch_size=per_task, steps_per_epoch=count)
-    loader = DataLoader(md.IndexedDataset(dataset), batch_sampler=sampler)
+    loader = DataLoader(IndexedDataset(dataset), batch_sampler=sampler)
     return list(loader)
 
 
@@ -109,15 +111,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     initial = Net(args.features, args.hidden)
     teacher = copy.deepcopy(initial)  # its weights do not matter for timing
     quiet = md.TrainConfig(progress=False, tensorboard=False, device="cpu")
-    cache = md.SoftLabelCache.build(teacher, dataset, device="cpu")
+    cache = SoftLabelCache.build(teacher, dataset, device="cpu")
     steps = {
         "bare loop": bare_step_function(copy.deepcopy(initial)),
         "trainer teacher": md.Trainer(copy.deepcopy(initial), TASKS, quiet).train_step,
         "student, cached": md.Trainer(
-            copy.deepcopy(initial), TASKS, quiet, soft_labels=md.CachedSoftLabels(cache)
+            copy.deepcopy(initial), TASKS, quiet, soft_labels=CachedSoftLabels(cache)
         ).train_step,
         "student, online": md.Trainer(
-            copy.deepcopy(initial), TASKS, quiet, soft_labels=md.OnlineSoftLabels(teacher, "cpu")
+            copy.deepcopy(initial), TASKS, quiet, soft_labels=OnlineSoftLabels(teacher, "cpu")
         ).train_step,
     }
     for step in steps.values():  # warm-up: allocator, Adam state, first-call costs

@@ -48,9 +48,9 @@ from emotion.pipeline import progress_bars, write_json
 from emotion.prepare import keep_rows, load_sources
 from emotion.train import train_config
 from mtl_distill.batching import MultiTaskBatchSampler, concat_datasets
+from mtl_distill.distillation import train_students, train_teacher
 from mtl_distill.evaluation import predict as predict_items
 from mtl_distill.logging_utils import progress
-from mtl_distill.trainer import train_students, train_teacher
 
 __all__ = ["FeatureClips", "run_figure5", "run_table1", "run_table2"]
 

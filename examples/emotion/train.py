@@ -32,7 +32,8 @@ from emotion.factory import (
 )
 from emotion.pipeline import progress_bars
 from mtl_distill.batching import MultiTaskBatchSampler, concat_datasets
-from mtl_distill.trainer import TrainConfig, train_students, train_teacher
+from mtl_distill.distillation import train_students, train_teacher
+from mtl_distill.trainer import TrainConfig
 
 __all__ = ["run_students", "run_teacher", "train_config", "training_data"]
 

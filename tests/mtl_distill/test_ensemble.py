@@ -11,10 +11,10 @@ from mtl_distill import (
     MultiClassTask,
     MultiLabelTask,
     average_predictions,
-    binary_f1,
     student_loss,
     tune_thresholds,
 )
+from mtl_distill.metrics import binary_f1
 
 torch.set_num_threads(1)
 

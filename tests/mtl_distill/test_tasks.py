@@ -10,11 +10,11 @@ from mtl_distill import (
     MultiClassTask,
     MultiLabelTask,
     RegressionTask,
-    concordance_correlation,
-    concordance_loss,
     task_from_config,
 )
 from mtl_distill import tasks as mtl_tasks
+from mtl_distill.metrics import concordance_correlation
+from mtl_distill.tasks import concordance_loss
 
 torch.set_num_threads(1)
 

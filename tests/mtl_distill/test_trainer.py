@@ -13,18 +13,12 @@ import toy_training as toy
 from torch import nn
 
 from mtl_distill.batching import MultiTaskBatchSampler
+from mtl_distill.distillation import DistillConfig, distill, train_students, train_teacher
 from mtl_distill.evaluation import Predictions, evaluate, mean_task_score, predict, score_predictions
 from mtl_distill.losses import student_loss, teacher_loss
 from mtl_distill.soft_labels import CachedSoftLabels, EnsembleTeacher, OnlineSoftLabels, SoftLabelCache
 from mtl_distill.tasks import MultiClassTask
-from mtl_distill.trainer import (
-    DistillConfig,
-    TrainConfig,
-    Trainer,
-    distill,
-    train_students,
-    train_teacher,
-)
+from mtl_distill.trainer import TrainConfig, Trainer
 
 torch.set_num_threads(1)
 
@@ -145,7 +139,7 @@ def test_students_can_start_from_own_random_weights_or_from_the_trained_teacher(
 
 
 def test_reset_parameters_names_a_parameter_it_cannot_reset():
-    from mtl_distill.trainer import reset_parameters
+    from mtl_distill.distillation import reset_parameters
 
     class Scaled(nn.Module):
         def __init__(self):

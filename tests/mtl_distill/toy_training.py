@@ -23,8 +23,9 @@ from torch.utils.data import Dataset
 from mtl_distill import distributed
 from mtl_distill.batching import MultiTaskBatchSampler
 from mtl_distill.checkpoint import save_checkpoint
+from mtl_distill.distillation import DistillConfig, distill, train_students
 from mtl_distill.tasks import BinnedRegressionTask, MultiClassTask, MultiLabelTask
-from mtl_distill.trainer import DistillConfig, TrainConfig, Trainer, distill, train_students
+from mtl_distill.trainer import TrainConfig, Trainer
 
 NUM_FEATURES = 8
 TASK_NAMES = ("attr", "cls", "val")

@@ -8,86 +8,60 @@ tour; the modules, in reading order:
   predictions, metrics.
 - :mod:`~mtl_distill.losses` - the teacher loss (Eq. 13) and the student loss (Eq. 14).
 - :mod:`~mtl_distill.batching` - batches of N samples per task from per-task index lists or samplers.
-- :mod:`~mtl_distill.trainer` - Algorithm 1: the teacher, K students, generations, checkpoints, DDP.
+- :mod:`~mtl_distill.trainer` - one training run: the training loop, checkpoints and resume, DDP.
+- :mod:`~mtl_distill.distillation` - Algorithm 1: the teacher, K students, generations.
 - :mod:`~mtl_distill.soft_labels` - the students' soft labels: the teacher online, or a float16 cache.
 - :mod:`~mtl_distill.evaluation` - predicting and scoring on labelled data.
 - :mod:`~mtl_distill.ensemble` - the students' ensemble, per-label thresholds, saving and loading.
 - :mod:`~mtl_distill.study` - comparing trainings over seeds: confidence intervals, paired differences.
-- :mod:`~mtl_distill.checkpoint`, :mod:`~mtl_distill.distributed`, :mod:`~mtl_distill.logging_utils`.
+- :mod:`~mtl_distill.metrics`, :mod:`~mtl_distill.checkpoint`, :mod:`~mtl_distill.distributed`,
+  :mod:`~mtl_distill.logging_utils`.
+
+The names below are what a user calls; the building blocks they are made of (soft-label sources, the
+metrics, seeding, records) are imported from their modules.
 """
 
 from mtl_distill import study
-from mtl_distill.batching import IndexedDataset, MultiTaskBatchSampler, concat_datasets
-from mtl_distill.checkpoint import load_checkpoint, save_checkpoint, seed_everything
+from mtl_distill.batching import MultiTaskBatchSampler, concat_datasets
+from mtl_distill.checkpoint import load_checkpoint, save_checkpoint
+from mtl_distill.distillation import DistillConfig, DistillResult, distill, train_students, train_teacher
 from mtl_distill.ensemble import Ensemble, average_predictions, tune_thresholds
-from mtl_distill.evaluation import Predictions, evaluate, mean_task_score, predict, score_predictions
-from mtl_distill.logging_utils import MetricsLogger
+from mtl_distill.evaluation import Predictions, evaluate, predict, score_predictions
 from mtl_distill.losses import student_loss, teacher_loss
-from mtl_distill.metrics import binary_f1, concordance_correlation, macro_f1
-from mtl_distill.soft_labels import (
-    CachedSoftLabels,
-    EnsembleTeacher,
-    OnlineSoftLabels,
-    SoftLabelCache,
-    frozen_copy,
-)
 from mtl_distill.tasks import (
     BinnedRegressionTask,
     MultiClassTask,
     MultiLabelTask,
     RegressionTask,
     Task,
-    concordance_loss,
     task_from_config,
 )
-from mtl_distill.trainer import (
-    DistillConfig,
-    DistillResult,
-    TrainConfig,
-    Trainer,
-    TrainResult,
-    distill,
-    train_students,
-    train_teacher,
-)
+from mtl_distill.trainer import TrainConfig, Trainer, TrainResult
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BinnedRegressionTask",
-    "CachedSoftLabels",
     "DistillConfig",
     "DistillResult",
     "Ensemble",
-    "EnsembleTeacher",
-    "IndexedDataset",
-    "MetricsLogger",
     "MultiClassTask",
     "MultiLabelTask",
     "MultiTaskBatchSampler",
-    "OnlineSoftLabels",
     "Predictions",
     "RegressionTask",
-    "SoftLabelCache",
     "Task",
     "TrainConfig",
     "TrainResult",
     "Trainer",
     "average_predictions",
-    "binary_f1",
     "concat_datasets",
-    "concordance_correlation",
-    "concordance_loss",
     "distill",
     "evaluate",
-    "frozen_copy",
     "load_checkpoint",
-    "macro_f1",
-    "mean_task_score",
     "predict",
     "save_checkpoint",
     "score_predictions",
-    "seed_everything",
     "student_loss",
     "study",
     "task_from_config",

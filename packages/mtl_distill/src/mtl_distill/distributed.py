@@ -17,8 +17,8 @@ CUDA device are process-wide effects, so they belong to the script's entry point
 ``train.py``); the trainer only asks whether a group exists (:func:`is_distributed`), and refuses to train
 in a process that a launcher started (``WORLD_SIZE`` > 1) but that has not joined its group
 (:func:`check_launched_group`): it would train alone on every batch. Public names: :func:`setup_distributed`,
-:func:`default_device`, :func:`check_launched_group`, :func:`is_distributed`, :func:`world_size`,
-:func:`rank`, :func:`gather_batch`, :func:`all_gather_tensor`.
+:func:`default_device`, :func:`resolve_device`, :func:`check_launched_group`, :func:`is_distributed`,
+:func:`world_size`, :func:`rank`, :func:`gather_batch`, :func:`all_gather_tensor`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ __all__ = [
     "gather_batch",
     "is_distributed",
     "rank",
+    "resolve_device",
     "setup_distributed",
     "world_size",
 ]
@@ -126,6 +127,21 @@ def check_launched_group() -> None:
             "has not joined their process group: call mtl_distill.distributed.setup_distributed() at the "
             "start of the script, before building a Trainer"
         )
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """The device a training run uses: ``device`` when given, else :func:`default_device`.
+
+    It only asks (joining a process group is the entry point's call, :func:`setup_distributed`), and it
+    refuses, like :func:`check_launched_group`, in a launched process that has not joined its group.
+
+    Example
+    -------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    check_launched_group()
+    return torch.device(device) if device is not None else default_device()
 
 
 def _launched_world_size() -> int:

@@ -246,7 +246,8 @@ class CachedSoftLabels:
         if indices is None:
             raise ValueError(
                 "cached soft labels need the batch's sample indices: load batches through "
-                "mtl_distill.IndexedDataset (the Trainer does) so that each batch ends with the indices"
+                "mtl_distill.batching.IndexedDataset (the Trainer does) so that each batch ends with the "
+                "indices"
             )
         return self.cache.lookup(indices, device=inputs.device)
 

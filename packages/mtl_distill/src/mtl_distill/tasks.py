@@ -40,6 +40,7 @@ __all__ = [
     "MultiLabelTask",
     "RegressionTask",
     "Task",
+    "concordance_loss",
     "task_from_config",
 ]
 

@@ -1,13 +1,14 @@
-"""Algorithm 1 of the paper: a teacher learns from ground truth, then K students from it and the ground truth.
+"""One training run: a teacher (Eq. 13) or one student of a soft-label source (Eq. 14).
 
 Reading order, top to bottom:
 
-1. :class:`TrainConfig` - the settings of one training run (a teacher or one student).
-2. :class:`Trainer` - one run: :meth:`Trainer.train_step` (forward, loss, backward, step on one batch) and
-   :meth:`Trainer.fit` (the epoch loop with evaluation, best-epoch selection, checkpoints and resume).
-3. :func:`train_teacher`, :func:`train_students` and :func:`distill` - Algorithm 1 built from Trainers:
-   the teacher, then ``num_students`` students per generation, all from the teacher's starting weights,
-   each with its own seed; optionally the students' ensemble teaches the next generation.
+1. :class:`TrainConfig` - the settings of one run; :class:`TrainResult` - what it produced.
+2. :class:`Trainer` - the run: :meth:`Trainer.fit` is the training loop (epochs of batches, evaluation,
+   best-epoch selection, checkpoints and resume); :meth:`Trainer.train_step`, below it, is one optimiser
+   step (forward, soft labels, loss, backward, step on one batch); :meth:`Trainer.state_dict` is what a
+   checkpoint holds.
+
+Algorithm 1 - the teacher, then K students - is built from Trainers in :mod:`mtl_distill.distillation`.
 
 A model maps an input batch to ``{task: logits [B, num_outputs]}``; a dataset item is
 ``(inputs, targets, masks)`` (see :mod:`mtl_distill.losses`). Batches come from a
@@ -26,24 +27,23 @@ when ``TrainConfig.progress`` is set; a script shows these lines by configuring 
 ``logging.basicConfig(level=logging.INFO, format="%(message)s")``.
 
 For benchmarks (``benchmarks/bench_trainer.py``): ``Trainer(model, tasks, config).train_step(batch)`` is the
-teacher step and ``Trainer(model, tasks, config, soft_labels=OnlineSoftLabels(teacher) or
-CachedSoftLabels(cache)).train_step(batch)`` the student step; ``batch`` is
-``(inputs, targets, masks, indices)`` as a DataLoader over ``IndexedDataset(dataset)`` yields it.
+teacher step and ``Trainer(model, tasks, config, soft_labels=source).train_step(batch)`` the student step,
+``source`` an :class:`~mtl_distill.soft_labels.OnlineSoftLabels` or a
+:class:`~mtl_distill.soft_labels.CachedSoftLabels`; ``batch`` is ``(inputs, targets, masks, indices)`` as a
+DataLoader over an :class:`~mtl_distill.batching.IndexedDataset` yields it.
 
-Public names: :class:`TrainConfig`, :class:`DistillConfig`, :class:`Trainer`, :class:`TrainResult`,
-:class:`DistillResult`, :func:`train_teacher`, :func:`train_students`, :func:`distill`.
+Public names: :class:`TrainConfig`, :class:`TrainResult`, :class:`Trainer`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,25 +58,11 @@ from mtl_distill.checkpoint import load_checkpoint, rng_state, save_checkpoint, 
 from mtl_distill.evaluation import evaluate, flatten_sequence_batch, mean_task_score
 from mtl_distill.logging_utils import MetricsLogger, flatten_scores, progress
 from mtl_distill.losses import student_loss, teacher_loss
-from mtl_distill.soft_labels import CachedSoftLabels, EnsembleTeacher, OnlineSoftLabels, SoftLabelCache
 from mtl_distill.tasks import Task
 
-__all__ = [
-    "DistillConfig",
-    "DistillResult",
-    "TrainConfig",
-    "TrainResult",
-    "Trainer",
-    "distill",
-    "reset_parameters",
-    "train_students",
-    "train_teacher",
-]
+__all__ = ["TrainConfig", "TrainResult", "Trainer"]
 
 _logger = logging.getLogger(__name__)  # "mtl_distill.trainer" (fit() calls its MetricsLogger "logger")
-
-#: Where students start (see :class:`DistillConfig`).
-STUDENT_INITS = ("teacher_initial", "random", "teacher")
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -198,6 +184,11 @@ class TrainConfig:
                 raise ValueError(f"task_weights[{name!r}] must be >= 0, got {weight!r}")
 
 
+def _check_int(value: Any, name: str, minimum: int, or_none: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}{' or None' if or_none else ''}, got {value!r}")
+
+
 @dataclass
 class TrainResult:
     """What a run produced: the trained ``model`` (best epoch's weights unless ``keep_best=False``), the
@@ -270,7 +261,7 @@ class Trainer:
         self.tasks = list(tasks)
         self.seed, self.name = int(seed), name
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.device = _resolve_device(config.device)
+        self.device = distributed.resolve_device(config.device)
         on_gpu = self.device.type == "cuda"
         if (config.amp or config.channels_last) and not on_gpu:
             warnings.warn(
@@ -315,33 +306,6 @@ class Trainer:
         self.best_state: dict[str, Tensor] | None = None
         self._steps_per_epoch: int | None = None  # of the batch sampler, checked on resume
 
-    # -- one optimiser step ------------------------------------------------------------------------------
-    def train_step(self, batch: Sequence[Any]) -> float:
-        """Forward, loss, backward and optimiser step on one batch; returns the loss.
-
-        ``batch`` is ``(inputs, targets, masks)`` or ``(inputs, targets, masks, indices)`` (the indices are
-        needed by cached soft labels). Raises FloatingPointError naming the task, epoch and step when the
-        loss is NaN or infinite.
-        """
-        inputs, targets, masks, indices = self._to_device(batch)
-        with _autocast(self.device, self.amp_dtype, self.amp):
-            outputs = self.net(inputs)
-            soft = self.soft_labels(inputs, indices) if self.soft_labels is not None else None
-        # The paper's losses are sums over the whole batch (and the CCC a batch statistic): under DDP every
-        # rank computes them on the gathered global batch (see mtl_distill.distributed).
-        outputs, targets, masks, soft = distributed.gather_batch(outputs, targets, masks, soft)
-        outputs, targets, soft, masks = flatten_sequence_batch(outputs, targets, soft, masks=masks)
-        loss = self._loss(self.tasks, outputs, targets, masks, soft)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise self._non_finite_error(value, outputs, targets, masks, soft)
-
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return value
-
     # -- the training loop -------------------------------------------------------------------------------
     def fit(
         self,
@@ -384,7 +348,7 @@ class Trainer:
         while self.epoch < config.epochs:
             sampler.set_epoch(self.epoch, start_step=self.step)
             self.net.train()
-            _warn_about_frozen_batchnorm_in_train_mode(self.model)
+            self._warn_about_frozen_batchnorm_in_train_mode()
             bar = progress(
                 loader,
                 total=len(sampler),
@@ -411,6 +375,135 @@ class Trainer:
             logger.close()
         return TrainResult(self.model, self.history, self.best_epoch, self.best_score, self.out_dir)
 
+    def _warn_about_frozen_batchnorm_in_train_mode(self) -> None:
+        """A frozen BatchNorm (no trainable parameters) in train mode still updates its running statistics."""
+        drifting = [
+            name
+            for name, module in self.model.named_modules()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm)
+            and module.training
+            and module.track_running_stats
+            and module.affine
+            and not any(parameter.requires_grad for parameter in module.parameters())
+        ]
+        if drifting:
+            warnings.warn(
+                "frozen BatchNorm layers are in train mode, so their running statistics change during "
+                f"training: {drifting[:3]}{' ...' if len(drifting) > 3 else ''}; the trainer calls "
+                "model.train() every epoch, so override the model's train() to keep frozen parts in eval "
+                "mode",
+                stacklevel=3,
+            )
+
+    def _check_settings(self, saved: Mapping[str, Any] | None, checkpoint: Path) -> None:
+        """A checkpoint continues only the run that wrote it: resuming under other settings would mix two."""
+        if saved is None:  # written before checkpoints recorded their settings
+            return
+        current = _resume_settings(self.config)
+        changed = sorted(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
+        if changed:
+            details = ", ".join(f"{key} {saved.get(key)!r} -> {current.get(key)!r}" for key in changed)
+            raise ValueError(
+                f"{checkpoint} was written by a run with other settings ({details}): resuming would mix the "
+                "two; restore the settings, or start afresh (TrainConfig(resume=False), another out_dir, or "
+                "delete the checkpoint)"
+            )
+
+    def _check_sampler(self, sampler: MultiTaskBatchSampler, checkpoint: Path | None) -> None:
+        saved = self._steps_per_epoch
+        if saved is not None and saved != sampler.steps_per_epoch:
+            raise ValueError(
+                f"{checkpoint} was written with {saved} steps per epoch but the batch sampler has "
+                f"{sampler.steps_per_epoch}: resume with the same data settings, or use another out_dir"
+            )
+        self._steps_per_epoch = sampler.steps_per_epoch
+
+    # -- one optimiser step ------------------------------------------------------------------------------
+    def train_step(self, batch: Sequence[Any]) -> float:
+        """Forward, loss, backward and optimiser step on one batch; returns the loss.
+
+        ``batch`` is ``(inputs, targets, masks)`` or ``(inputs, targets, masks, indices)`` (the indices are
+        needed by cached soft labels). Raises FloatingPointError naming the task, epoch and step when the
+        loss is NaN or infinite.
+        """
+        inputs, targets, masks, indices = self._to_device(batch)
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp else contextlib.nullcontext()
+        )
+        with autocast:
+            outputs = self.net(inputs)
+            soft = self.soft_labels(inputs, indices) if self.soft_labels is not None else None
+        # The paper's losses are sums over the whole batch (and the CCC a batch statistic): under DDP every
+        # rank computes them on the gathered global batch (see mtl_distill.distributed).
+        outputs, targets, masks, soft = distributed.gather_batch(outputs, targets, masks, soft)
+        outputs, targets, soft, masks = flatten_sequence_batch(outputs, targets, soft, masks=masks)
+        loss = self._loss(self.tasks, outputs, targets, masks, soft)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise self._non_finite_error(value, outputs, targets, masks, soft)
+
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return value
+
+    def _to_device(self, batch: Sequence[Any]) -> tuple[Tensor, dict, dict, Tensor | None]:
+        if len(batch) not in (3, 4):
+            raise ValueError(f"a batch must be (inputs, targets, masks[, indices]), got {len(batch)} parts")
+        inputs, targets, masks = batch[:3]
+        indices = batch[3] if len(batch) == 4 else None
+        inputs = inputs.to(self.device, non_blocking=True)
+        if self.channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        targets = {name: value.to(self.device, non_blocking=True) for name, value in targets.items()}
+        masks = {name: value.to(self.device, non_blocking=True) for name, value in masks.items()}
+        return inputs, targets, masks, indices
+
+    def _loss(
+        self,
+        tasks: Sequence[Task],
+        outputs: Mapping[str, Tensor],
+        targets: Mapping[str, Tensor],
+        masks: Mapping[str, Tensor],
+        soft: Mapping[str, Tensor] | None,
+    ) -> Tensor:
+        config = self.config
+        weights = config.task_weights
+        if weights is not None:
+            weights = {task.name: weights[task.name] for task in tasks if task.name in weights}
+        if soft is None:
+            return teacher_loss(tasks, outputs, targets, masks, config.reduction, weights)
+        return student_loss(
+            tasks,
+            outputs,
+            soft,
+            targets,
+            masks,
+            lam=config.lam,
+            temperature=config.temperature,
+            reduction=config.reduction,
+            task_weights=weights,
+            t2_scaling=config.t2_scaling,
+            unlabelled_weight=config.distillation_weight_unlabelled,
+        )
+
+    def _non_finite_error(self, value: float, outputs, targets, masks, soft) -> FloatingPointError:
+        """Name the task(s) whose part of the loss is not finite (each task's part computed alone)."""
+        parts = {}
+        for task in self.tasks:
+            with torch.no_grad():
+                parts[task.name] = float(self._loss([task], outputs, targets, masks, soft))
+        bad = [name for name, part in parts.items() if not math.isfinite(part)]
+        bad_outputs = [name for name in bad if not bool(torch.isfinite(outputs[name]).all())]
+        detail = f"; the model's outputs are not finite for {bad_outputs}" if bad_outputs else ""
+        return FloatingPointError(
+            f"{self.name}: the loss is {value} at epoch {self.epoch + 1}, step {self.step + 1} "
+            f"(global step {self.global_step + 1}): task(s) {bad or sorted(parts)} gave a non-finite loss "
+            f"(per-task losses {parts}){detail}"
+        )
+
+    # -- the end of an epoch -----------------------------------------------------------------------------
     def _end_epoch(self, val_dataset: Dataset | None, steps: int, logger: MetricsLogger | None) -> None:
         """Evaluate, keep the best weights, step the schedule, record the epoch and checkpoint."""
         config = self.config
@@ -525,419 +618,6 @@ class Trainer:
             return None
         return save_checkpoint(self.state_dict(), self.out_dir / "checkpoint.pt")
 
-    def _check_settings(self, saved: Mapping[str, Any] | None, checkpoint: Path) -> None:
-        """A checkpoint continues only the run that wrote it: resuming under other settings would mix two."""
-        if saved is None:  # written before checkpoints recorded their settings
-            return
-        current = _resume_settings(self.config)
-        changed = sorted(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
-        if changed:
-            details = ", ".join(f"{key} {saved.get(key)!r} -> {current.get(key)!r}" for key in changed)
-            raise ValueError(
-                f"{checkpoint} was written by a run with other settings ({details}): resuming would mix the "
-                "two; restore the settings, or start afresh (TrainConfig(resume=False), another out_dir, or "
-                "delete the checkpoint)"
-            )
-
-    def _check_sampler(self, sampler: MultiTaskBatchSampler, checkpoint: Path | None) -> None:
-        saved = self._steps_per_epoch
-        if saved is not None and saved != sampler.steps_per_epoch:
-            raise ValueError(
-                f"{checkpoint} was written with {saved} steps per epoch but the batch sampler has "
-                f"{sampler.steps_per_epoch}: resume with the same data settings, or use another out_dir"
-            )
-        self._steps_per_epoch = sampler.steps_per_epoch
-
-    # -- helpers -----------------------------------------------------------------------------------------
-    def _to_device(self, batch: Sequence[Any]) -> tuple[Tensor, dict, dict, Tensor | None]:
-        if len(batch) not in (3, 4):
-            raise ValueError(f"a batch must be (inputs, targets, masks[, indices]), got {len(batch)} parts")
-        inputs, targets, masks = batch[:3]
-        indices = batch[3] if len(batch) == 4 else None
-        inputs = inputs.to(self.device, non_blocking=True)
-        if self.channels_last and inputs.dim() == 4:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        targets = {name: value.to(self.device, non_blocking=True) for name, value in targets.items()}
-        masks = {name: value.to(self.device, non_blocking=True) for name, value in masks.items()}
-        return inputs, targets, masks, indices
-
-    def _loss(
-        self,
-        tasks: Sequence[Task],
-        outputs: Mapping[str, Tensor],
-        targets: Mapping[str, Tensor],
-        masks: Mapping[str, Tensor],
-        soft: Mapping[str, Tensor] | None,
-    ) -> Tensor:
-        config = self.config
-        weights = config.task_weights
-        if weights is not None:
-            weights = {task.name: weights[task.name] for task in tasks if task.name in weights}
-        if soft is None:
-            return teacher_loss(tasks, outputs, targets, masks, config.reduction, weights)
-        return student_loss(
-            tasks,
-            outputs,
-            soft,
-            targets,
-            masks,
-            lam=config.lam,
-            temperature=config.temperature,
-            reduction=config.reduction,
-            task_weights=weights,
-            t2_scaling=config.t2_scaling,
-            unlabelled_weight=config.distillation_weight_unlabelled,
-        )
-
-    def _non_finite_error(self, value: float, outputs, targets, masks, soft) -> FloatingPointError:
-        """Name the task(s) whose part of the loss is not finite (each task's part computed alone)."""
-        parts = {}
-        for task in self.tasks:
-            with torch.no_grad():
-                parts[task.name] = float(self._loss([task], outputs, targets, masks, soft))
-        bad = [name for name, part in parts.items() if not math.isfinite(part)]
-        bad_outputs = [name for name in bad if not bool(torch.isfinite(outputs[name]).all())]
-        detail = f"; the model's outputs are not finite for {bad_outputs}" if bad_outputs else ""
-        return FloatingPointError(
-            f"{self.name}: the loss is {value} at epoch {self.epoch + 1}, step {self.step + 1} "
-            f"(global step {self.global_step + 1}): task(s) {bad or sorted(parts)} gave a non-finite loss "
-            f"(per-task losses {parts}){detail}"
-        )
-
-
-# -- Algorithm 1 -------------------------------------------------------------------------------------------
-@dataclass
-class DistillConfig:
-    """Settings of Algorithm 1: a teacher run, then ``num_students`` student runs per generation.
-
-    The defaults are the best method the project's studies found (``examples/digits`` and
-    ``examples/emotion``, 5 seeds each): students trained as long as the teacher, on online soft labels,
-    with ``TrainConfig``'s default loss; :meth:`paper` is the paper exactly.
-
-    Parameters
-    ----------
-    teacher, student : TrainConfig
-        Settings of the teacher run and of every student run: 8 epochs each by default (the paper: 8 and 3,
-        students after an ImageNet start; from random weights, short students stay below their teacher).
-    num_students : int, default 5
-        Students per generation (K).
-    generations : int, default 1
-        1 is the paper. With more, the previous generation's students, as an
-        :class:`~mtl_distill.soft_labels.EnsembleTeacher` (averaged probabilities), teach the next one.
-    soft_labels : {"online", "cached"}, default "online"
-        "online": the teacher runs on every (augmented) training batch (the paper); with the default loss
-        it was the only setting of the project's studies whose students gained on every task of the digits
-        example, regression included, and it did at least as well as cached on the synthetic affect corpus.
-        "cached": the teacher's outputs are computed once per sample on ``cache_dataset`` (give an
-        un-augmented view of the training samples) and looked up: much faster, and better on the digits'
-        classification tasks, but no gain on its regression task.
-    cache_dtype : str, default "float16"
-        Storage type of the cached teacher logits ("float16", "bfloat16" or "float32").
-    student_init : {"teacher_initial", "random", "teacher"}, default "teacher_initial"
-        Where each student starts: the teacher's starting weights (the paper: its ImageNet start), fresh
-        random weights of its own (each parameterised module's ``reset_parameters()`` under the student's
-        seed: students that differ from the start), or the trained teacher's weights (born-again
-        fine-tuning: the students' budget then adds to the teacher's).
-    seed : int, default 0
-        The teacher's seed; each student's seed is derived from ``(seed, generation, student)``.
-    """
-
-    teacher: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=8))
-    student: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=8))
-    num_students: int = 5
-    generations: int = 1
-    soft_labels: str = "online"
-    cache_dtype: str = "float16"
-    student_init: str = "teacher_initial"
-    seed: int = 0
-
-    @classmethod
-    def paper(cls, teacher_epochs: int = 8, student_epochs: int = 3, **settings: Any) -> DistillConfig:
-        """The paper's Algorithm 1 exactly: Adam 1e-4 divided by 10 every 3 epochs, a teacher of 8 epochs and
-        5 students of 3 epochs from the teacher's starting weights, lam 0.6, T 1.5 without T^2, online soft
-        labels. ``settings`` go to both runs' :class:`TrainConfig` (e.g. ``device``, ``progress``).
-
-        Example
-        -------
-        >>> config = DistillConfig.paper(progress=False)
-        >>> config.student.epochs, config.student.lam, config.student.temperature, config.soft_labels
-        (3, 0.6, 1.5, 'online')
-        """
-        optimisation = {"lr": 1e-4, "lr_step_epochs": 3, "lr_gamma": 0.1, **settings}
-        loss = {"lam": 0.6, "temperature": 1.5, "t2_scaling": False, "unlabelled_weight": 1.0}
-        return cls(
-            teacher=TrainConfig(epochs=teacher_epochs, **optimisation),
-            student=TrainConfig(epochs=student_epochs, **loss, **optimisation),
-            num_students=5,
-            soft_labels="online",
-            student_init="teacher_initial",
-        )
-
-    def __post_init__(self) -> None:
-        if self.soft_labels not in ("online", "cached"):
-            raise ValueError(f"soft_labels must be 'online' or 'cached', got {self.soft_labels!r}")
-        if self.cache_dtype not in ("float16", "bfloat16", "float32"):
-            raise ValueError(f"cache_dtype must be float16, bfloat16 or float32, got {self.cache_dtype!r}")
-        if self.student_init not in STUDENT_INITS:
-            raise ValueError(f"student_init must be one of {STUDENT_INITS}, got {self.student_init!r}")
-        if self.num_students < 1 or self.generations < 1:
-            raise ValueError(
-                f"num_students and generations must be >= 1, got {self.num_students}, {self.generations}"
-            )
-
-
-@dataclass
-class DistillResult:
-    """The teacher's run and, per generation, the students' runs (``generations[g][k]``)."""
-
-    teacher: TrainResult
-    generations: list[list[TrainResult]]
-
-    @property
-    def students(self) -> list[nn.Module]:
-        """The last generation's student models."""
-        return [run.model for run in self.generations[-1]]
-
-
-def train_teacher(
-    model: nn.Module,
-    tasks: Sequence[Task],
-    train_dataset: Dataset,
-    batch_sampler: MultiTaskBatchSampler,
-    val_dataset: Dataset | None = None,
-    config: TrainConfig | None = None,
-    *,
-    seed: int = 0,
-    out_dir: str | os.PathLike | None = None,
-) -> TrainResult:
-    """Algorithm 1, procedure TEACHER: train ``model`` (in place) on ground truth only (Eq. 13).
-
-    With ``out_dir``, the model's starting weights are saved first to ``<out_dir>/initial.pt`` (once), so
-    that students started later - e.g. in another process - can begin from the same weights
-    (``model.load_state_dict(mtl_distill.load_checkpoint(out_dir / "initial.pt"))``).
-    """
-    if out_dir is not None and distributed.rank() == 0 and not (Path(out_dir) / "initial.pt").is_file():
-        save_checkpoint(model.state_dict(), Path(out_dir) / "initial.pt")
-    trainer = Trainer(model, tasks, config, seed=seed, out_dir=out_dir, name="teacher")
-    return trainer.fit(train_dataset, batch_sampler, val_dataset)
-
-
-def train_students(
-    initial_model: nn.Module,
-    teacher: nn.Module,
-    tasks: Sequence[Task],
-    train_dataset: Dataset,
-    batch_sampler: MultiTaskBatchSampler,
-    val_dataset: Dataset | None = None,
-    config: TrainConfig | None = None,
-    *,
-    num_students: int = 5,
-    soft_labels: str = "online",
-    cache_dataset: Dataset | None = None,
-    cache_dtype: str = "float16",
-    reinitialise: bool = False,
-    seed: int = 0,
-    generation: int = 1,
-    out_dir: str | os.PathLike | None = None,
-) -> list[TrainResult]:
-    """Algorithm 1, procedure STUDENT, ``num_students`` times: students of a frozen ``teacher`` (Eq. 14).
-
-    Every student is a deep copy of ``initial_model`` (the paper: the teacher's *starting* weights) trained
-    with its own seed, derived from ``(seed, generation, student index)``; with ``reinitialise`` each copy
-    first gets fresh random weights of its own (``reset_parameters()`` of every module that has one, under
-    the student's seed). The teacher (a model or an
-    :class:`~mtl_distill.soft_labels.EnsembleTeacher`) is copied, frozen and put in eval mode; the caller's
-    modules are not modified. ``soft_labels="cached"`` computes the teacher's outputs once on
-    ``cache_dataset`` (default ``train_dataset``; give an un-augmented view of the same samples), stored in
-    ``cache_dtype`` (and in ``<out_dir>/soft_labels.pt``, reused on resume). Student ``k`` writes to
-    ``<out_dir>/student_<k>``.
-    """
-    out_dir = Path(out_dir) if out_dir is not None else None
-    config = config if config is not None else TrainConfig(epochs=8)
-    device = _resolve_device(config.device)
-    if soft_labels == "online":
-        source: SoftLabelSource = OnlineSoftLabels(teacher, device)
-    elif soft_labels == "cached":
-        source = CachedSoftLabels(
-            _teacher_cache(teacher, cache_dataset or train_dataset, config, device, cache_dtype, out_dir)
-        )
-    else:
-        raise ValueError(f"soft_labels must be 'online' or 'cached', got {soft_labels!r}")
-    results = []
-    for index in range(num_students):
-        student_seed = _student_seed(seed, generation, index)
-        student = copy.deepcopy(initial_model)
-        if reinitialise:
-            reset_parameters(student, student_seed)
-        trainer = Trainer(
-            student,
-            tasks,
-            config,
-            soft_labels=source,
-            seed=student_seed,
-            out_dir=out_dir / f"student_{index}" if out_dir is not None else None,
-            name=f"generation {generation} student {index + 1}/{num_students}",
-        )
-        results.append(trainer.fit(train_dataset, batch_sampler, val_dataset))
-    return results
-
-
-def distill(
-    model: nn.Module,
-    tasks: Sequence[Task],
-    train_dataset: Dataset,
-    batch_sampler: MultiTaskBatchSampler,
-    val_dataset: Dataset | None = None,
-    config: DistillConfig | None = None,
-    *,
-    cache_dataset: Dataset | None = None,
-    out_dir: str | os.PathLike | None = None,
-    teacher: TrainResult | None = None,
-) -> DistillResult:
-    """Algorithm 1 end to end: the teacher, then ``num_students`` students for each generation.
-
-    ``teacher``, a finished :func:`train_teacher` run that started from ``model``'s weights, is used
-    instead of training one (``config.teacher`` is then ignored): one teacher can serve several student
-    settings.
-
-    ``model`` is not modified: the teacher starts from a copy of its current weights, and the students from
-    the same weights, fresh random ones or the trained teacher's (``config.student_init``). Everything
-    resumes from ``out_dir`` (``teacher/``, ``generation_<g>/student_<k>/``) when run again; the students
-    then start from the weights saved in ``teacher/initial.pt`` by the first run.
-
-    Example
-    -------
-    >>> import torch
-    >>> from mtl_distill import MultiClassTask, MultiLabelTask
-    >>> from mtl_distill.batching import MultiTaskBatchSampler
-    >>> class Model(torch.nn.Module):
-    ...     def __init__(self):
-    ...         super().__init__()
-    ...         self.heads = torch.nn.ModuleDict({"c": torch.nn.Linear(3, 2), "m": torch.nn.Linear(3, 2)})
-    ...     def forward(self, x):
-    ...         return {name: head(x) for name, head in self.heads.items()}
-    >>> def item(i):
-    ...     x = torch.randn(3)
-    ...     return x, {"c": torch.tensor(int(x[0] > 0)), "m": (x[1:] > 0).float()}, {
-    ...         "c": torch.tensor(i < 6), "m": torch.tensor(i >= 6)}
-    >>> data = [item(i) for i in range(12)]
-    >>> sampler = MultiTaskBatchSampler({"c": range(6), "m": range(6, 12)}, batch_size=2)
-    >>> quiet = TrainConfig(epochs=1, progress=False)
-    >>> result = distill(Model(), [MultiClassTask("c", 2), MultiLabelTask("m", 2)], data, sampler, data,
-    ...                  DistillConfig(teacher=quiet, student=quiet, num_students=2))
-    >>> len(result.students)
-    2
-    """
-    config = config if config is not None else DistillConfig()
-    root = Path(out_dir) if out_dir is not None else None
-    initial_model = copy.deepcopy(model)
-    saved_initial = root / "teacher" / "initial.pt" if root is not None else None
-    if saved_initial is not None and saved_initial.is_file():  # resuming: the first run's starting weights
-        initial_model.load_state_dict(load_checkpoint(saved_initial))
-    if teacher is None:
-        teacher = train_teacher(
-            copy.deepcopy(initial_model),
-            tasks,
-            train_dataset,
-            batch_sampler,
-            val_dataset,
-            config.teacher,
-            seed=config.seed,
-            out_dir=root / "teacher" if root is not None else None,
-        )
-    generations: list[list[TrainResult]] = []
-    current_teacher: nn.Module = teacher.model
-    student_start = teacher.model if config.student_init == "teacher" else initial_model
-    for generation in range(1, config.generations + 1):
-        students = train_students(
-            student_start,
-            current_teacher,
-            tasks,
-            train_dataset,
-            batch_sampler,
-            val_dataset,
-            config.student,
-            num_students=config.num_students,
-            soft_labels=config.soft_labels,
-            cache_dataset=cache_dataset,
-            cache_dtype=config.cache_dtype,
-            reinitialise=config.student_init == "random",
-            seed=config.seed,
-            generation=generation,
-            out_dir=root / f"generation_{generation}" if root is not None else None,
-        )
-        generations.append(students)
-        current_teacher = EnsembleTeacher([run.model for run in students], tasks)
-    return DistillResult(teacher, generations)
-
-
-def _teacher_cache(
-    teacher: nn.Module,
-    dataset: Dataset,
-    config: TrainConfig,
-    device: torch.device,
-    dtype: str,
-    out_dir: Path | None,
-) -> SoftLabelCache:
-    path = out_dir / "soft_labels.pt" if out_dir is not None else None
-    if path is not None and path.is_file():
-        return SoftLabelCache.load(path)
-    cache = SoftLabelCache.build(
-        teacher,
-        dataset,
-        batch_size=config.eval_batch_size,
-        num_workers=config.num_workers,
-        device=device,
-        dtype=getattr(torch, dtype),
-        progress=config.progress and distributed.rank() == 0,
-    )
-    if path is not None and distributed.rank() == 0:
-        cache.save(path)
-    return cache
-
-
-def reset_parameters(model: nn.Module, seed: int) -> nn.Module:
-    """Fresh random weights, in place: ``reset_parameters()`` of every submodule that has one, drawn from
-    torch's generator seeded with ``seed`` (the global generator's state is left as it was).
-
-    Raises a ValueError when a parameter belongs to no module that can reset it (a bare ``nn.Parameter``):
-    it would silently keep its old value.
-    """
-    resettable = [module for module in model.modules() if callable(getattr(module, "reset_parameters", None))]
-    covered = {id(p) for module in resettable for p in module.parameters(recurse=False)}
-    left = [name for name, p in model.named_parameters() if id(p) not in covered]
-    if left:
-        raise ValueError(
-            f"cannot re-initialise parameters {left[:3]}: no module with reset_parameters() owns them; "
-            "give the model's modules a reset_parameters() or use student_init='teacher_initial'"
-        )
-    devices = [p.device for p in model.parameters() if p.device.type == "cuda"]
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        for module in resettable:
-            module.reset_parameters()
-    return model
-
-
-def _warn_about_frozen_batchnorm_in_train_mode(model: nn.Module) -> None:
-    """A frozen BatchNorm (no trainable parameters) in train mode still updates its running statistics."""
-    drifting = [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, nn.modules.batchnorm._BatchNorm)
-        and module.training
-        and module.track_running_stats
-        and module.affine
-        and not any(parameter.requires_grad for parameter in module.parameters())
-    ]
-    if drifting:
-        warnings.warn(
-            "frozen BatchNorm layers are in train mode, so their running statistics change during "
-            f"training: {drifting[:3]}{' ...' if len(drifting) > 3 else ''}; the trainer calls model.train() "
-            "every epoch, so override the model's train() to keep frozen parts in eval mode",
-            stacklevel=3,
-        )
-
 
 def _resume_settings(config: TrainConfig) -> dict[str, Any]:
     """The settings that decide what a run computes, as plain values (a checkpoint records them).
@@ -961,24 +641,3 @@ def _resume_settings(config: TrainConfig) -> dict[str, Any]:
         "unlabelled_weight": config.unlabelled_weight,
         "keep_best": config.keep_best,
     }
-
-
-def _check_int(value: Any, name: str, minimum: int, or_none: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}{' or None' if or_none else ''}, got {value!r}")
-
-
-def _student_seed(seed: int, generation: int, index: int) -> int:
-    return int(np.random.SeedSequence([seed, generation, index + 1]).generate_state(1)[0])
-
-
-def _resolve_device(device: str | None) -> torch.device:
-    # Only asks: joining a process group is the entry point's call (distributed.setup_distributed).
-    distributed.check_launched_group()
-    return torch.device(device) if device is not None else distributed.default_device()
-
-
-def _autocast(device: torch.device, dtype: torch.dtype, enabled: bool) -> Any:
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
