@@ -1,8 +1,8 @@
 """Which MTCNN detections are faces: false faces on frames with nobody, found faces on frames with one face.
 
-A measurement, not a speed claim: it is where ``run.py predict``'s defaults ``--min-score 0.9`` and
-``--min-face-size 24`` come from (``emotion.predict.MIN_FACE_SCORE``, ``MIN_FACE_SIZE``). The script generates
-640 x 360 frames, ``--frames`` of each kind (default 100):
+A measurement, not a speed claim: what ``run.py predict``'s defaults ``--min-score 0.9`` and
+``--min-face-size 24`` (``emotion.predict.MIN_FACE_SCORE``, ``MIN_FACE_SIZE``) and the pairs around them keep.
+The script generates 640 x 360 frames, ``--frames`` of each kind (default 100):
 
 - **nobody in view**, six kinds: ``flat`` (one random colour with mild sensor noise), ``noise`` (uniform
   noise, every pixel and channel drawn from 0-255), ``blobs`` (smooth colour gradients: a 8 x 5 grid of
