@@ -26,6 +26,7 @@ output layers of ``table2``'s students of that length (its teacher's when it has
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -170,15 +171,18 @@ def sequence_ensemble(config: Config, length: int) -> Ensemble:
         "sequence_length": length,
     }
     table2 = config.stage_dir("table2")
+    tuned = config.evaluation.tune_thresholds
     origin = {
         **provenance(config),
         "members": [str(path.parent.relative_to(table2.parent)) for path in checkpoints],
-        "thresholds": f"tuned on the validation frames, each predicted from its window of {length}",
+        "thresholds": f"tuned on the validation frames, each predicted from its window of {length}"
+        if tuned
+        else "0.5 (evaluation.tune_thresholds is off)",
     }
     ensemble = Ensemble(members, paper_tasks(), metadata={"kind": KIND, "version": VERSION,
                         "architecture": architecture, "provenance": origin})  # fmt: skip
     device = resolve_device(config.training.device)
-    if config.evaluation.tune_thresholds:
+    if tuned:
         ensemble.set_thresholds({"AU": _validation_thresholds(config, ensemble.to(device).eval(), device)})
     return ensemble.cpu().eval()
 
@@ -376,10 +380,13 @@ def load_model_file(path: str | os.PathLike, map_location: str = "cpu") -> Ensem
 
     else:
         length, rnn_hidden = (_required(architecture, key, path) for key in ("sequence_length", "rnn_hidden"))
-        cnn = MultitaskCNN(weights=None, num_outputs=architecture["num_outputs"], **settings)
+        # Built on the first call, inside from_saved: settings that build no CNN are a "damaged" file too.
+        cnn = functools.cache(
+            lambda: MultitaskCNN(weights=None, num_outputs=architecture["num_outputs"], **settings)
+        )
 
         def member() -> torch.nn.Module:  # every member on the one CNN, as exported
-            return SlidingCNNRNN(MultitaskCNNRNN(cnn, hidden=rnn_hidden), length)
+            return SlidingCNNRNN(MultitaskCNNRNN(cnn(), hidden=rnn_hidden), length)
 
     try:
         ensemble = Ensemble.from_saved(state, member, source=path)

@@ -251,7 +251,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                 "--sequence-length",
                 type=int,
                 metavar="L",
-                help="export table2's CNN-GRU ensemble of clip length L instead (after `run.py table2`)",
+                help="export table2's CNN-GRU ensemble of clip length L instead (after `run.py table2`; "
+                "written anew each time)",
             )
         if name in OVER_SEEDS:
             _add_seed_arguments(command, name)
