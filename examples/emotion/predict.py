@@ -918,7 +918,12 @@ def add_predict_options(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     sampling.add_argument("--every", type=int, default=1, help="predict every n-th frame (default 1: all)")
     sampling.add_argument("--fps", type=float, help="predict at most this many frames per second")
     parser.add_argument("--image-fps", type=float, default=30.0, help="frame rate of a folder of images (30)")
-    parser.add_argument("--batch-size", type=int, default=32, help="frames per detector call, crops per pass")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="frames per detector call, crops (CNN-GRU: windows) per pass",
+    )
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:1, ... (default: the config's)")
     parser.add_argument("--save-crops", action="store_true", help="also write the aligned face crops")
     parser.add_argument(
