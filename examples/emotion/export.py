@@ -13,10 +13,20 @@ uses (the students, or the teacher when the run has none), as an ``mtl_distill.E
 
 The file holds only tensors and plain containers, so :func:`load_model_file` reads it with
 ``torch.load(weights_only=True)``, and ``run.py predict --model FILE`` needs nothing else.
+
+``run.py export --sequence-length L`` (:func:`export_sequence_model`) writes the paper's best model instead,
+``table2``'s CNN-GRU ensemble of clip length ``L``, into ``<run>/table2/length_<L>/emotion_model.pt`` (where
+redoing ``table2`` removes it with the checkpoints it came from): the teacher CNN, once, and the GRUs and
+output layers of ``table2``'s students of that length (its teacher's when it has none) as
+:class:`~emotion.models.SlidingCNNRNN` members, with AU thresholds tuned on the validation frames the way
+``predict`` predicts them (each frame from its window of ``L``, :func:`emotion.predict.sliding_windows`), as
+``evaluate`` tunes the CNN's. Its ``architecture`` says ``"model": "MultitaskCNNRNN"`` and adds
+``rnn_hidden`` and ``sequence_length``; the provenance is the CNN's, the members named by their folders.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -26,10 +36,13 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from emotion.config import Config
 from emotion.factory import IMAGENET_NORMALIZE, paper_tasks
-from emotion.models import MultitaskCNN
-from emotion.pipeline import IGNORED_KEYS
+from emotion.models import MultitaskCNN, MultitaskCNNRNN, SlidingCNNRNN, TemporalHeads
+from emotion.pipeline import IGNORED_KEYS, StageError, read_marker
 from mtl_distill.checkpoint import load_checkpoint
 from mtl_distill.ensemble import Ensemble
 
@@ -40,9 +53,11 @@ __all__ = [
     "ModelFileError",
     "config_hash",
     "export_model",
+    "export_sequence_model",
     "load_model_file",
     "provenance",
     "run_export",
+    "sequence_ensemble",
     "synthetic_warning",
 ]
 
@@ -96,19 +111,132 @@ def export_model(config: Config, path: str | os.PathLike) -> Path:
     metadata = {
         "kind": KIND,
         "version": VERSION,
-        "architecture": {
-            "model": "MultitaskCNN",
-            "backbone": config.model.backbone,
-            "hidden": config.model.hidden,
-            "dropout": config.model.dropout,
-            "num_outputs": {task.name: task.num_outputs for task in paper_tasks()},
-            "image_size": config.data.image_size,
-            "normalize": [list(values) for values in IMAGENET_NORMALIZE],
-        },
+        "architecture": _architecture(config, "MultitaskCNN"),
         "provenance": {**provenance(config), "thresholds": f"evaluate's thresholds.json, {key!r}"},
     }
     ensemble = Ensemble(models, paper_tasks(), {"AU": thresholds}, metadata=metadata)
     return ensemble.save(path)
+
+
+def _architecture(config: Config, model: str) -> dict[str, Any]:
+    """What builds the config's CNN (the one model, or the CNN under the GRUs) and what it reads."""
+    return {
+        "model": model,
+        "backbone": config.model.backbone,
+        "hidden": config.model.hidden,
+        "dropout": config.model.dropout,
+        "num_outputs": {task.name: task.num_outputs for task in paper_tasks()},
+        "image_size": config.data.image_size,
+        "normalize": [list(values) for values in IMAGENET_NORMALIZE],
+    }
+
+
+def export_sequence_model(config: Config, length: int) -> Path:
+    """Write ``table2``'s CNN-GRU ensemble of clip length ``length`` (:func:`sequence_ensemble`) to
+    ``<run>/table2/length_<length>/emotion_model.pt`` (atomically); returns the path."""
+    path = config.stage_dir("table2") / f"length_{length}" / MODEL_FILE
+    return sequence_ensemble(config, length).save(path)
+
+
+def sequence_ensemble(config: Config, length: int) -> Ensemble:
+    """``table2``'s CNN-GRU ensemble of clip length ``length``, as :func:`export_sequence_model` writes it.
+
+    The members are :class:`~emotion.models.SlidingCNNRNN` s over the run's teacher CNN (shared): the
+    students of ``<run>/table2/length_<length>/``, or its teacher when it has none. The AU thresholds are
+    tuned on the validation frames (``config.evaluation.tune_thresholds``; else 0.5), each frame predicted
+    from its window as :func:`emotion.predict.predict_table` predicts. The validation frames go through the
+    CNN once, on the config's ``training.device``.
+
+    Raises
+    ------
+    StageError
+        In one line, when ``table2`` has not run for ``length`` (naming the missing folder and
+        ``run.py table2``), has not finished, was made from another teacher than the run's, or a checkpoint
+        is missing or damaged.
+    """
+    from emotion.factory import build_model, load_weights, resolve_device
+
+    checkpoints = _table2_checkpoints(config, length)
+    cnn = load_weights(
+        build_model(config, pretrained=False), config.stage_dir("teacher") / "model.pt", "teacher"
+    )
+    members = []
+    for checkpoint in checkpoints:
+        model = MultitaskCNNRNN(cnn)
+        load_weights(TemporalHeads(model), checkpoint, "table2")  # table2 trains the GRUs in place
+        members.append(SlidingCNNRNN(model, length))
+    architecture = {
+        **_architecture(config, "MultitaskCNNRNN"),
+        "rnn_hidden": members[0].model.rnn["AU"].hidden_size,
+        "sequence_length": length,
+    }
+    table2 = config.stage_dir("table2")
+    tuned = config.evaluation.tune_thresholds
+    origin = {
+        **provenance(config),
+        "members": [str(path.parent.relative_to(table2.parent)) for path in checkpoints],
+        "thresholds": f"tuned on the validation frames, each predicted from its window of {length}"
+        if tuned
+        else "0.5 (evaluation.tune_thresholds is off)",
+    }
+    ensemble = Ensemble(members, paper_tasks(), metadata={"kind": KIND, "version": VERSION,
+                        "architecture": architecture, "provenance": origin})  # fmt: skip
+    device = resolve_device(config.training.device)
+    if tuned:
+        ensemble.set_thresholds({"AU": _validation_thresholds(config, ensemble.to(device).eval(), device)})
+    return ensemble.cpu().eval()
+
+
+def _table2_checkpoints(config: Config, length: int) -> list[Path]:
+    """The GRU checkpoints of ``table2``'s ensemble of ``length``: its students', or its teacher's."""
+    table2 = config.stage_dir("table2")
+    folder = table2 / f"length_{length}"
+    if not folder.is_dir():
+        done = sorted(int(path.name.removeprefix("length_")) for path in table2.glob("length_[0-9]*"))
+        raise StageError(
+            f"{folder} does not exist: table2 has not run for sequence length {length} (it has for "
+            f"{done or 'none'}); run `run.py table2` with {length} in experiments.sequence_lengths"
+        )
+    marker, teacher = read_marker(table2), read_marker(config.stage_dir("teacher"))
+    if marker is None:
+        raise StageError(f"{table2} holds an unfinished table2: run `run.py table2` to finish it")
+    if teacher is None or marker.get("inputs", {}).get("teacher") != teacher["id"]:
+        raise StageError(
+            f"{table2} was made from another teacher than {config.stage_dir('teacher')}: run "
+            "`run.py table2` again"
+        )
+    students = sorted(
+        folder.glob("students/student_*/model.pt"), key=lambda path: int(path.parent.name[len("student_") :])
+    )
+    return students or [folder / "teacher" / "model.pt"]
+
+
+def _validation_thresholds(config: Config, ensemble: Ensemble, device: torch.device) -> np.ndarray:
+    """Per-AU thresholds tuned on the validation frames, each predicted from its window (as predict)."""
+    from torch.utils.data import DataLoader
+
+    from emotion.evaluate import evaluation_tables, tune_au_thresholds
+    from emotion.factory import frame_dataset, truth_arrays
+    from emotion.pipeline import progress_bars
+    from emotion.predict import sequence_predictions
+    from mtl_distill.logging_utils import progress
+
+    # Each video's frames in time order: the tracks of sliding_windows.
+    table = evaluation_tables(config)["validation"]
+    table = table.sort_values(["dataset", "video", "frame"], kind="stable").reset_index(drop=True)
+    loader = DataLoader(
+        frame_dataset(table, config, train=False, task_names=[]),
+        batch_size=config.evaluation.batch_size,
+        num_workers=config.data.num_workers,
+    )
+    parts = []
+    with torch.inference_mode():
+        for images, _, _ in progress(loader, desc="validation features", enabled=progress_bars()):
+            # Half precision, as table2 keeps them: Aff-Wild2's validation frames in a few hundred MB.
+            parts.append(ensemble.members[0].features(images.to(device)).half().cpu())
+    tracks = table.groupby(["dataset", "video"], sort=False).ngroup().to_numpy()
+    predicted = sequence_predictions(ensemble, torch.cat(parts), tracks, config.evaluation.batch_size, device)
+    return tune_au_thresholds(truth_arrays(table)["AU"], predicted["AU"])
 
 
 def provenance(config: Config) -> dict[str, Any]:
@@ -199,14 +327,16 @@ def load_model_file(path: str | os.PathLike, map_location: str = "cpu") -> Ensem
     """Read a model file written by :func:`export_model` (``weights_only=True``) as an ``Ensemble``.
 
     The returned ensemble is in eval mode; ``ensemble.metadata`` holds ``architecture`` and ``provenance``
-    (see the module docstring) and ``ensemble.thresholds["AU"]`` the tuned AU thresholds.
+    (see the module docstring) and ``ensemble.thresholds["AU"]`` the tuned AU thresholds. The members are
+    :class:`~emotion.models.MultitaskCNN` s, or for a CNN-GRU file (``architecture["model"]`` is
+    ``"MultitaskCNNRNN"``) :class:`~emotion.models.SlidingCNNRNN` s sharing one CNN.
 
     Raises
     ------
     ModelFileError
         In one line naming the file: missing, unreadable (truncated, damaged, not a torch file), not a model
-        file of this project, of another version, lacking a key, with tasks other than this version's, or
-        with weights that do not fit its own architecture.
+        file of this project, of another version, lacking a key, of an unknown architecture, with tasks other
+        than this version's, or with weights that do not fit its own architecture.
     """
     path = Path(path)
     try:
@@ -230,6 +360,11 @@ def load_model_file(path: str | os.PathLike, map_location: str = "cpu") -> Ensem
     settings = {key: _required(architecture, key, path) for key in ("backbone", "hidden", "dropout")}
     for key in ("num_outputs", "image_size", "normalize"):
         _required(architecture, key, path)
+    kind = _required(architecture, "model", path)
+    if kind not in ("MultitaskCNN", "MultitaskCNNRNN"):
+        raise ModelFileError(
+            f"{path}: its architecture {kind!r} is unknown to this version (MultitaskCNN, MultitaskCNNRNN)"
+        )
     _required(info, "provenance", path)
     expected = [task.to_config() for task in paper_tasks()]
     if state.get("tasks") != expected:
@@ -238,8 +373,20 @@ def load_model_file(path: str | os.PathLike, map_location: str = "cpu") -> Ensem
             f"{_task_names(expected)} (other AU names, classes or bins)"
         )
 
-    def member() -> MultitaskCNN:
-        return MultitaskCNN(weights=None, num_outputs=architecture["num_outputs"], **settings)
+    if kind == "MultitaskCNN":
+
+        def member() -> torch.nn.Module:
+            return MultitaskCNN(weights=None, num_outputs=architecture["num_outputs"], **settings)
+
+    else:
+        length, rnn_hidden = (_required(architecture, key, path) for key in ("sequence_length", "rnn_hidden"))
+        # Built on the first call, inside from_saved: settings that build no CNN are a "damaged" file too.
+        cnn = functools.cache(
+            lambda: MultitaskCNN(weights=None, num_outputs=architecture["num_outputs"], **settings)
+        )
+
+        def member() -> torch.nn.Module:  # every member on the one CNN, as exported
+            return SlidingCNNRNN(MultitaskCNNRNN(cnn(), hidden=rnn_hidden), length)
 
     try:
         ensemble = Ensemble.from_saved(state, member, source=path)

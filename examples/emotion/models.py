@@ -4,7 +4,8 @@
   one MLP head per task ``F -> 128 -> C`` (``AU: 8``, ``EXPR: 7``, ``VA: 40`` = 2 dimensions x 20 bins).
 - :class:`MultitaskCNNRNN` (Fig. 4b): the trained CNN, frozen and always in eval mode, gives per-frame 128-d
   head features; one bidirectional GRU(128 -> 64) per task runs over the frames and a linear layer
-  ``128 -> C`` gives per-frame logits.
+  ``128 -> C`` gives per-frame logits. :class:`SlidingCNNRNN` runs a trained one over sliding windows of a
+  video's frames (``run.py predict`` with a ``table2`` model file).
 
 Backbones share one code path (torchvision's ``ResNet`` class and forward): ``resnet50`` (the paper),
 ``resnet18``, and ``resnet_tiny`` - the same residual network with 1 block per stage and widths 16-32-64-128,
@@ -28,6 +29,7 @@ __all__ = [
     "PAPER_OUTPUTS",
     "MultitaskCNN",
     "MultitaskCNNRNN",
+    "SlidingCNNRNN",
     "TemporalHeads",
     "build_backbone",
     "default_resnet_key_map",
@@ -384,6 +386,56 @@ class TemporalHeads(nn.Module):
         """Task name -> per-frame logits ``[B, L, C]`` for features ``[B, L, T, hidden]``."""
         per_task = {task: features[:, :, i] for i, task in enumerate(self.tasks)}
         return _temporal_heads(self.rnn, self.classify, per_task)
+
+
+class SlidingCNNRNN(nn.Module):
+    """A trained :class:`MultitaskCNNRNN` as a per-frame predictor over windows of its CNN's features.
+
+    For prediction on video: :meth:`features` runs the frozen CNN once per frame, and :meth:`forward` runs the
+    GRUs over windows of those features, returning the logits of every frame of every window, one row per
+    frame, so that an ``mtl_distill.Ensemble`` of such members averages their predictions frame by frame
+    (``emotion.predict`` picks the row of the frame each window is for). Members built on one CNN module
+    share it: its features are computed once for all of them, and ``Ensemble.save`` writes its weights once.
+
+    Parameters
+    ----------
+    model : MultitaskCNNRNN
+        The trained CNN-RNN (e.g. a ``table2`` student: its GRUs over the teacher CNN).
+    sequence_length : int
+        The clip length it was trained on: the windows :mod:`emotion.predict` gives it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> cnn = MultitaskCNN("resnet_tiny", hidden=16)
+    >>> member = SlidingCNNRNN(MultitaskCNNRNN(cnn, hidden=8), sequence_length=4)
+    >>> features = member.features(torch.zeros(6, 3, 32, 32))
+    >>> features.shape  # frames, tasks, hidden
+    torch.Size([6, 3, 16])
+    >>> member(torch.stack([features[:4], features[2:]]))["EXPR"].shape  # 2 windows of 4 frames
+    torch.Size([8, 7])
+    """
+
+    def __init__(self, model: MultitaskCNNRNN, sequence_length: int) -> None:
+        super().__init__()
+        if sequence_length < 1:
+            raise ValueError(f"sequence_length must be >= 1, got {sequence_length}")
+        self.model = model
+        self.sequence_length = int(sequence_length)
+
+    @property
+    def cnn(self) -> MultitaskCNN:
+        return self.model.cnn
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The CNN's head features ``[B, T, hidden]`` of frames ``[B, 3, H, W]`` (tasks in model order)."""
+        per_task = self.cnn.features(images)
+        return torch.stack([per_task[task] for task in self.model.num_outputs], dim=1)
+
+    def forward(self, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Task name -> logits ``[N * L, C]`` (window-major) for windows of features ``[N, L, T, hidden]``."""
+        per_task = {task: windows[:, :, i] for i, task in enumerate(self.model.num_outputs)}
+        return {task: logits.flatten(0, 1) for task, logits in self.model.forward_features(per_task).items()}
 
 
 def _temporal_heads(

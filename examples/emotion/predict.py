@@ -28,29 +28,44 @@ Which detections count as faces
 -------------------------------
 A face needs a detection score of at least ``min_score`` (default :data:`MIN_FACE_SCORE` = 0.9) and a box
 whose shorter side is at least ``min_face_size`` pixels of the frame (default :data:`MIN_FACE_SIZE` = 24).
-Measured with MTCNN (``facenet-pytorch==2.5.3``, stage thresholds lowered to 0.6, 0.7, 0.5 and a 12-pixel
-search size, so that weak hits show) on generated 640 x 360 frames, one frame per call, seed 0 (a one-off
-measurement whose script is not yet in the repository; issue 8 keeps it open):
+``python benchmarks/detection_thresholds.py`` (its full output is in ``benchmarks/README.md``) runs MTCNN
+(``facenet-pytorch==2.5.3``, stage thresholds lowered to 0.6, 0.7, 0.5 and a 12-pixel smallest face, so that
+weak candidates show) on generated 640 x 360 frames, one frame per call, seed 0:
 
-- 600 frames with nobody in them (100 each: uniform colour, uniform noise, smooth colour blobs, the
-  synthetic corpus's background clutter, 300 random ellipses and rectangles, sine plaids): 39 false faces.
-  32 on uniform noise, all 9-13 pixels (scores up to 0.98); 7 on blobs and shapes, 18-111 pixels, scores
-  0.51-0.89. Kept at (score, size) >= (0.8, 24): 2; (0.85, 24): 2; (0.9, 24): 0; (0.95, 24): 0.
-- 600 frames with one synthetic face (100 each; faces kept at 0.8 / 0.85 / 0.9 / 0.95 with size >= 24):
-  frontal 95 / 92 / 86 / 73; rolled 30 degrees 93 / 91 / 85 / 76; small (a box of about 28-40 pixels)
-  86 / 83 / 79 / 63; squeezed horizontally to cos 40 degrees of its width 82 / 76 / 62 / 44, to cos 55
-  degrees 56 / 50 / 43 / 32 (the renderer draws no turned heads: a squeeze is a crude stand-in for a face
-  turned partly away); half hidden 40 / 35 / 32 / 23. Median scores 0.93-0.99.
+- 600 frames with nobody in them (100 each: flat colour, uniform noise, smooth colour blobs, the synthetic
+  corpus's background clutter, 300 random ellipses and rectangles, sine plaids): 31 false faces, all on
+  uniform noise, 7-12 pixels, scores 0.51-0.92. No pair of least score 0.8-0.95 and least size 16-32 keeps
+  any of them.
+- 600 frames with one synthetic face (100 each; faces kept at least score 0.8 / 0.85 / 0.9 / 0.95 with least
+  size 24): frontal 91 / 90 / 87 / 66; rolled 30 degrees 88 / 85 / 81 / 71; small (28-40 pixels across) 87
+  / 82 / 71 / 56 (75 at 0.9 with least size 16); squeezed horizontally to cos 40 degrees of its width 85 / 80
+  / 71 / 48, to cos 55 degrees 51 / 39 / 35 / 21 (the renderer draws no turned heads: a squeeze is a crude
+  stand-in for a face turned partly away); half hidden 37 / 35 / 32 / 25. No false face on these frames;
+  median scores 0.859-0.985.
 
-0.9 is the lowest of these score thresholds that keeps no face on the empty frames; the size floor removes
-the noise hits, which score up to 0.98. The margin is thin (the best-scoring false face of 24 pixels or more
-scored 0.89), and the synthetic faces score lower than real ones typically do, so on real footage lower
-``min_score`` only after looking at frames with nobody in them.
+The size floor removes every false face measured. The score floor is not tested by these frames (no
+candidate of 13 pixels or more appeared on them): 0.9 is a precaution, which keeps 4-16 fewer faces of 100
+than 0.8 would in each kind. The synthetic faces score lower than real ones typically do, so on
+real footage lower ``min_score`` only after looking at frames with nobody in them.
 
 The models are any ``torch.nn.Module`` s that map images ``[B, 3, S, S]`` to ``{"AU": [B, 8], "EXPR": [B, 7],
 "VA": [B, 40]}`` logits (40 = 2 x 20 bins over [-1, 1], valence first), e.g. the students of a run; their
 ``mtl_distill.Ensemble`` averages their probabilities (sigmoid, softmax, expected value of the binned
 distribution), as the evaluate stage does.
+
+The CNN-GRU
+-----------
+The paper's best model, ``table2``'s CNN-RNN ensemble of one sequence length ``L`` (a model file from
+``run.py export --sequence-length L``, see :mod:`emotion.export`), predicts from time: its members are
+:class:`~emotion.models.SlidingCNNRNN` s sharing the teacher CNN. The CNN runs once on each face crop; then
+each face track (``face_id``) is run through the members' GRUs in sliding windows of ``L`` of its face rows
+(:func:`sliding_windows`): a row's prediction comes from the window ending at it, so it depends on that face's
+rows up to it and on nothing later, nor on any other face. The first ``L - 1`` rows of a track, and every row
+of a track shorter than ``L``, are predicted from the rows they have so far, padded at the end by repeating
+the row (as ``table2``'s clips pad the end of a video): every face row gets a prediction. A track's rows are
+consecutive in its window even across the frames where the face was out of view (up to ``track_gap_s``) and
+across the frames ``every`` / ``fps`` skip, so subsampling makes a face move faster than in the 30 frames/s
+training clips. The table's columns are the same.
 """
 
 from __future__ import annotations
@@ -79,6 +94,7 @@ from affect_data.schema import AU_NAMES, EXPR_NAMES, VA_NAMES
 from affect_data.transforms import FrameTransform
 from emotion.export import synthetic_warning
 from emotion.factory import IMAGENET_NORMALIZE, paper_tasks
+from emotion.models import SlidingCNNRNN
 from emotion.tracking import IoUTracker
 from emotion.video import BOX_COLUMNS, Face, FaceDetector, FrameReader, MTCNNDetector, detect_faces
 from mtl_distill.checkpoint import load_checkpoint, write_atomically
@@ -99,6 +115,9 @@ __all__ = [
     "predict_video",
     "prediction_columns",
     "read_thresholds",
+    "sequence_length",
+    "sequence_predictions",
+    "sliding_windows",
     "summary",
 ]
 
@@ -189,8 +208,88 @@ def as_ensemble(
     models = [models] if isinstance(models, nn.Module) else list(models)
     if not models:
         raise ValueError("an ensemble needs at least one model")
-    members = [_CheckedOutputs(model, number) for number, model in enumerate(models)]
+    # A SlidingCNNRNN's outputs (one row per frame of its windows) are fixed by its construction.
+    members = [
+        model if isinstance(model, SlidingCNNRNN) else _CheckedOutputs(model, number)
+        for number, model in enumerate(models)
+    ]
     return Ensemble(members, paper_tasks(), {"AU": read_thresholds(thresholds)}).eval()
+
+
+def sequence_length(ensemble: Ensemble) -> int | None:
+    """The window length of an ensemble of :class:`~emotion.models.SlidingCNNRNN` s (the CNN-GRU), or None
+    for an ensemble of per-frame models.
+
+    Raises
+    ------
+    ValueError
+        When the members mix both kinds, differ in window length or do not share one CNN.
+    """
+    members = list(ensemble.members)
+    sliding = [member for member in members if isinstance(member, SlidingCNNRNN)]
+    if not sliding:
+        return None
+    lengths = sorted({member.sequence_length for member in sliding})
+    if len(sliding) != len(members) or len(lengths) > 1 or any(m.cnn is not sliding[0].cnn for m in sliding):
+        raise ValueError(
+            f"a CNN-GRU ensemble needs SlidingCNNRNN members only ({len(sliding)} of {len(members)}), of one "
+            f"window length (got {lengths}) on one shared CNN"
+        )
+    return lengths[0]
+
+
+def sliding_windows(tracks: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The window of every row for the CNN-GRU: rows ``[n, length]`` and the position of the row in it.
+
+    ``tracks`` gives each row's track (face id, or video); a track's rows must come in time order. The
+    window of a track's ``j``-th row holds its rows ``j - length + 1 ... j``, the row last. The first
+    ``length - 1`` rows of a track (all rows of a shorter one) have fewer rows before them: their window
+    holds the track's rows up to theirs, then repeats theirs to the end, as ``table2``'s clips pad the end
+    of a video, and the row's position is where it first stands.
+
+    Examples
+    --------
+    >>> rows, positions = sliding_windows(np.array([7, 7, 3, 7, 7]), length=3)
+    >>> rows.tolist(), positions.tolist()
+    ([[0, 0, 0], [0, 1, 1], [2, 2, 2], [0, 1, 3], [1, 3, 4]], [0, 1, 0, 2, 2])
+    """
+    tracks = np.asarray(tracks)
+    rows = np.empty((len(tracks), length), dtype=np.int64)
+    positions = np.empty(len(tracks), dtype=np.int64)
+    for track in np.unique(tracks):
+        members = np.flatnonzero(tracks == track)
+        index = np.arange(len(members))
+        start = np.maximum(index - length + 1, 0)
+        rows[members] = members[np.minimum(start[:, None] + np.arange(length), index[:, None])]
+        positions[members] = index - start
+    return rows, positions
+
+
+def sequence_predictions(
+    ensemble: Ensemble,
+    features: torch.Tensor,
+    tracks: np.ndarray,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+) -> dict[str, np.ndarray]:
+    """A CNN-GRU ensemble's predictions of every row from its window (:func:`sliding_windows`).
+
+    ``features`` ``[n, T, hidden]`` are the rows' CNN features (``SlidingCNNRNN.features``, any float type),
+    ``tracks`` their tracks; the ensemble averages its members' predictions of each frame
+    (``mtl_distill.Ensemble.predict``, as :func:`ensemble_predict`). Returns ``"AU"`` ``[n, 8]``, ``"EXPR"``
+    ``[n, 7]`` probabilities and ``"VA"`` ``[n, 2]``, as :func:`ensemble_predict`.
+    """
+    rows, positions = sliding_windows(tracks, sequence_length(ensemble))
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        windows = features[torch.from_numpy(batch)].float().to(device)
+        for name, values in ensemble_predict(ensemble, windows).items():
+            per_window = values.reshape(len(batch), -1, *values.shape[1:])  # one row per frame of a window
+            parts.setdefault(name, []).append(
+                per_window[np.arange(len(batch)), positions[start : start + batch_size]]
+            )
+    return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 def ensemble_predict(
@@ -320,8 +419,10 @@ def predict_table(
         A video file (anything FFmpeg decodes) or a folder of images (natural order).
     models : nn.Module, sequence of nn.Module, or mtl_distill.Ensemble
         The ensemble (one model is an ensemble of one), see :func:`as_ensemble`; each model maps
-        ``[B, 3, image_size, image_size]`` to ``{"AU": [B, 8], "EXPR": [B, 7], "VA": [B, 40]}`` logits. They
-        are moved to ``device`` and run in eval mode; each model's train/eval mode is restored afterwards.
+        ``[B, 3, image_size, image_size]`` to ``{"AU": [B, 8], "EXPR": [B, 7], "VA": [B, 40]}`` logits, or
+        all are :class:`~emotion.models.SlidingCNNRNN` s on one CNN (the CNN-GRU, see the module docstring).
+        They are moved to ``device`` and run in eval mode; each model's train/eval mode is restored
+        afterwards.
     thresholds : 8 numbers, mapping, path or None
         Per-AU decision thresholds, see :func:`read_thresholds` (None: 0.5, or the Ensemble's own).
     image_size : int
@@ -339,7 +440,7 @@ def predict_table(
     detector : FaceDetector, optional
         Default: :class:`emotion.video.MTCNNDetector` on ``device``.
     batch_size : int
-        Frames per detector call and crops per model forward pass.
+        Frames per detector call, crops per model forward pass and windows per CNN-GRU pass.
     device : str or torch.device
         ``"cpu"``, ``"cuda"``, ...
     normalize : (mean, std) or None
@@ -401,18 +502,24 @@ def predict_table(
             device=device, min_face_size=max(1, min(20, round(min_face_size))), max_side=max_side
         )
     transform = FrameTransform(size=image_size, train=False, normalize=normalize)
+    length = sequence_length(ensemble)
     modes = [module.training for module in ensemble.modules()]
     ensemble.to(device).eval()
     rows: list[_Row] = []
     predictions: dict[str, list[np.ndarray]] = {"AU": [], "EXPR": [], "VA": []}
+    features: list[torch.Tensor] = []  # the CNN-GRU's: each face's CNN features, for the windows at the end
     pending: list[np.ndarray] = []
 
     def flush() -> None:
         if pending:
             # One transform call for the batch: the evaluation view is the same center crop for every face.
             images = transform(np.stack([_model_view(crop, transform.input_size) for crop in pending]))
-            for name, values in ensemble_predict(ensemble, images.to(device)).items():
-                predictions[name].append(values)
+            if length is None:
+                for name, values in ensemble_predict(ensemble, images.to(device)).items():
+                    predictions[name].append(values)
+            else:  # the shared CNN once per face; its members' GRUs need the face's track first
+                with torch.inference_mode():
+                    features.append(ensemble.members[0].features(images.to(device)).cpu())
             pending.clear()
 
     frames = detect_faces(reader, detector, crop_size, margin, min_score, min_face_size, batch_size)
@@ -439,6 +546,11 @@ def predict_table(
                     flush()
             bar.update()
         flush()
+        if features:
+            tracks = np.array([row.face_id for row in rows if row.face is not None])
+            windowed = sequence_predictions(ensemble, torch.cat(features), tracks, batch_size, device)
+            for name, values in windowed.items():
+                predictions[name].append(values)
     finally:
         bar.close()
         for module, mode in zip(ensemble.modules(), modes, strict=True):
@@ -806,7 +918,12 @@ def add_predict_options(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     sampling.add_argument("--every", type=int, default=1, help="predict every n-th frame (default 1: all)")
     sampling.add_argument("--fps", type=float, help="predict at most this many frames per second")
     parser.add_argument("--image-fps", type=float, default=30.0, help="frame rate of a folder of images (30)")
-    parser.add_argument("--batch-size", type=int, default=32, help="frames per detector call, crops per pass")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="frames per detector call, crops (CNN-GRU: windows) per pass",
+    )
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:1, ... (default: the config's)")
     parser.add_argument("--save-crops", action="store_true", help="also write the aligned face crops")
     parser.add_argument(

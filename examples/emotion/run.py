@@ -96,7 +96,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "write the ensemble as one model file (for predict --model)",
         "The run's ensemble, its tuned AU thresholds, its architecture and what it was trained on in one "
         "model file. Reads: <run>/teacher/, <run>/students/, <run>/evaluate/. Writes: "
-        "<run>/export/emotion_model.pt.",
+        "<run>/export/emotion_model.pt. With --sequence-length L: table2's CNN-GRU ensemble of clip length "
+        "L instead, AU thresholds tuned on the validation frames (reads <run>/teacher/, "
+        "<run>/table2/length_<L>/, <run>/prepare/; writes <run>/table2/length_<L>/emotion_model.pt).",
     ),
     "all": (
         "prepare, teacher, students, evaluate, report, export in turn",
@@ -133,7 +135,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "the ensemble on your own video or folder of face images",
         "The run's student ensemble on every face of your own video or folder of images (--source). Reads: "
         "the finished run of --config (<run>/students/, <run>/evaluate/), or a model file from `export` "
-        "alone (--model). Writes: <run>/predict/<source name>/ (with --model: predict/<source name>/; or "
+        "alone (--model; from `export --sequence-length L`, the CNN-GRU, each face predicted from the window "
+        "of its last L rows). Writes: <run>/predict/<source name>/ (with --model: predict/<source name>/; or "
         "--out): predictions.csv, predictions.json, predictions.png, crops/ with --save-crops, and the "
         "--video-out file.",
     ),
@@ -181,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
             check_device(config, args.config)
         if args.stage == "predict":
             return _predict(config, args)
+        if args.stage == "export" and args.sequence_length is not None:
+            from emotion.export import export_sequence_model
+
+            print(f"model file: {export_sequence_model(config, args.sequence_length)}")
+            return 0
         if args.stage == "study" or seeds:
             return _study(config, args)
         groups = {"all": MAIN_STAGES, "experiments": EXPERIMENT_STAGES}
@@ -238,6 +246,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
             command.add_argument("--config", type=Path, required=True, help="the YAML configuration file")
             _add_set(command)
             command.add_argument("--force", action="store_true", help="redo the stage(s) even if done")
+        if name == "export":
+            command.add_argument(
+                "--sequence-length",
+                type=int,
+                metavar="L",
+                help="export table2's CNN-GRU ensemble of clip length L instead (after `run.py table2`; "
+                "written anew each time)",
+            )
         if name in OVER_SEEDS:
             _add_seed_arguments(command, name)
         commands[name] = command
@@ -292,7 +308,10 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--config", type=Path, help="the YAML configuration file of a finished run")
     model.add_argument(
-        "--model", type=Path, help="a model file from `run.py export`: predict with it, no --config needed"
+        "--model",
+        type=Path,
+        help="a model file from `run.py export` (the CNN ensemble; with --sequence-length, table2's "
+        "CNN-GRU, run over sliding windows of each face's track): predict with it, no --config needed",
     )
     _add_set(parser)
     parser.add_argument("--source", type=Path, help="a video file or a folder of images")
@@ -309,6 +328,8 @@ def _uses_configured_device(args: argparse.Namespace) -> bool:
     ``predict --device`` overrides the config's)."""
     if args.stage == "predict":
         return not args.device
+    if args.stage == "export":  # the CNN-GRU's thresholds: its CNN runs on the validation frames
+        return args.sequence_length is not None
     return args.stage not in DEVICE_FREE or bool(getattr(args, "seeds", None))
 
 

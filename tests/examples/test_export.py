@@ -10,10 +10,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
 from PIL import Image
+
+av = pytest.importorskip("av", reason="PyAV decodes the videos")
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -21,6 +24,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 from emotion import predict as predict_module  # noqa: E402
 from emotion import run  # noqa: E402
 from emotion.config import load_config  # noqa: E402
+from emotion.evaluate import tune_au_thresholds  # noqa: E402
 from emotion.export import (  # noqa: E402
     MODEL_FILE,
     ModelFileError,
@@ -29,12 +33,13 @@ from emotion.export import (  # noqa: E402
     synthetic_warning,
 )
 from emotion.inference import run_ensemble  # noqa: E402
-from emotion.models import MultitaskCNN  # noqa: E402
+from emotion.models import MultitaskCNN, MultitaskCNNRNN, SlidingCNNRNN, TemporalHeads  # noqa: E402
 from emotion.pipeline import StageError, write_json  # noqa: E402
 from emotion.predict import SyntheticModelWarning, predict_table, predict_video  # noqa: E402
 from emotion.video import Face  # noqa: E402
 
 from affect_data.schema import AU_NAMES  # noqa: E402
+from affect_data.transforms import FrameTransform, load_image  # noqa: E402
 from mtl_distill import Ensemble  # noqa: E402
 
 torch.set_num_threads(1)
@@ -264,3 +269,243 @@ def test_a_synthetic_model_says_so_in_the_table_plot_and_json(tiny_run, images, 
         table = predict_video(images, model, None, tmp_path / "real", **options)
     assert titles[-1] == "images" and table.attrs["warning"] is None
     assert json.loads((tmp_path / "real" / "predictions.json").read_text())["warning"] is None
+
+
+# --- the CNN-GRU: table2's ensemble of one sequence length -------------------------------------------------
+
+LENGTH = 4
+
+
+@pytest.fixture
+def table2_run(tiny_run, tmp_path):
+    """The tiny run with what `run.py table2` leaves for length 4 (a teacher's and two students' GRUs over the
+    run's teacher CNN) and a validation table of two shuffled videos of 7 and 3 frames."""
+    config_path, config = tiny_run
+    data = yaml.safe_load(config_path.read_text())
+    data["data"]["frame_cache"] = False  # the validation frames are read from their files
+    config_path.write_text(yaml.safe_dump(data))
+    config = load_config(config_path, check_paths=False)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(1)
+    rows = []
+    for video, count in (("v0", 7), ("v1", 3)):
+        for frame in range(count):
+            path = frames / f"{video}_{frame}.png"
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(path)
+            labels = dict(zip(AU_NAMES, rng.integers(0, 2, len(AU_NAMES)).tolist(), strict=True))
+            labels.update(expr=int(rng.integers(7)), valence=rng.uniform(-1, 1), arousal=rng.uniform(-1, 1))
+            rows.append({"dataset": "aff_wild2", "video": video, "frame": frame, "path": str(path),
+                         "subject": video, "split": "validation", **labels})  # fmt: skip
+    table = pd.DataFrame(rows).sample(frac=1.0, random_state=0)  # export puts each video in frame order
+    table.to_csv(config.run_dir / "prepare" / "validation.csv", index=False)
+    write_json(config.run_dir / "table2" / "DONE.json", {"id": "t2", "inputs": {"teacher": "teacher"}})
+    cnn = MultitaskCNN("resnet_tiny", hidden=data["model"]["hidden"])
+    folder = config.run_dir / "table2" / f"length_{LENGTH}"
+    torch.manual_seed(5)
+    for name in ("teacher", "students/student_0", "students/student_1"):
+        (folder / name).mkdir(parents=True)
+        torch.save(TemporalHeads(MultitaskCNNRNN(cnn)).state_dict(), folder / name / "model.pt")
+    return config_path, config
+
+
+def exported_sequence(config_path, config) -> Path:
+    argv = ["export", "--config", str(config_path), "--sequence-length", str(LENGTH)]
+    assert run.main(argv) == 0
+    return config.run_dir / "table2" / f"length_{LENGTH}" / MODEL_FILE
+
+
+def test_the_cnn_gru_model_file_holds_table2s_ensemble(table2_run):
+    config_path, config = table2_run
+    path = exported_sequence(config_path, config)
+    state = torch.load(path, weights_only=True)
+    key = "model.cnn.backbone.conv1.weight"
+    assert state["members"][0][key].untyped_storage().data_ptr() == (
+        state["members"][1][key].untyped_storage().data_ptr()
+    )  # the shared CNN is in the file once
+
+    model = load_model_file(path)
+    assert [type(member) for member in model.members] == [SlidingCNNRNN, SlidingCNNRNN]
+    assert model.members[0].cnn is model.members[1].cnn and model.members[0].sequence_length == LENGTH
+    teacher = torch.load(config.run_dir / "teacher" / "model.pt", weights_only=True)
+    assert all(torch.equal(model.members[0].cnn.state_dict()[k], v) for k, v in teacher.items())
+    folder = config.run_dir / "table2" / f"length_{LENGTH}"
+    student = torch.load(folder / "students" / "student_1" / "model.pt", weights_only=True)
+    heads = TemporalHeads(model.members[1].model).state_dict()
+    assert all(torch.equal(heads[k], v) for k, v in student.items())
+    architecture = model.metadata["architecture"]
+    assert (architecture["model"], architecture["sequence_length"], architecture["rnn_hidden"]) == (
+        "MultitaskCNNRNN",
+        LENGTH,
+        64,
+    )
+    origin = model.metadata["provenance"]
+    assert origin["members"] == [f"table2/length_{LENGTH}/students/student_{k}" for k in (0, 1)]
+    assert origin["trained_on"] == "synthetic" and origin["config_sha256"] == config_hash(config)
+    assert json.loads(json.dumps(model.metadata)) == model.metadata
+
+    # The AU thresholds: tuned on the validation frames, each predicted from the window of its video's last
+    # frames up to it (a video's first frames: the frames so far, the last one repeated).
+    table = pd.read_csv(config.run_dir / "prepare" / "validation.csv").sort_values(["video", "frame"])
+    transform = FrameTransform(size=32, train=False)
+    images = torch.stack([transform(load_image(p, transform.input_size)) for p in table["path"]])
+    with torch.inference_mode():
+        features = model.members[0].features(images)
+        probabilities = []
+        for i, frame in enumerate(table["frame"]):
+            start = i - min(frame, LENGTH - 1)
+            window = [*range(start, i + 1)] + [i] * (LENGTH - 1 - (i - start))
+            per_frame = model.predict(features[window][None].half().float())["AU"]
+            probabilities.append(per_frame[i - start].double().numpy())
+    tuned = tune_au_thresholds(table[list(AU_NAMES)].to_numpy(float), np.array(probabilities))
+    np.testing.assert_allclose(model.thresholds["AU"], tuned, atol=1e-6)
+    assert not np.allclose(tuned, 0.5)
+
+    resaved = model.save(path.with_name("again.pt"))  # the round trip keeps everything
+    again = load_model_file(resaved)
+    assert again.metadata == model.metadata and np.array_equal(again.thresholds["AU"], model.thresholds["AU"])
+    for mine, theirs in zip(model.members, again.members, strict=True):
+        assert all(torch.equal(v, theirs.state_dict()[k]) for k, v in mine.state_dict().items())
+
+
+class TwoFaces:
+    """Two faces at fixed places on every frame (left, then right); a third on the frames in `third`."""
+
+    def __init__(self, frames, third=()):
+        self.frames, self.third = frames, third
+
+    @staticmethod
+    def face(x):
+        points = np.array([[18, 22], [36, 22], [27, 32], [20, 42], [34, 42]], float) + np.array([x, 0])
+        return Face(np.array([8.0, 8, 46, 52]) + np.array([x, 0, x, 0]), 0.99, points)
+
+    def detect(self, images):
+        found = []
+        for image in images:
+            index = int(np.argmin([np.abs(image.astype(float) - frame).mean() for frame in self.frames]))
+            faces = [self.face(0), self.face(104)]
+            found.append(faces + [self.face(52)] * (index in self.third))
+        return found
+
+
+def two_face_frames(rng, count=12):
+    return [rng.integers(0, 255, (64, 160, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def write_frames(folder: Path, frames) -> Path:
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{i:02d}.png")
+    return folder
+
+
+def test_the_cnn_gru_predicts_each_face_from_its_own_past(table2_run, tmp_path):
+    config_path, config = table2_run
+    sequence = load_model_file(exported_sequence(config_path, config))
+    cnn = load_model_file(exported(config_path, config))
+    frames = two_face_frames(np.random.default_rng(2))
+    options = {"image_size": 32, "progress": False, "batch_size": 5}
+    with pytest.warns(SyntheticModelWarning):
+        table = predict_table(write_frames(tmp_path / "a", frames), sequence,
+                              detector=TwoFaces(frames, third=(10, 11)), **options)  # fmt: skip
+        by_cnn = predict_table(write_frames(tmp_path / "b", frames), cnn,
+                               detector=TwoFaces(frames, third=(10, 11)), **options)  # fmt: skip
+    assert list(table.columns) == list(by_cnn.columns)
+    described = ["frame", "face_id", "face_found", "box_left", "box_right", "face_score"]
+    assert table[described].equals(by_cnn[described])  # the same rows and face ids as the CNN's
+    assert table["face_id"].tolist()[-6:] == [0, 1, 2, 0, 1, 2]  # face 2: a track shorter than the window
+    assert table.notna().all().all()  # every face row is predicted, a track's first frames too
+    assert not np.allclose(table["AU1_prob"], by_cnn["AU1_prob"])
+
+    # Change the right face (id 1) in frame 5 only: its rows 5-8 change (their windows of 4 hold frame 5),
+    # no other row does - neither its earlier nor its later rows, nor any row of the left face.
+    changed = [frame.copy() for frame in frames]
+    changed[5][:, 100:] = np.random.default_rng(3).integers(0, 255, (64, 60, 3), dtype=np.uint8)
+    with pytest.warns(SyntheticModelWarning):
+        other = predict_table(write_frames(tmp_path / "c", changed), sequence,
+                              detector=TwoFaces(changed, third=(10, 11)), **options)  # fmt: skip
+    probabilities = [c for c in table.columns if c.endswith("_prob")] + ["valence", "arousal"]
+    same = np.isclose(table[probabilities].to_numpy(float), other[probabilities].to_numpy(float))
+    differs = ~same.all(axis=1)
+    expected = (table["face_id"] == 1) & table["frame"].between(5, 5 + LENGTH - 1)
+    assert differs.tolist() == expected.tolist()
+
+
+def test_run_py_predict_with_the_cnn_gru_on_a_video_of_two_faces(table2_run, tmp_path, monkeypatch, capsys):
+    config_path, config = table2_run
+    model = exported_sequence(config_path, config)
+    frames = [np.repeat(np.repeat(frame[::8, ::8], 8, axis=0), 8, axis=1) for frame in two_face_frames(
+        np.random.default_rng(4), count=8)]  # fmt: skip  # coarse blocks survive video compression
+    video = tmp_path / "two.mp4"
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = 160, 64, "yuv420p", 2_000_000
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    monkeypatch.setattr(predict_module, "MTCNNDetector", lambda **_: TwoFaces(frames))
+    monkeypatch.chdir(tmp_path)
+    assert run.main(["predict", "--model", str(model), "--source", str(video), "--device", "cpu"]) == 0
+    assert "2 face(s) tracked; a face in 8 of 8 frame(s)" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "predict" / "two" / "predictions.csv")
+    assert table["frame"].tolist() == [f for f in range(8) for _ in (0, 1)]
+    assert table["face_id"].tolist() == [0, 1] * 8 and table["valence"].notna().all()
+
+
+def test_cnn_gru_export_errors_say_what_to_run(table2_run, tmp_path, capsys):
+    config_path, config = table2_run
+    argv = ["export", "--config", str(config_path), "--sequence-length"]
+    table2 = config.run_dir / "table2"
+    assert run.main([*argv, "16"]) == 2  # table2 ran for 4 only
+    error = capsys.readouterr().err
+    assert f"{table2 / 'length_16'} does not exist" in error and "(it has for [4])" in error
+    assert "run `run.py table2` with 16 in experiments.sequence_lengths" in error and error.count("\n") == 1
+
+    (table2 / "DONE.json").unlink()
+    assert run.main([*argv, "4"]) == 2
+    assert "holds an unfinished table2: run `run.py table2`" in capsys.readouterr().err
+    write_json(table2 / "DONE.json", {"id": "t2", "inputs": {"teacher": "an earlier teacher"}})
+    assert run.main([*argv, "4"]) == 2
+    assert "was made from another teacher" in capsys.readouterr().err
+    write_json(table2 / "DONE.json", {"id": "t2", "inputs": {"teacher": "teacher"}})
+    (table2 / "length_4" / "students" / "student_1" / "model.pt").write_bytes(b"damaged")
+    assert run.main([*argv, "4"]) == 2
+    assert "student_1/model.pt cannot be read" in capsys.readouterr().err
+
+    import shutil
+
+    shutil.rmtree(table2)  # table2 never ran
+    assert run.main([*argv, "4"]) == 2
+    error = capsys.readouterr().err
+    assert f"{table2 / 'length_4'} does not exist: table2 has not run for sequence length 4" in error
+    assert "(it has for none)" in error
+
+
+def test_cnn_gru_model_file_errors_name_the_file(table2_run, tmp_path):
+    config_path, config = table2_run
+    path = exported_sequence(config_path, config)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:3000])
+    cases = [
+        (truncated, r"model file .*truncated\.pt is unreadable"),
+        (
+            resave(path, lambda s: s["metadata"]["architecture"].pop("sequence_length"), "nolength.pt"),
+            r"nolength\.pt: .* no 'sequence_length'",
+        ),
+        (
+            resave(path, lambda s: s["metadata"]["architecture"].update(model="Transformer"), "kind.pt"),
+            r"kind\.pt: its architecture 'Transformer' is unknown",
+        ),
+        (
+            resave(path, lambda s: s["metadata"]["architecture"].update(rnn_hidden=5), "rnn.pt"),
+            r"rnn\.pt is damaged: member 0 does not fit its architecture",
+        ),
+        (
+            resave(path, lambda s: s["metadata"]["architecture"].update(sequence_length=0), "zero.pt"),
+            r"zero\.pt is damaged: sequence_length must be >= 1",
+        ),
+    ]
+    for bad, message in cases:
+        with pytest.raises(ModelFileError, match=message) as error:
+            load_model_file(bad)
+        assert "\n" not in str(error.value), bad

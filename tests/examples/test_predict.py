@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
 
 from emotion import predict as predict_module  # noqa: E402
-from emotion.models import MultitaskCNN  # noqa: E402
+from emotion.models import MultitaskCNN, MultitaskCNNRNN, SlidingCNNRNN  # noqa: E402
 from emotion.predict import (  # noqa: E402
     as_ensemble,
     ensemble_predict,
@@ -32,6 +32,8 @@ from emotion.predict import (  # noqa: E402
     predict_video,
     prediction_columns,
     read_thresholds,
+    sequence_length,
+    sliding_windows,
     summary,
 )
 from emotion.tracking import IoUTracker, box_iou  # noqa: E402
@@ -357,7 +359,7 @@ def test_predict_video_writes_one_row_per_frame(video, clip, tiny_models, tmp_pa
     probs = face[[f"{au}_prob" for au in AU_NAMES]].to_numpy()
     np.testing.assert_array_equal(face[list(AU_NAMES)].to_numpy(dtype=int), probs >= thresholds)
     expr_probs = face[[f"{name}_prob" for name in EXPR_NAMES]].to_numpy()
-    np.testing.assert_allclose(expr_probs.sum(axis=1), 1.0)
+    np.testing.assert_allclose(expr_probs.sum(axis=1), 1.0, rtol=1e-6)  # float32 softmax
     assert face["expr"].tolist() == expr_probs.argmax(axis=1).tolist()
     assert face["expr_name"].tolist() == [EXPR_NAMES[i] for i in expr_probs.argmax(axis=1)]
     assert face[["valence", "arousal"]].abs().le(1).all().all()
@@ -688,3 +690,42 @@ def test_video_out_draws_each_face_on_every_frame(video, clip, image_folder, tin
         assert np.abs(drawn[index] - source[index]).mean() < 3, index
     with pytest.raises(ValueError, match=r"--video-out needs a video source; .* is a folder of images"):
         predict_video(image_folder, tiny_models, None, tmp_path, video_out=tmp_path / "x.mp4", **options)
+
+
+# --- the CNN-GRU: sliding windows over each face track -----------------------------------------------------
+
+
+def test_sliding_windows_stay_in_their_track_and_pad_its_first_rows():
+    tracks = np.array([0, 1, 0, 0, 1, 0, 2])
+    rows, positions = sliding_windows(tracks, length=3)
+    assert rows.tolist() == [[0, 0, 0], [1, 1, 1], [0, 2, 2], [0, 2, 3], [1, 4, 4], [2, 3, 5], [6, 6, 6]]
+    assert positions.tolist() == [0, 0, 1, 2, 1, 2, 0]
+    assert (tracks[rows] == tracks[:, None]).all()  # a window never holds another track's row
+    assert (rows.max(axis=1) == np.arange(len(tracks))).all()  # nor a later row
+
+
+def test_a_cnn_gru_ensemble_has_one_cnn_and_one_window_length(tiny_models):
+    cnn = MultitaskCNN("resnet_tiny", hidden=16)
+    members = [SlidingCNNRNN(MultitaskCNNRNN(cnn, hidden=8), 4) for _ in range(2)]
+    assert sequence_length(as_ensemble(members)) == 4 and sequence_length(as_ensemble(tiny_models)) is None
+    other_cnn = SlidingCNNRNN(MultitaskCNNRNN(MultitaskCNN("resnet_tiny", hidden=16), hidden=8), 4)
+    for wrong in ([members[0], tiny_models[0]], [members[0], SlidingCNNRNN(members[1].model, 8)],
+                  [members[0], other_cnn]):  # fmt: skip
+        with pytest.raises(ValueError, match="a CNN-GRU ensemble needs SlidingCNNRNN members only"):
+            sequence_length(as_ensemble(wrong))
+
+
+def test_the_detection_threshold_measurement_prints_its_tables(capsys):
+    import importlib.util
+
+    path = ROOT / "benchmarks" / "detection_thresholds.py"
+    spec = importlib.util.spec_from_file_location("detection_thresholds", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--frames", "1"])
+    out = capsys.readouterr().out
+    assert "Frames with nobody in view: 6 frames" in out and "Frames with one synthetic face: 6 frames" in out
+    for kind in (*script.NOBODY, *script.ONE_FACE):  # its line of counts and its line of kept faces
+        assert sum(line.startswith(f"{kind} ") for line in out.splitlines()) >= 2, kind
+    assert "0.9/24" in out and "0.85/24" in out
+    assert out.rstrip().endswith("predict's defaults: least score 0.9, least size 24 px")
