@@ -15,11 +15,16 @@ the students' predictions (sigmoid probabilities, softmax probabilities, expecte
 ``affect_data.metrics`` scores them, skipping frames without a label for a task. AU decisions use per-AU
 thresholds that maximise each AU's F1 on the validation frames, tuned for each model separately and saved in
 ``thresholds.json``. ``scores.json`` says which split it scored (``split``).
+
+The run's ensemble - its students, or its teacher when it has none - is saved with its tuned AU thresholds as
+an ``mtl_distill.Ensemble`` in ``ensemble.pt``; whatever uses the run's models afterwards (``run.py predict
+--config``) loads that file with :func:`load_run_ensemble`.
 """
 
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,7 @@ from emotion.config import Config
 from emotion.factory import (
     build_model,
     frame_dataset,
+    load_ensemble,
     load_weights,
     paper_tasks,
     read_table,
@@ -42,25 +48,31 @@ from emotion.factory import (
 )
 from emotion.pipeline import progress_bars, write_json
 from mtl_distill.checkpoint import write_atomically
-from mtl_distill.ensemble import average_predictions, tune_thresholds
+from mtl_distill.ensemble import Ensemble, average_predictions, tune_thresholds
 from mtl_distill.logging_utils import progress
 
 __all__ = [
+    "ENSEMBLE_FILE",
     "evaluation_tables",
+    "load_run_ensemble",
     "model_paths",
     "predict",
     "reported_split",
     "run_evaluate",
+    "save_run_ensemble",
     "score",
     "score_models",
     "score_task",
     "tune_au_thresholds",
 ]
 
+#: The run's ensemble in the ``evaluate`` stage's folder.
+ENSEMBLE_FILE = "ensemble.pt"
+
 
 def run_evaluate(config: Config, folder: Path) -> dict[str, Any]:
     """Predict the validation (and test) frames with every model, tune AU thresholds on validation, score
-    the reported split, write ``scores.json`` and ``thresholds.json``."""
+    the reported split; write ``scores.json``, ``thresholds.json`` and the run's ensemble."""
     tables = evaluation_tables(config)
     device = resolve_device(config.training.device)
     predictions: dict[str, dict[str, dict[str, np.ndarray]]] = {split: {} for split in tables}
@@ -70,7 +82,7 @@ def run_evaluate(config: Config, folder: Path) -> dict[str, Any]:
             predictions[split][name] = _predict_once(
                 config,
                 path,
-                "teacher" if name == "teacher" else "students",
+                _stage_of(name),
                 dataset,
                 device,
                 folder / "predictions" / split / f"{name}.npz",
@@ -90,10 +102,35 @@ def run_evaluate(config: Config, folder: Path) -> dict[str, Any]:
         folder / "thresholds.json",
         {name: dict(zip(AU_NAMES, t, strict=True)) for name, t in thresholds.items()},
     )
+    save_run_ensemble(config, thresholds["ensemble" if "ensemble" in thresholds else "teacher"])
     return {
         name: {task: round(s[task]["score"], 4) for task in ("AU", "EXPR", "VA")}
         for name, s in scores.items()
     }
+
+
+def save_run_ensemble(config: Config, thresholds: Sequence[float]) -> Path:
+    """Save the run's ensemble - its students, or its teacher when it has none - with the AU ``thresholds``
+    tuned for it, as ``evaluate``'s :data:`ENSEMBLE_FILE`; ``metadata["members"]`` names the models."""
+    paths = model_paths(config)
+    members = [name for name in paths if name.startswith("student_")] or ["teacher"]
+    models = [
+        load_weights(build_model(config, pretrained=False), paths[name], _stage_of(name)) for name in members
+    ]
+    ensemble = Ensemble(models, paper_tasks(), {"AU": thresholds}, metadata={"members": members})
+    return ensemble.save(config.stage_dir("evaluate") / ENSEMBLE_FILE)
+
+
+def load_run_ensemble(config: Config) -> Ensemble:
+    """The run's ensemble that ``evaluate`` saved (:func:`save_run_ensemble`), in eval mode.
+
+    Raises
+    ------
+    StageError
+        In one line naming the file and ``run.py evaluate --force``, when it is missing, damaged or holds
+        members of another model than the config's.
+    """
+    return load_ensemble(config.stage_dir("evaluate") / ENSEMBLE_FILE, config, "evaluate")
 
 
 def evaluation_tables(config: Config) -> dict[str, pd.DataFrame]:
@@ -160,6 +197,11 @@ def _predict_once(
     )
     write_atomically(cached, lambda file: np.savez(file, **predicted))
     return predicted
+
+
+def _stage_of(model: str) -> str:
+    """The stage that trains the model named ``model`` (``teacher``, ``student_<k>``)."""
+    return "teacher" if model == "teacher" else "students"
 
 
 def model_paths(config: Config) -> dict[str, Path]:
