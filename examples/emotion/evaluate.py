@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
 from affect_data.metrics import au_score, expr_score, va_score
 from affect_data.schema import AU_NAMES
@@ -49,14 +48,13 @@ from emotion.factory import (
 from emotion.pipeline import progress_bars, write_json
 from mtl_distill.checkpoint import write_atomically
 from mtl_distill.ensemble import Ensemble, average_predictions, tune_thresholds
-from mtl_distill.logging_utils import progress
+from mtl_distill.evaluation import predict
 
 __all__ = [
     "ENSEMBLE_FILE",
     "evaluation_tables",
     "load_run_ensemble",
     "model_paths",
-    "predict",
     "reported_split",
     "run_evaluate",
     "save_run_ensemble",
@@ -154,7 +152,7 @@ def score_models(
 ) -> tuple[dict[str, dict], dict[str, list[float]]]:
     """Score each model's predictions of the reported split, AU thresholds tuned on its validation ones.
 
-    ``predictions[split][model][task]`` as :func:`predict` returns them (a model may predict a subset of the
+    ``predictions[split][model][task]``: ``Task.predict`` outputs (a model may predict a subset of the
     tasks). The students' ensemble (``student_*``, averaged) is added when there are students. Returns the
     scores per model (:func:`score`) and the AU thresholds used per model (0.5 without tuning).
     """
@@ -186,15 +184,16 @@ def _predict_once(
                 return dict(saved)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # damaged: predict again, it is a cache
             cached.unlink()
-    model = load_weights(build_model(config, pretrained=False), weights, stage)
+    model = load_weights(build_model(config, pretrained=False), weights, stage).to(device)
     predicted = predict(
         model,
+        paper_tasks(),
         dataset,
-        config.evaluation.batch_size,
-        device,
-        desc=f"predict {cached.parent.name} {cached.stem}",
+        batch_size=config.evaluation.batch_size,
         num_workers=config.data.num_workers,
-    )
+        device=device,
+        progress_desc=f"predict {cached.parent.name} {cached.stem}" if progress_bars() else None,
+    ).outputs
     write_atomically(cached, lambda file: np.savez(file, **predicted))
     return predicted
 
@@ -212,28 +211,6 @@ def model_paths(config: Config) -> dict[str, Path]:
     )
     paths.update({path.parent.name: path for path in students})
     return paths
-
-
-def predict(
-    model: torch.nn.Module,
-    dataset: torch.utils.data.Dataset,
-    batch_size: int,
-    device: torch.device,
-    desc: str = "",
-    num_workers: int = 0,
-) -> dict[str, np.ndarray]:
-    """Task name -> ``Task.predict`` outputs (probabilities or expected values) of every item, in order,
-    for each task the model predicts."""
-    tasks = {task.name: task for task in paper_tasks()}
-    model = model.to(device).eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    parts: dict[str, list[np.ndarray]] = {}
-    with torch.inference_mode():
-        for batch in progress(loader, desc=desc, enabled=progress_bars()):
-            outputs = model(batch[0].to(device))
-            for name, logits in outputs.items():
-                parts.setdefault(name, []).append(tasks[name].predict(logits.float()).cpu().numpy())
-    return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 def tune_au_thresholds(truth: np.ndarray, probabilities: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from affect_data.datasets import task_label_tensors
 from affect_data.schema import TASK_COLUMNS
 from emotion.config import Config
-from emotion.evaluate import evaluation_tables, predict, reported_split, score_models
+from emotion.evaluate import evaluation_tables, reported_split, score_models
 from emotion.factory import (
     build_model,
     check_resumable,
@@ -57,7 +57,7 @@ from emotion.results import (
 )
 from emotion.train import train_config
 from mtl_distill.batching import MultiTaskBatchSampler, concat_datasets
-from mtl_distill.evaluation import predict as predict_items
+from mtl_distill.evaluation import predict
 from mtl_distill.logging_utils import progress
 from mtl_distill.trainer import train_students, train_teacher
 
@@ -76,8 +76,7 @@ def run_table1(config: Config, folder: Path) -> dict[str, Any]:
     tables = evaluation_tables(config)
     cache = open_frame_cache(config)
     epochs = config.experiments.single_task_epochs or config.training.teacher.epochs
-    device = resolve_device(config.training.device)
-
+    device, batch_size = resolve_device(config.training.device), config.evaluation.batch_size
     scores: dict[str, dict[str, Any]] = {variant: {} for variant in VARIANTS}
     for task in paper_tasks():
         datasets = {
@@ -107,8 +106,11 @@ def run_table1(config: Config, folder: Path) -> dict[str, Any]:
                 seed=config.seed,
                 out_dir=out_dir,
             )
+            model = result.model.to(device)
             predicted = {
-                split: {"model": predict(result.model, dataset, config.evaluation.batch_size, device)}
+                split: {
+                    "model": predict(model, [task], dataset, batch_size=batch_size, device=device).outputs
+                }
                 for split, dataset in datasets.items()
             }
             scored, _ = score_models(tables, predicted, config.evaluation.tune_thresholds)
@@ -287,7 +289,7 @@ def _head_features(cnn, config: Config, tables: list[pd.DataFrame], device: torc
 
 def _predict_clips(model, clips: FeatureClips, n_rows: int, device: torch.device) -> dict[str, np.ndarray]:
     """Per-frame predictions in table order (each frame once: clips do not overlap, padding dropped)."""
-    predicted = predict_items(model, paper_tasks(), clips, batch_size=64, device=device)
+    predicted = predict(model, paper_tasks(), clips, batch_size=64, device=device)
     rows = clips.positions.flatten().numpy()
     valid = clips.valid.flatten().numpy()
     out = {}

@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 from emotion import predict as predict_module  # noqa: E402
 from emotion import run  # noqa: E402
 from emotion.config import load_config  # noqa: E402
+from emotion.evaluate import save_run_ensemble  # noqa: E402
 from emotion.export import (  # noqa: E402
     MODEL_FILE,
     ModelFileError,
@@ -28,7 +29,6 @@ from emotion.export import (  # noqa: E402
     load_model_file,
     synthetic_warning,
 )
-from emotion.evaluate import save_run_ensemble  # noqa: E402
 from emotion.inference import run_ensemble  # noqa: E402
 from emotion.models import MultitaskCNN  # noqa: E402
 from emotion.pipeline import StageError, write_json  # noqa: E402
