@@ -36,10 +36,9 @@ from affect_data.metrics import au_score, expr_score, va_score
 from affect_data.schema import AU_NAMES
 from emotion.config import Config
 from emotion.factory import (
-    build_model,
     frame_dataset,
     load_ensemble,
-    load_weights,
+    load_model,
     paper_tasks,
     read_table,
     resolve_device,
@@ -112,9 +111,7 @@ def save_run_ensemble(config: Config, thresholds: Sequence[float]) -> Path:
     tuned for it, as ``evaluate``'s :data:`ENSEMBLE_FILE`; ``metadata["members"]`` names the models."""
     paths = model_paths(config)
     members = [name for name in paths if name.startswith("student_")] or ["teacher"]
-    models = [
-        load_weights(build_model(config, pretrained=False), paths[name], _stage_of(name)) for name in members
-    ]
+    models = [load_model(config, paths[name], _stage_of(name)) for name in members]
     ensemble = Ensemble(models, paper_tasks(), {"AU": thresholds}, metadata={"members": members})
     return ensemble.save(config.stage_dir("evaluate") / ENSEMBLE_FILE)
 
@@ -184,7 +181,7 @@ def _predict_once(
                 return dict(saved)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # damaged: predict again, it is a cache
             cached.unlink()
-    model = load_weights(build_model(config, pretrained=False), weights, stage).to(device)
+    model = load_model(config, weights, stage).to(device)
     predicted = predict(
         model,
         paper_tasks(),

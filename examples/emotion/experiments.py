@@ -37,7 +37,7 @@ from emotion.factory import (
     build_model,
     check_resumable,
     frame_dataset,
-    load_weights,
+    load_model,
     open_frame_cache,
     paper_tasks,
     resolve_device,
@@ -196,9 +196,7 @@ def run_table2(config: Config, folder: Path) -> dict[str, Any]:
 
     experiments, tasks = config.experiments, paper_tasks()
     device = resolve_device(config.training.device)
-    cnn = load_weights(
-        build_model(config, pretrained=False), config.stage_dir("teacher") / "model.pt", "teacher"
-    )
+    cnn = load_model(config, config.stage_dir("teacher") / "model.pt", "teacher")
     tables = evaluation_tables(config)
     aff_wild2 = load_aff_wild2(config.data.roots()["aff_wild2"], splits=("train",))
     train_tables = {
@@ -235,11 +233,9 @@ def run_table2(config: Config, folder: Path) -> dict[str, Any]:
             seed=config.seed, out_dir=out_dir / "teacher",
         )  # fmt: skip
         students = config.training.students
-        student_epochs = experiments.sequence_student_epochs or students.epochs
         runs = train_students(
             initial, teacher.model, tasks, train, sampler, val_clips,
-            train_config(config, student_epochs, lam=students.lam, temperature=students.temperature,
-                         t2_scaling=students.t2_scaling, unlabelled_weight=students.unlabelled_weight),
+            train_config(config, experiments.sequence_student_epochs or students.epochs, students=True),
             num_students=students.count, soft_labels="online", seed=config.seed, out_dir=out_dir / "students",
         )  # fmt: skip
         models = {"teacher": teacher.model, **{f"student_{k}": run.model for k, run in enumerate(runs)}}

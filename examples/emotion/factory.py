@@ -27,6 +27,7 @@ __all__ = [
     "frame_cache_folder",
     "frame_dataset",
     "load_ensemble",
+    "load_model",
     "load_weights",
     "open_frame_cache",
     "paper_tasks",
@@ -90,6 +91,12 @@ def load_weights(model: torch.nn.Module, path: Path, stage: str) -> torch.nn.Mod
     """
     model.load_state_dict(_weights(_read(path, stage), model, path, stage))
     return model
+
+
+def load_model(config: Config, path: Path, stage: str) -> MultitaskCNN:
+    """The config's multitask CNN with the weights that stage ``stage`` saved at ``path``; see
+    :func:`load_weights`."""
+    return load_weights(build_model(config, pretrained=False), path, stage)
 
 
 def load_ensemble(path: Path, config: Config, stage: str) -> Ensemble:

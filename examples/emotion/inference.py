@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from emotion.config import Config
+from emotion.config import Config, device_problem
 from emotion.evaluate import load_run_ensemble
 from emotion.factory import IMAGENET_NORMALIZE, resolve_device
 from emotion.pipeline import StageError, read_marker
@@ -128,8 +128,7 @@ def predict_model_file(
 
 def _available(device: torch.device) -> torch.device:
     """``device``, unless this machine lacks it: then a ValueError naming it (not a CUDA traceback later)."""
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if (device.index or 0) >= count:
-            raise ValueError(f"--device {device}: this machine has {count} CUDA device(s); use auto or cpu")
+    problem = device_problem(str(device))
+    if problem is not None:
+        raise ValueError(f"--device {device}: {problem}")
     return device
