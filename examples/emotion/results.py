@@ -151,6 +151,7 @@ def figure5(
         spread = pd.DataFrame([models[name] for name in models if name.startswith("student_")])
         mean = pd.Series(models[STUDENTS_MEAN])
         errors[STUDENTS_MEAN] = np.vstack([mean - spread.min(), spread.max() - mean])
-    title = "Figure 5: single-task vs multitask CNNs (error bars: the best and the worst student)"
+    compared = "multitask CNNs" if single_task is None else "single-task vs multitask CNNs"
+    title = f"Figure 5: {compared} (error bars: the best and the worst student)"
     grouped_bars(pd.DataFrame(rows).T, path, title, errors=errors)
     return rows
