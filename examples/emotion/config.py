@@ -41,6 +41,7 @@ __all__ = [
     "TeacherConfig",
     "TrainingConfig",
     "check_device",
+    "device_problem",
     "load_config",
 ]
 
@@ -400,7 +401,7 @@ def _check_training(training: TrainingConfig, source: Path | str) -> None:
 
 
 def check_device(config: Config, source: Path | str = "the config") -> None:
-    """Refuse a ``training.device`` this machine does not have (CUDA, the N-th CUDA device, MPS).
+    """Refuse a ``training.device`` this machine does not have (:func:`device_problem`).
 
     Not part of :func:`load_config`: a config written for a GPU machine must still load elsewhere (to read
     it, to ``prepare`` the data, to write the report). ``run.py`` calls this before a stage that computes.
@@ -410,26 +411,25 @@ def check_device(config: Config, source: Path | str = "the config") -> None:
     ConfigError
         Naming the file, the key and the device.
     """
+    device = config.training.device
+    problem = device_problem(device)
+    if problem is not None:
+        raise ConfigError(f"{source}: training.device is {device!r}, but {problem}")
+
+
+def device_problem(device: str) -> str | None:
+    """Why this machine cannot compute on ``device`` (CUDA, the N-th CUDA device, MPS); None when it can."""
     import torch  # here: loading and checking a config (docs, tests, report) needs no torch
 
-    device = config.training.device
     if device.startswith("cuda"):
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ConfigError(
-                f"{source}: training.device is {device!r}, but CUDA is not available on this machine; "
-                "use auto or cpu"
-            )
-        index = int(device.partition(":")[2] or 0)
-        if index >= count:
-            raise ConfigError(
-                f"{source}: training.device is {device!r}, but this machine has {count} CUDA device(s) "
-                f"(cuda:0 to cuda:{count - 1})"
-            )
+            return "CUDA is not available on this machine; use auto or cpu"
+        if int(device.partition(":")[2] or 0) >= count:
+            return f"this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})"
     if device == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(
-            f"{source}: training.device is 'mps', but MPS is not available on this machine; use auto or cpu"
-        )
+        return "MPS is not available on this machine; use auto or cpu"
+    return None
 
 
 def student_variant(

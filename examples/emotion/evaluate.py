@@ -15,26 +15,30 @@ the students' predictions (sigmoid probabilities, softmax probabilities, expecte
 ``affect_data.metrics`` scores them, skipping frames without a label for a task. AU decisions use per-AU
 thresholds that maximise each AU's F1 on the validation frames, tuned for each model separately and saved in
 ``thresholds.json``. ``scores.json`` says which split it scored (``split``).
+
+The run's ensemble - its students, or its teacher when it has none - is saved with its tuned AU thresholds as
+an ``mtl_distill.Ensemble`` in ``ensemble.pt``; whatever uses the run's models afterwards (``run.py predict
+--config``) loads that file with :func:`load_run_ensemble`.
 """
 
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
 from affect_data.metrics import au_score, expr_score, va_score
 from affect_data.schema import AU_NAMES
 from emotion.config import Config
 from emotion.factory import (
-    build_model,
     frame_dataset,
-    load_weights,
+    load_ensemble,
+    load_model,
     paper_tasks,
     read_table,
     resolve_device,
@@ -42,25 +46,30 @@ from emotion.factory import (
 )
 from emotion.pipeline import progress_bars, write_json
 from mtl_distill.checkpoint import write_atomically
-from mtl_distill.ensemble import average_predictions, tune_thresholds
-from mtl_distill.logging_utils import progress
+from mtl_distill.ensemble import Ensemble, average_predictions, tune_thresholds
+from mtl_distill.evaluation import predict
 
 __all__ = [
+    "ENSEMBLE_FILE",
     "evaluation_tables",
+    "load_run_ensemble",
     "model_paths",
-    "predict",
     "reported_split",
     "run_evaluate",
+    "save_run_ensemble",
     "score",
     "score_models",
     "score_task",
     "tune_au_thresholds",
 ]
 
+#: The run's ensemble in the ``evaluate`` stage's folder.
+ENSEMBLE_FILE = "ensemble.pt"
+
 
 def run_evaluate(config: Config, folder: Path) -> dict[str, Any]:
     """Predict the validation (and test) frames with every model, tune AU thresholds on validation, score
-    the reported split, write ``scores.json`` and ``thresholds.json``."""
+    the reported split; write ``scores.json``, ``thresholds.json`` and the run's ensemble."""
     tables = evaluation_tables(config)
     device = resolve_device(config.training.device)
     predictions: dict[str, dict[str, dict[str, np.ndarray]]] = {split: {} for split in tables}
@@ -70,7 +79,7 @@ def run_evaluate(config: Config, folder: Path) -> dict[str, Any]:
             predictions[split][name] = _predict_once(
                 config,
                 path,
-                "teacher" if name == "teacher" else "students",
+                _stage_of(name),
                 dataset,
                 device,
                 folder / "predictions" / split / f"{name}.npz",
@@ -90,10 +99,33 @@ def run_evaluate(config: Config, folder: Path) -> dict[str, Any]:
         folder / "thresholds.json",
         {name: dict(zip(AU_NAMES, t, strict=True)) for name, t in thresholds.items()},
     )
+    save_run_ensemble(config, thresholds["ensemble" if "ensemble" in thresholds else "teacher"])
     return {
         name: {task: round(s[task]["score"], 4) for task in ("AU", "EXPR", "VA")}
         for name, s in scores.items()
     }
+
+
+def save_run_ensemble(config: Config, thresholds: Sequence[float]) -> Path:
+    """Save the run's ensemble - its students, or its teacher when it has none - with the AU ``thresholds``
+    tuned for it, as ``evaluate``'s :data:`ENSEMBLE_FILE`; ``metadata["members"]`` names the models."""
+    paths = model_paths(config)
+    members = [name for name in paths if name.startswith("student_")] or ["teacher"]
+    models = [load_model(config, paths[name], _stage_of(name)) for name in members]
+    ensemble = Ensemble(models, paper_tasks(), {"AU": thresholds}, metadata={"members": members})
+    return ensemble.save(config.stage_dir("evaluate") / ENSEMBLE_FILE)
+
+
+def load_run_ensemble(config: Config) -> Ensemble:
+    """The run's ensemble that ``evaluate`` saved (:func:`save_run_ensemble`), in eval mode.
+
+    Raises
+    ------
+    StageError
+        In one line naming the file and ``run.py evaluate --force``, when it is missing, damaged or holds
+        members of another model than the config's.
+    """
+    return load_ensemble(config.stage_dir("evaluate") / ENSEMBLE_FILE, config, "evaluate")
 
 
 def evaluation_tables(config: Config) -> dict[str, pd.DataFrame]:
@@ -117,7 +149,7 @@ def score_models(
 ) -> tuple[dict[str, dict], dict[str, list[float]]]:
     """Score each model's predictions of the reported split, AU thresholds tuned on its validation ones.
 
-    ``predictions[split][model][task]`` as :func:`predict` returns them (a model may predict a subset of the
+    ``predictions[split][model][task]``: ``Task.predict`` outputs (a model may predict a subset of the
     tasks). The students' ensemble (``student_*``, averaged) is added when there are students. Returns the
     scores per model (:func:`score`) and the AU thresholds used per model (0.5 without tuning).
     """
@@ -149,17 +181,23 @@ def _predict_once(
                 return dict(saved)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # damaged: predict again, it is a cache
             cached.unlink()
-    model = load_weights(build_model(config, pretrained=False), weights, stage)
+    model = load_model(config, weights, stage).to(device)
     predicted = predict(
         model,
+        paper_tasks(),
         dataset,
-        config.evaluation.batch_size,
-        device,
-        desc=f"predict {cached.parent.name} {cached.stem}",
+        batch_size=config.evaluation.batch_size,
         num_workers=config.data.num_workers,
-    )
+        device=device,
+        progress_desc=f"predict {cached.parent.name} {cached.stem}" if progress_bars() else None,
+    ).outputs
     write_atomically(cached, lambda file: np.savez(file, **predicted))
     return predicted
+
+
+def _stage_of(model: str) -> str:
+    """The stage that trains the model named ``model`` (``teacher``, ``student_<k>``)."""
+    return "teacher" if model == "teacher" else "students"
 
 
 def model_paths(config: Config) -> dict[str, Path]:
@@ -170,28 +208,6 @@ def model_paths(config: Config) -> dict[str, Path]:
     )
     paths.update({path.parent.name: path for path in students})
     return paths
-
-
-def predict(
-    model: torch.nn.Module,
-    dataset: torch.utils.data.Dataset,
-    batch_size: int,
-    device: torch.device,
-    desc: str = "",
-    num_workers: int = 0,
-) -> dict[str, np.ndarray]:
-    """Task name -> ``Task.predict`` outputs (probabilities or expected values) of every item, in order,
-    for each task the model predicts."""
-    tasks = {task.name: task for task in paper_tasks()}
-    model = model.to(device).eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    parts: dict[str, list[np.ndarray]] = {}
-    with torch.inference_mode():
-        for batch in progress(loader, desc=desc, enabled=progress_bars()):
-            outputs = model(batch[0].to(device))
-            for name, logits in outputs.items():
-                parts.setdefault(name, []).append(tasks[name].predict(logits.float()).cpu().numpy())
-    return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 def tune_au_thresholds(truth: np.ndarray, probabilities: np.ndarray) -> np.ndarray:

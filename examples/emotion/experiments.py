@@ -32,12 +32,12 @@ from torch.utils.data import DataLoader, Dataset
 from affect_data.datasets import task_label_tensors
 from affect_data.schema import TASK_COLUMNS
 from emotion.config import Config
-from emotion.evaluate import evaluation_tables, predict, reported_split, score_models
+from emotion.evaluate import evaluation_tables, reported_split, score_models
 from emotion.factory import (
     build_model,
     check_resumable,
     frame_dataset,
-    load_weights,
+    load_model,
     open_frame_cache,
     paper_tasks,
     resolve_device,
@@ -46,17 +46,24 @@ from emotion.factory import (
 from emotion.models import MultitaskCNNRNN, TemporalHeads
 from emotion.pipeline import progress_bars, write_json
 from emotion.prepare import keep_rows, load_sources
+from emotion.results import (
+    PAPER_COLUMNS,
+    STUDENTS_MEAN,
+    figure5,
+    grouped_bars,
+    markdown_table,
+    score_row,
+    score_rows,
+)
 from emotion.train import train_config
 from mtl_distill.batching import MultiTaskBatchSampler, concat_datasets
 from mtl_distill.distillation import train_students, train_teacher
-from mtl_distill.evaluation import predict as predict_items
+from mtl_distill.evaluation import predict
 from mtl_distill.logging_utils import progress
 
 __all__ = ["FeatureClips", "run_figure5", "run_table1", "run_table2"]
 
 VARIANTS = ("baseline", "+ external data", "+ balancing")
-HEADLINE = (("AU", "AU", ("score",)), ("EXPR", "EXPR", ("score",)), ("Valence", "VA", ("ccc", "valence")),
-            ("Arousal", "VA", ("ccc", "arousal")))  # fmt: skip
 
 
 # -- Table I ------------------------------------------------------------------------------------------------
@@ -69,8 +76,7 @@ def run_table1(config: Config, folder: Path) -> dict[str, Any]:
     tables = evaluation_tables(config)
     cache = open_frame_cache(config)
     epochs = config.experiments.single_task_epochs or config.training.teacher.epochs
-    device = resolve_device(config.training.device)
-
+    device, batch_size = resolve_device(config.training.device), config.evaluation.batch_size
     scores: dict[str, dict[str, Any]] = {variant: {} for variant in VARIANTS}
     for task in paper_tasks():
         datasets = {
@@ -100,20 +106,24 @@ def run_table1(config: Config, folder: Path) -> dict[str, Any]:
                 seed=config.seed,
                 out_dir=out_dir,
             )
+            model = result.model.to(device)
             predicted = {
-                split: {"model": predict(result.model, dataset, config.evaluation.batch_size, device)}
+                split: {
+                    "model": predict(model, [task], dataset, batch_size=batch_size, device=device).outputs
+                }
                 for split, dataset in datasets.items()
             }
             scored, _ = score_models(tables, predicted, config.evaluation.tune_thresholds)
             scores[variant].update(scored["model"])
     write_json(folder / "scores.json", scores)
-    table = pd.DataFrame({variant: _headline(scores[variant]) for variant in VARIANTS}).T
+    rows = {variant: score_row(scores[variant], PAPER_COLUMNS) for variant in VARIANTS}
+    table = pd.DataFrame(rows).T
     (folder / "table1.md").write_text(
-        f"Table I: single-task CNNs on the {reported_split(tables)} set.\n\n{_markdown(table)}\n",
+        f"Table I: single-task CNNs on the {reported_split(tables)} set.\n\n{markdown_table(table)}\n",
         encoding="utf-8",
     )
-    _bar_plot(table, folder / "table1.png", "Table I: single-task CNNs")
-    return {"rows": {variant: _headline(scores[variant]) for variant in VARIANTS}}
+    grouped_bars(table, folder / "table1.png", "Table I: single-task CNNs")
+    return {"rows": rows}
 
 
 def _variants(recipe: dict[str, Any], task: str) -> list[dict[str, Any]]:
@@ -133,23 +143,12 @@ def run_figure5(config: Config, folder: Path) -> dict[str, Any]:
     """Single-task CNN (balanced) vs multitask teacher vs students' mean vs ensemble: table and bar plot."""
     single = json.loads((config.stage_dir("table1") / "scores.json").read_text(encoding="utf-8"))
     evaluated = json.loads((config.stage_dir("evaluate") / "scores.json").read_text(encoding="utf-8"))
-    models = evaluated["models"]
-    rows = {
-        "single-task CNN": _headline(single["+ balancing"]),
-        "multitask teacher": _headline(models["teacher"]),
-    }
-    students = [_headline(models[name]) for name in evaluated["students"]]
-    if students:
-        rows["students (mean)"] = {key: float(np.mean([s[key] for s in students])) for key in students[0]}
-        rows["student ensemble"] = _headline(models["ensemble"])
-    table = pd.DataFrame(rows).T
+    rows = figure5(evaluated, folder / "figure5.png", single_task=single["+ balancing"])
     (folder / "figure5.md").write_text(
         f"Figure 5: single-task and multitask CNNs on the {evaluated.get('split', 'validation')} set.\n\n"
-        + _markdown(table)
-        + "\n",
+        f"{markdown_table(pd.DataFrame(rows).T)}\n",
         encoding="utf-8",
     )
-    _bar_plot(table, folder / "figure5.png", "Figure 5: single-task vs multitask CNNs")
     return {"rows": rows}
 
 
@@ -197,9 +196,7 @@ def run_table2(config: Config, folder: Path) -> dict[str, Any]:
 
     experiments, tasks = config.experiments, paper_tasks()
     device = resolve_device(config.training.device)
-    cnn = load_weights(
-        build_model(config, pretrained=False), config.stage_dir("teacher") / "model.pt", "teacher"
-    )
+    cnn = load_model(config, config.stage_dir("teacher") / "model.pt", "teacher")
     tables = evaluation_tables(config)
     aff_wild2 = load_aff_wild2(config.data.roots()["aff_wild2"], splits=("train",))
     train_tables = {
@@ -236,11 +233,9 @@ def run_table2(config: Config, folder: Path) -> dict[str, Any]:
             seed=config.seed, out_dir=out_dir / "teacher",
         )  # fmt: skip
         students = config.training.students
-        student_epochs = experiments.sequence_student_epochs or students.epochs
         runs = train_students(
             initial, teacher.model, tasks, train, sampler, val_clips,
-            train_config(config, student_epochs, lam=students.lam, temperature=students.temperature,
-                         t2_scaling=students.t2_scaling, unlabelled_weight=students.unlabelled_weight),
+            train_config(config, experiments.sequence_student_epochs or students.epochs, students=True),
             num_students=students.count, soft_labels="online", seed=config.seed, out_dir=out_dir / "students",
         )  # fmt: skip
         models = {"teacher": teacher.model, **{f"student_{k}": run.model for k, run in enumerate(runs)}}
@@ -259,10 +254,10 @@ def run_table2(config: Config, folder: Path) -> dict[str, Any]:
     table = pd.DataFrame(rows).T
     (folder / "table2.md").write_text(
         f"Table II: multitask CNN and CNN-RNN on the {reported_split(tables)} set (best student: best mean "
-        "score).\n\n" + _markdown(table) + "\n",
+        "score).\n\n" + markdown_table(table) + "\n",
         encoding="utf-8",
     )
-    _bar_plot(table, folder / "table2.png", "Table II: CNN vs CNN-RNN")
+    grouped_bars(table, folder / "table2.png", "Table II: CNN vs CNN-RNN")
     return {"rows": rows}
 
 
@@ -290,7 +285,7 @@ def _head_features(cnn, config: Config, tables: list[pd.DataFrame], device: torc
 
 def _predict_clips(model, clips: FeatureClips, n_rows: int, device: torch.device) -> dict[str, np.ndarray]:
     """Per-frame predictions in table order (each frame once: clips do not overlap, padding dropped)."""
-    predicted = predict_items(model, paper_tasks(), clips, batch_size=64, device=device)
+    predicted = predict(model, paper_tasks(), clips, batch_size=64, device=device)
     rows = clips.positions.flatten().numpy()
     valid = clips.valid.flatten().numpy()
     out = {}
@@ -301,61 +296,21 @@ def _predict_clips(model, clips: FeatureClips, n_rows: int, device: torch.device
     return out
 
 
-def _summary_rows(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+def _summary_rows(models: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Teacher, best student (best mean headline score), students' mean and ensemble rows."""
-    rows = {"teacher": _headline(scores["teacher"])}
-    students = {name: _headline(s) for name, s in scores.items() if name.startswith("student_")}
-    if students:
-        best = max(students, key=lambda name: np.mean(list(students[name].values())))
-        rows[f"best student ({best})"] = students[best]
-        rows["students (mean)"] = {
-            k: float(np.mean([s[k] for s in students.values()])) for k in rows["teacher"]
-        }
-        rows["ensemble"] = _headline(scores["ensemble"])
-    return rows
+    rows = score_rows(models, PAPER_COLUMNS)
+    students = [name for name in rows if name.startswith("student_")]
+    if not students:
+        return rows
+    best = max(students, key=lambda name: np.mean(list(rows[name].values())))
+    return {
+        "teacher": rows["teacher"],
+        f"best student ({best})": rows[best],
+        STUDENTS_MEAN: rows[STUDENTS_MEAN],
+        "ensemble": rows["ensemble"],
+    }
 
 
 def _cnn_rows(config: Config) -> dict[str, dict[str, float]]:
     evaluated = json.loads((config.stage_dir("evaluate") / "scores.json").read_text(encoding="utf-8"))
     return _summary_rows(evaluated["models"])
-
-
-def _headline(scores: dict[str, Any]) -> dict[str, float]:
-    row = {}
-    for title, task, path in HEADLINE:
-        value = scores.get(task)
-        for key in path:
-            value = None if value is None else value[key]
-        if value is not None:
-            row[title] = float(value)
-    return row
-
-
-def _markdown(table: pd.DataFrame) -> str:
-    lines = ["| | " + " | ".join(table.columns) + " |", "| --- |" + " ---: |" * len(table.columns)]
-    for name, row in table.iterrows():
-        lines.append(f"| {name} | " + " | ".join("" if pd.isna(v) else f"{v:.4f}" for v in row) + " |")
-    return "\n".join(lines)
-
-
-def _bar_plot(table: pd.DataFrame, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(table)), 4))
-    width = 0.8 / len(table)
-    x = np.arange(len(table.columns))
-    colors = plt.get_cmap("tab10" if len(table) <= 10 else "tab20").colors
-    for i, (name, row) in enumerate(table.iterrows()):
-        offset = (i - (len(table) - 1) / 2) * width
-        ax.bar(x + offset, row.to_numpy(dtype=float), width, label=name, color=colors[i % len(colors)])
-    ax.set_xticks(x, table.columns)
-    ax.set_ylabel("score")
-    ax.set_title(title)
-    ax.legend(fontsize="small", ncols=2)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -18,6 +18,7 @@ from emotion.models import MultitaskCNN
 from emotion.pipeline import StageError
 from mtl_distill import BinnedRegressionTask, MultiClassTask, MultiLabelTask, Task
 from mtl_distill.checkpoint import load_checkpoint, write_atomically
+from mtl_distill.ensemble import Ensemble
 
 __all__ = [
     "IMAGENET_NORMALIZE",
@@ -25,6 +26,8 @@ __all__ = [
     "check_resumable",
     "frame_cache_folder",
     "frame_dataset",
+    "load_ensemble",
+    "load_model",
     "load_weights",
     "open_frame_cache",
     "paper_tasks",
@@ -88,6 +91,40 @@ def load_weights(model: torch.nn.Module, path: Path, stage: str) -> torch.nn.Mod
     """
     model.load_state_dict(_weights(_read(path, stage), model, path, stage))
     return model
+
+
+def load_model(config: Config, path: Path, stage: str) -> MultitaskCNN:
+    """The config's multitask CNN with the weights that stage ``stage`` saved at ``path``; see
+    :func:`load_weights`."""
+    return load_weights(build_model(config, pretrained=False), path, stage)
+
+
+def load_ensemble(path: Path, config: Config, stage: str) -> Ensemble:
+    """The ``mtl_distill.Ensemble`` that stage ``stage`` saved at ``path``, its members the config's model,
+    in eval mode.
+
+    Raises
+    ------
+    StageError
+        In one line naming the file and ``run.py STAGE --force``, when it is missing, unreadable, not an
+        ensemble file or holds the weights of another model.
+    """
+    state = _read(path, stage)
+    members = state.get("members")
+    if not isinstance(members, list) or not members:
+        raise StageError(f"{path} holds no ensemble: run `run.py {stage} --force` to write it again")
+    template = build_model(config, pretrained=False)
+    for weights in members:
+        _weights(weights, template, path, stage)
+    try:
+        ensemble = Ensemble.from_saved(state, lambda: build_model(config, pretrained=False), source=path)
+    except (ValueError, TypeError, KeyError) as error:  # another format or version, a key or task missing
+        reason = str(error).splitlines()[0].replace(str(path), "the file")
+        raise StageError(
+            f"{path} is not an ensemble file of this version ({reason}): run `run.py {stage} --force` to "
+            "write it again"
+        ) from None
+    return ensemble.eval()
 
 
 def check_resumable(folder: Path, model: torch.nn.Module, stage: str) -> None:

@@ -1,8 +1,8 @@
 """``run.py predict``: a trained ensemble on your own video or folder of face images.
 
-The ensemble comes from a finished run (:func:`predict_run`, ``--config``: the run's students - their mean
-probabilities, as in ``evaluate``; the teacher when the run has no students - with the AU thresholds that
-``evaluate`` tuned for it) or from a model file that ``run.py export`` wrote (:func:`predict_model_file`,
+The ensemble comes from a finished run (:func:`predict_run`, ``--config``: the ensemble that ``evaluate``
+saved - the run's students, their mean probabilities, or its teacher when it has none - with the AU
+thresholds tuned for it) or from a model file that ``run.py export`` wrote (:func:`predict_model_file`,
 ``--model``: the same ensemble, needing neither the config nor the run folder). Frames are decoded, faces
 detected and aligned, and per-face, per-frame predictions written by :func:`emotion.predict.predict_video`
 (``predictions.csv``, ``predictions.png``) into ``<run>/predict/<source name>/`` (``--config``) or
@@ -18,43 +18,43 @@ from typing import Any
 import pandas as pd
 import torch
 
-from emotion.config import Config
-from emotion.evaluate import model_paths
-from emotion.factory import IMAGENET_NORMALIZE, build_model, resolve_device
+from emotion.config import Config, device_problem
+from emotion.evaluate import load_run_ensemble
+from emotion.factory import IMAGENET_NORMALIZE, resolve_device
 from emotion.pipeline import StageError, read_marker
 from mtl_distill.ensemble import Ensemble
 
 __all__ = ["load_ensemble", "predict_model_file", "predict_run", "run_ensemble"]
 
 
-def load_ensemble(config: Config) -> tuple[list[Any], str]:
-    """The run's students (its teacher when it has none) and the ``thresholds.json`` entry that fits them."""
-    run_dir = config.run_dir
-    if read_marker(config.stage_dir("evaluate")) is None:
-        raise StageError(f"predict needs a finished run: {run_dir} has no evaluate stage (run `run.py all`)")
-    from emotion.predict import load_models
-
-    paths = model_paths(config)
-    students = [path for name, path in paths.items() if name.startswith("student_")]
-    chosen, key = (students, "ensemble") if students else ([paths["teacher"]], "teacher")
-    # load_models names the checkpoint that does not fit the config's model (edited config, other run).
-    return load_models(chosen, lambda: build_model(config, pretrained=False)), key
+def load_ensemble(config: Config) -> tuple[list[torch.nn.Module], str]:
+    """The members of the run's ensemble (:func:`run_ensemble`), in eval mode, and the entry of ``evaluate``'s
+    ``thresholds.json`` tuned for them: ``"ensemble"`` (the students) or ``"teacher"`` (a run without)."""
+    ensemble = _finished_run_ensemble(config)
+    key = "teacher" if ensemble.metadata.get("members") == ["teacher"] else "ensemble"
+    return list(ensemble.members), key
 
 
 def run_ensemble(config: Config) -> Ensemble:
-    """The run's ensemble (:func:`load_ensemble`) as an ``mtl_distill.Ensemble`` with its tuned AU thresholds
-    and ``metadata["provenance"]`` (:func:`emotion.export.provenance`).
+    """The run's ensemble as ``evaluate`` saved it (:func:`emotion.evaluate.load_run_ensemble`: its tuned AU
+    thresholds included), with ``metadata["provenance"]`` (:func:`emotion.export.provenance`).
 
     Hand it to :func:`emotion.predict.predict_table` for a table without files written.
     """
     from emotion.export import provenance
-    from emotion.predict import as_ensemble, read_thresholds
 
-    models, key = load_ensemble(config)
-    ensemble = as_ensemble(models, read_thresholds(config.stage_dir("evaluate") / "thresholds.json", key=key))
+    ensemble = _finished_run_ensemble(config)
     # What the exported model file would record, so that predictions say what the models learned from.
     ensemble.metadata["provenance"] = provenance(config)
     return ensemble
+
+
+def _finished_run_ensemble(config: Config) -> Ensemble:
+    if read_marker(config.stage_dir("evaluate")) is None:
+        raise StageError(
+            f"predict needs a finished run: {config.run_dir} has no evaluate stage (run `run.py all`)"
+        )
+    return load_run_ensemble(config)
 
 
 def predict_run(
@@ -128,8 +128,7 @@ def predict_model_file(
 
 def _available(device: torch.device) -> torch.device:
     """``device``, unless this machine lacks it: then a ValueError naming it (not a CUDA traceback later)."""
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if (device.index or 0) >= count:
-            raise ValueError(f"--device {device}: this machine has {count} CUDA device(s); use auto or cpu")
+    problem = device_problem(str(device))
+    if problem is not None:
+        raise ValueError(f"--device {device}: {problem}")
     return device

@@ -15,12 +15,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from affect_data.schema import AU_NAMES, EXPR_NAMES
 from emotion.config import Config
 from emotion.pipeline import read_marker
+from emotion.results import figure5, grouped_bars, markdown_table, score_rows
 
 __all__ = ["findings", "results_table", "run_report"]
 
@@ -39,21 +39,18 @@ COLUMNS = (
 
 def run_report(config: Config, folder: Path) -> dict[str, Any]:
     """Write ``results.md``, ``report.md`` and the figures into ``folder``."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-
     scores = json.loads((config.stage_dir("evaluate") / "scores.json").read_text(encoding="utf-8"))
     thresholds = json.loads((config.stage_dir("evaluate") / "thresholds.json").read_text(encoding="utf-8"))
     prepare = json.loads((config.stage_dir("prepare") / "summary.json").read_text(encoding="utf-8"))
     table = results_table(scores)
     source = _source(config, prepare, scores)
 
-    results = f"{source}\n\n{_markdown(table)}\n\n{findings(table)}\n"
+    results = f"{source}\n\n{markdown_table(table)}\n\n{findings(table)}\n"
     (folder / "results.md").write_text(results, encoding="utf-8")
 
+    figure5(scores, folder / "figure5.png")
     figures = {
-        "figure5": _plot_comparison(table, folder / "figure5.png"),
+        "figure5": folder / "figure5.png",
         "per_au_f1": _plot_details(scores, "AU", AU_NAMES, folder / "per_au_f1.png"),
         "per_class_f1": _plot_details(scores, "EXPR", EXPR_NAMES, folder / "per_class_f1.png"),
         "training_curves": _plot_curves(config, folder / "training_curves.png"),
@@ -66,17 +63,7 @@ def run_report(config: Config, folder: Path) -> dict[str, Any]:
 
 def results_table(scores: dict[str, Any]) -> pd.DataFrame:
     """Rows ``teacher``, ``student_k``, ``students (mean)``, ``ensemble``; one column per metric."""
-    rows = {}
-    for name, model_scores in scores["models"].items():
-        rows[name] = {title: _dig(model_scores[task], path) for title, task, path in COLUMNS}
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    students = [name for name in scores["students"] if name in table.index]
-    if students:
-        mean = table.loc[students].mean().rename("students (mean)")
-        table = pd.concat(
-            [table.drop(index="ensemble", errors="ignore"), mean.to_frame().T, table.loc[["ensemble"]]]
-        )
-    return table
+    return pd.DataFrame.from_dict(score_rows(scores["models"], COLUMNS), orient="index")
 
 
 #: The headline number of each task, for the plain-words comparison with the teacher.
@@ -100,21 +87,6 @@ def findings(table: pd.DataFrame) -> str:
             word = "beats" if ours > teacher else "does not beat" if ours < teacher else "ties"
             verdicts.append(f"{task} {word} it ({ours:.4f} vs {teacher:.4f})")
         lines.append(f"- {name} vs the teacher: " + "; ".join(verdicts) + ".")
-    return "\n".join(lines)
-
-
-def _dig(values: dict[str, Any], path: tuple[str, ...]) -> float:
-    for key in path:
-        values = values[key]
-    return float(values)
-
-
-def _markdown(table: pd.DataFrame, digits: int = 4) -> str:
-    header = "| model | " + " | ".join(table.columns) + " |"
-    rule = "| --- | " + " | ".join("---:" for _ in table.columns) + " |"
-    lines = [header, rule]
-    for name, row in table.iterrows():
-        lines.append(f"| {name} | " + " | ".join(f"{value:.{digits}f}" for value in row) + " |")
     return "\n".join(lines)
 
 
@@ -143,53 +115,11 @@ METRICS = (
 )
 
 
-def _plot_comparison(table: pd.DataFrame, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    metrics = ["AU score", "EXPR score", "Valence CCC", "Arousal CCC"]
-    groups = [name for name in ("teacher", "students (mean)", "ensemble") if name in table.index]
-    students = [name for name in table.index if name.startswith("student_")]
-    width = 0.8 / len(groups)
-    fig, ax = plt.subplots(figsize=(8, 4))
-    x = np.arange(len(metrics))
-    for i, name in enumerate(groups):
-        values = table.loc[name, metrics].to_numpy(dtype=float)
-        errors = None
-        if name == "students (mean)" and len(students) > 1:
-            spread = table.loc[students, metrics].to_numpy(dtype=float)
-            errors = np.vstack([values - spread.min(axis=0), spread.max(axis=0) - values])
-        ax.bar(x + (i - (len(groups) - 1) / 2) * width, values, width, label=name, yerr=errors, capsize=3)
-    ax.set_xticks(x, metrics)
-    ax.set_ylabel("validation score")
-    ax.set_title("Teacher vs students vs ensemble (error bars: best and worst student)")
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def _plot_details(scores: dict[str, Any], task: str, names: tuple[str, ...], path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
     models = [name for name in ("teacher", "ensemble") if name in scores["models"]]
-    width = 0.8 / len(models)
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    x = np.arange(len(names))
-    for i, name in enumerate(models):
-        f1 = scores["models"][name][task]["f1"]
-        ax.bar(x + (i - (len(models) - 1) / 2) * width, [f1[n] for n in names], width, label=name)
-    ax.set_xticks(x, names)
-    ax.set_ylabel("F1")
-    ax.set_ylim(0, 1)
-    ax.set_title(f"{task}: F1 per {'action unit' if task == 'AU' else 'expression'}")
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    f1 = pd.DataFrame([scores["models"][name][task]["f1"] for name in models], index=models)[list(names)]
+    kind = "action unit" if task == "AU" else "expression"
+    return grouped_bars(f1, path, f"{task}: F1 per {kind}", ylabel="F1", ylim=(0, 1))
 
 
 def _training_histories(config: Config) -> dict[str, pd.DataFrame]:
@@ -204,6 +134,9 @@ def _training_histories(config: Config) -> dict[str, pd.DataFrame]:
 
 
 def _plot_curves(config: Config, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
     histories = _training_histories(config)
@@ -262,7 +195,7 @@ def _report_markdown(
         "",
         source,
         "",
-        _markdown(table),
+        markdown_table(table),
         "",
         findings(table),
         "",
@@ -276,19 +209,19 @@ def _report_markdown(
         "",
         "## Per action unit (F1, tuned thresholds)",
         "",
-        _markdown(per_au),
+        markdown_table(per_au),
         "",
         "![per-AU F1](per_au_f1.png)",
         "",
         "## Per expression (F1)",
         "",
-        _markdown(per_class),
+        markdown_table(per_class),
         "",
         "![per-class F1](per_class_f1.png)",
         "",
         "## AU decision thresholds (tuned on validation, per model)",
         "",
-        _markdown(threshold_table, digits=3),
+        markdown_table(threshold_table, digits=3),
         "",
         "## Training",
         "",

@@ -83,7 +83,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "score the teacher, the students and the ensemble (ABAW 2020)",
         "Predict the validation and test frames with the teacher, each student and the ensemble; tune the AU "
         "thresholds on validation; score with the ABAW 2020 metrics. Reads: <run>/prepare/, <run>/teacher/, "
-        "<run>/students/. Writes: <run>/evaluate/ (scores.json, thresholds.json, predictions/<split>/*.npz).",
+        "<run>/students/. Writes: <run>/evaluate/ (scores.json, thresholds.json, ensemble.pt, "
+        "predictions/<split>/*.npz).",
     ),
     "report": (
         "write the Markdown report with its tables and figures",

@@ -33,6 +33,7 @@ import torch
 
 from emotion.config import Config, ConfigError, student_variant
 from emotion.pipeline import configure_logging, read_marker, run_stage, write_json
+from emotion.results import STUDENTS_MEAN, score_rows
 from mtl_distill.study import StudySummary, compare_variants, summarize
 
 __all__ = [
@@ -57,7 +58,7 @@ METRICS = (
     ("valence", "VA", ("ccc", "valence")),
     ("arousal", "VA", ("ccc", "arousal")),
 )
-MEAN, ENSEMBLE, TEACHER = "students (mean)", "ensemble", "teacher"
+MEAN, ENSEMBLE, TEACHER = STUDENTS_MEAN, "ensemble", "teacher"
 
 #: What ``run.py study`` runs per seed (and variant).
 STUDY_STAGES = ("teacher", "students", "evaluate")
@@ -237,16 +238,8 @@ def study_scores(config: Config, seeds: Sequence[int], variants: Sequence[str]) 
                 raise ConfigError(f"seed {seed}, variant {variant!r}: {folder} is not finished")
             models = json.loads((folder / "scores.json").read_text(encoding="utf-8"))["models"]
             prefix = f"{variant}: " if len(variants) > 1 else ""
-            row[TEACHER] = _metrics(models[TEACHER])
-            students = [name for name in models if name.startswith("student_")]
-            for name in students:
-                row[prefix + name] = _metrics(models[name])
-            if students:
-                row[prefix + MEAN] = {
-                    metric: sum(row[prefix + name][metric] for name in students) / len(students)
-                    for metric in row[TEACHER]
-                }
-                row[prefix + ENSEMBLE] = _metrics(models[ENSEMBLE])
+            for name, values in score_rows(models, METRICS).items():
+                row[name if name == TEACHER else prefix + name] = values
         table[seed] = row
     return table
 
@@ -364,16 +357,6 @@ def plot_differences(summary: StudySummary, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def _metrics(model_scores: dict[str, Any]) -> dict[str, float]:
-    values = {}
-    for name, task, keys in METRICS:
-        value = model_scores[task]
-        for key in keys:
-            value = value[key]
-        values[name] = float(value)
-    return values
 
 
 def _setting(config: Config, seeds: Sequence[int], variants: Sequence[str]) -> str:

@@ -25,7 +25,7 @@ from emotion.factory import (
     build_model,
     check_resumable,
     frame_dataset,
-    load_weights,
+    load_model,
     paper_tasks,
     read_table,
     resolve_device,
@@ -61,8 +61,8 @@ def run_students(config: Config, folder: Path) -> dict[str, Any]:
     students = config.training.students
     teacher_dir = config.stage_dir("teacher")
     start = "model.pt" if students.init == "teacher" else "initial.pt"
-    initial = load_weights(build_model(config, pretrained=False), teacher_dir / start, "teacher")
-    teacher = load_weights(build_model(config, pretrained=False), teacher_dir / "model.pt", "teacher")
+    initial = load_model(config, teacher_dir / start, "teacher")
+    teacher = load_model(config, teacher_dir / "model.pt", "teacher")
     check_resumable(folder, initial, "students")
     train, sampler, validation, unaugmented = training_data(config)
     results = train_students(
@@ -72,14 +72,7 @@ def run_students(config: Config, folder: Path) -> dict[str, Any]:
         train,
         sampler,
         validation,
-        train_config(
-            config,
-            students.epochs,
-            lam=students.lam,
-            temperature=students.temperature,
-            t2_scaling=students.t2_scaling,
-            unlabelled_weight=students.unlabelled_weight,
-        ),
+        train_config(config, students.epochs, students=True),
         num_students=students.count,
         soft_labels=students.soft_labels,
         cache_dataset=unaugmented,
@@ -116,8 +109,12 @@ def training_data(config: Config) -> tuple[Any, MultiTaskBatchSampler, Any, Any]
     return train, sampler, validation, unaugmented
 
 
-def train_config(config: Config, epochs: int, **student: float | bool) -> TrainConfig:
+def train_config(config: Config, epochs: int, students: bool = False) -> TrainConfig:
+    """mtl_distill's settings for ``epochs`` epochs under the config's ``training`` section; with
+    ``students``, the students' loss settings too (``training.students``: lam, T, T^2, unlabelled weight)."""
     training = config.training
+    loss = training.students
+    keys = ("lam", "temperature", "t2_scaling", "unlabelled_weight") if students else ()
     weight_decay = training.weight_decay
     device = resolve_device(training.device)
     return TrainConfig(
@@ -133,7 +130,7 @@ def train_config(config: Config, epochs: int, **student: float | bool) -> TrainC
         channels_last=device.type == "cuda",
         selection=abaw_selection_score,
         progress=progress_bars(),
-        **student,
+        **{key: getattr(loss, key) for key in keys},
     )
 
 

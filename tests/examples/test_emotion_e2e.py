@@ -67,6 +67,34 @@ def test_report_holds_the_evaluated_numbers(finished_run):
         assert f"({figure}.png)" in report
 
 
+def test_the_saved_ensemble_is_the_one_evaluate_scored(finished_run):
+    import numpy as np
+    from emotion.config import load_config
+    from emotion.evaluate import evaluation_tables, load_run_ensemble, score
+    from emotion.factory import frame_dataset, truth_arrays
+
+    from mtl_distill.ensemble import average_predictions
+    from mtl_distill.evaluation import predict
+
+    config_path, run_dir = finished_run
+    config = load_config(config_path)
+    ensemble = load_run_ensemble(config)
+    thresholds = json.loads((run_dir / "evaluate" / "thresholds.json").read_text())["ensemble"]
+    assert ensemble.thresholds["AU"].tolist() == list(thresholds.values())
+    scores = json.loads((run_dir / "evaluate" / "scores.json").read_text())
+    table = evaluation_tables(config)[scores["split"]]
+    saved = [
+        np.load(path)
+        for path in sorted((run_dir / "evaluate" / "predictions" / scores["split"]).glob("student_*.npz"))
+    ]
+    averaged = average_predictions([dict(s) for s in saved])  # what evaluate scored the ensemble with
+    predicted = predict(ensemble, ensemble.tasks, frame_dataset(table, config, train=False)).outputs
+    for task, values in averaged.items():
+        np.testing.assert_allclose(predicted[task], values, atol=1e-5)
+    rescored = score(truth_arrays(table), averaged, ensemble.thresholds["AU"])
+    assert rescored["AU"] == scores["models"]["ensemble"]["AU"]
+
+
 def test_evaluation_scores_every_validation_frame_on_every_task(finished_run):
     _, run_dir = finished_run
     scores = json.loads((run_dir / "evaluate" / "scores.json").read_text())

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 from emotion import predict as predict_module  # noqa: E402
 from emotion import run  # noqa: E402
 from emotion.config import load_config  # noqa: E402
-from emotion.evaluate import tune_au_thresholds  # noqa: E402
+from emotion.evaluate import save_run_ensemble, tune_au_thresholds  # noqa: E402
 from emotion.export import (  # noqa: E402
     MODEL_FILE,
     ModelFileError,
@@ -66,6 +66,7 @@ def tiny_run(tmp_path):
         (config.run_dir / name).mkdir(parents=True, exist_ok=True)
         model = MultitaskCNN("resnet_tiny", hidden=data["model"]["hidden"], dropout=data["model"]["dropout"])
         torch.save(model.state_dict(), config.run_dir / name / "model.pt")
+    save_run_ensemble(config, THRESHOLDS)
     return config_path, config
 
 
@@ -134,6 +135,7 @@ def test_a_run_without_students_exports_its_teacher(tiny_run):
     config_path, config = tiny_run
     for student in (config.run_dir / "students").glob("student_*"):
         (student / "model.pt").unlink()
+    save_run_ensemble(config, [0.5] * 8)  # what evaluate saves for a run without students
     model = load_model_file(exported(config_path, config))
     assert len(model.members) == 1 and model.metadata["provenance"]["members"] == ["teacher"]
     assert model.thresholds["AU"].tolist() == [0.5] * 8

@@ -450,6 +450,7 @@ def test_load_models_rejects_missing_checkpoints(tmp_path):
 def test_a_runs_ensemble_that_does_not_fit_its_config_is_named(tmp_path):
     import yaml
     from emotion.config import load_config
+    from emotion.evaluate import save_run_ensemble
     from emotion.inference import load_ensemble
     from emotion.pipeline import StageError, write_json
 
@@ -463,11 +464,13 @@ def test_a_runs_ensemble_that_does_not_fit_its_config_is_named(tmp_path):
     teacher = config.run_dir / "teacher" / "model.pt"
     teacher.parent.mkdir(parents=True)
     torch.save(MultitaskCNN("resnet_tiny", hidden=data["model"]["hidden"]).state_dict(), teacher)
+    save_run_ensemble(config, [0.5] * 8)
     models, key = load_ensemble(config)  # no students: the teacher alone
     assert (len(models), key) == (1, "teacher") and not models[0].training
-    torch.save(MultitaskCNN("resnet_tiny", hidden=2 * data["model"]["hidden"]).state_dict(), teacher)
-    with pytest.raises(ValueError, match=r"teacher.model\.pt.*does not fit the model"):
-        load_ensemble(config)
+    data["model"]["hidden"] *= 2  # the config's model is no longer the one the run saved
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(StageError, match=r"evaluate.ensemble\.pt holds the weights of another model"):
+        load_ensemble(load_config(tmp_path / "tiny.yaml", check_paths=False))
 
 
 # --- several faces: tracking -------------------------------------------------------------------------------
@@ -618,8 +621,10 @@ def test_ensemble_and_plot_errors_name_the_values(tiny_models, tmp_path):
 
 @pytest.fixture
 def finished_tiny_run(tmp_path):
-    """The tiny config's run folder with what predict reads: evaluate's marker and thresholds, students."""
+    """The tiny config's run folder with what predict reads: evaluate's marker and ensemble, students."""
     import yaml
+    from emotion.config import load_config
+    from emotion.evaluate import save_run_ensemble
     from emotion.pipeline import write_json
 
     data = yaml.safe_load((ROOT / "examples" / "emotion" / "configs" / "tiny.yaml").read_text())
@@ -628,7 +633,6 @@ def finished_tiny_run(tmp_path):
     config_path.write_text(yaml.safe_dump(data))
     run_dir = tmp_path / data["name"]
     write_json(run_dir / "evaluate" / "DONE.json", {"id": "x"})
-    write_json(run_dir / "evaluate" / "thresholds.json", {"ensemble": dict.fromkeys(AU_NAMES, 0.4)})
     torch.manual_seed(1)
     for name in ("teacher", "students/student_0", "students/student_1"):
         (run_dir / name).mkdir(parents=True)
@@ -636,6 +640,7 @@ def finished_tiny_run(tmp_path):
             MultitaskCNN("resnet_tiny", hidden=data["model"]["hidden"]).state_dict(),
             run_dir / name / "model.pt",
         )
+    save_run_ensemble(load_config(config_path, check_paths=False), [0.4] * 8)
     return config_path, data
 
 

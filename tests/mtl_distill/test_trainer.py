@@ -423,6 +423,25 @@ def test_predict_and_score_use_only_labelled_rows(data):
         assert "attr" not in score_predictions(TASKS, empty)
 
 
+def test_predict_shows_a_progress_bar_only_when_given_a_description(data, monkeypatch):
+    import mtl_distill.evaluation as evaluation
+
+    _, _, val = data
+    bars = []
+    real_progress = evaluation.progress
+
+    def recording_progress(iterable, **kwargs):
+        bars.append((kwargs["desc"], kwargs["enabled"]))
+        return real_progress(iterable, **{**kwargs, "enabled": False})
+
+    monkeypatch.setattr(evaluation, "progress", recording_progress)
+    model = toy.make_model()
+    quiet = predict(model, TASKS, val, batch_size=50)
+    shown = predict(model, TASKS, val, batch_size=50, progress_desc="predict val")
+    assert bars == [("", False), ("predict val", True)]
+    assert all(np.array_equal(quiet.outputs[name], shown.outputs[name]) for name in quiet.outputs)
+
+
 def test_predict_gathers_ranks_that_had_no_item_and_rejects_an_empty_dataset(monkeypatch):
     import mtl_distill.evaluation as evaluation
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from mtl_distill import distributed
+from mtl_distill.logging_utils import progress
 from mtl_distill.tasks import Task
 
 __all__ = [
@@ -92,12 +93,14 @@ def predict(
     amp: bool = False,
     logits: bool = False,
     amp_dtype: torch.dtype = torch.float16,
+    progress_desc: str | None = None,
 ) -> Predictions:
     """Run ``model`` in eval mode over ``dataset`` and collect per-task predictions, targets and masks.
 
     Under ``torch.distributed`` every rank predicts a share of the samples and all ranks receive all
     predictions, in dataset order. The model's train/eval mode is restored afterwards. ``amp`` runs the
-    model under ``torch.autocast`` with ``amp_dtype`` (CUDA only; ignored on other devices).
+    model under ``torch.autocast`` with ``amp_dtype`` (CUDA only; ignored on other devices). With
+    ``progress_desc`` a progress bar of that description shows the batches (when tqdm is installed).
 
     Example
     -------
@@ -122,7 +125,8 @@ def predict(
     was_training = module.training
     module.eval()
     try:
-        for inputs, targets, masks in loader:
+        batches = progress(loader, desc=progress_desc or "", enabled=progress_desc is not None)
+        for inputs, targets, masks in batches:
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp and device.type == "cuda"):
                 outputs = module(inputs.to(device))
             outputs, targets, masks = flatten_sequence_batch(outputs, targets, masks=masks)
