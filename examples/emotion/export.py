@@ -1,9 +1,9 @@
 """The ``export`` stage: a finished run's ensemble as one self-contained model file.
 
-``run.py export`` writes ``<run>/export/emotion_model.pt``: the ensemble that ``run.py predict --config``
-uses (the students, or the teacher when the run has none), as an ``mtl_distill.Ensemble`` file - the tasks
-(AU names, expression classes, valence-arousal bins), the members' weights, the AU thresholds that
-``evaluate`` tuned - with this project's metadata:
+``run.py export`` writes ``<run>/export/emotion_model.pt``: the ensemble that ``evaluate`` saved and
+``run.py predict --config`` uses (``<run>/evaluate/ensemble.pt``: the students, or the teacher when the run
+has none), as an ``mtl_distill.Ensemble`` file - the tasks (AU names, expression classes, valence-arousal
+bins), the members' weights, the AU thresholds that ``evaluate`` tuned - with this project's metadata:
 
 - ``architecture``: what builds one member (``backbone``, ``hidden``, ``dropout``, the task heads' widths),
   the input ``image_size`` and the ``normalize`` statistics;
@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import platform
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata as package_metadata
 from pathlib import Path
@@ -77,12 +78,16 @@ class ModelFileError(ValueError):
 def run_export(config: Config, folder: Path) -> dict[str, Any]:
     """The ``export`` stage: write :data:`MODEL_FILE` into ``folder``; the summary says what it holds."""
     path = export_model(config, folder / MODEL_FILE)
-    origin = provenance(config)
+    # Read back as `predict --model` reads it: the stage does not finish on a file that does not load.
+    origin = load_model_file(path).metadata["provenance"]
     return {"file": str(path), "members": origin["members"], "trained_on": origin["trained_on"]}
 
 
 def export_model(config: Config, path: str | os.PathLike) -> Path:
     """Write the run's ensemble (its students, or its teacher) with its tuned AU thresholds to ``path``.
+
+    The ensemble and its thresholds are those ``evaluate`` saved (:func:`emotion.evaluate.load_run_ensemble`),
+    with this project's metadata (the module docstring) in place of ``evaluate``'s.
 
     Parameters
     ----------
@@ -99,22 +104,19 @@ def export_model(config: Config, path: str | os.PathLike) -> Path:
     Raises
     ------
     StageError
-        If the run has no finished ``evaluate`` stage.
-    ValueError
-        If a checkpoint does not fit the config's model.
+        In one line, if the run has no finished ``evaluate`` stage, or its ``ensemble.pt`` is missing, damaged
+        or holds members of another model than the config's.
     """
-    from emotion.inference import load_ensemble
-    from emotion.predict import read_thresholds
+    from emotion.evaluate import ENSEMBLE_FILE
+    from emotion.inference import run_ensemble
 
-    models, key = load_ensemble(config)
-    thresholds = read_thresholds(config.stage_dir("evaluate") / "thresholds.json", key=key)
-    metadata = {
+    ensemble = run_ensemble(config)
+    ensemble.metadata = {
         "kind": KIND,
         "version": VERSION,
         "architecture": _architecture(config, "MultitaskCNN"),
-        "provenance": {**provenance(config), "thresholds": f"evaluate's thresholds.json, {key!r}"},
+        "provenance": {**ensemble.metadata["provenance"], "thresholds": f"evaluate's {ENSEMBLE_FILE}"},
     }
-    ensemble = Ensemble(models, paper_tasks(), {"AU": thresholds}, metadata=metadata)
     return ensemble.save(path)
 
 
@@ -173,8 +175,7 @@ def sequence_ensemble(config: Config, length: int) -> Ensemble:
     table2 = config.stage_dir("table2")
     tuned = config.evaluation.tune_thresholds
     origin = {
-        **provenance(config),
-        "members": [str(path.parent.relative_to(table2.parent)) for path in checkpoints],
+        **provenance(config, [str(path.parent.relative_to(table2.parent)) for path in checkpoints]),
         "thresholds": f"tuned on the validation frames, each predicted from its window of {length}"
         if tuned
         else "0.5 (evaluation.tune_thresholds is off)",
@@ -239,27 +240,25 @@ def _validation_thresholds(config: Config, ensemble: Ensemble, device: torch.dev
     return tune_au_thresholds(truth_arrays(table)["AU"], predicted["AU"])
 
 
-def provenance(config: Config) -> dict[str, Any]:
+def provenance(config: Config, members: Sequence[str]) -> dict[str, Any]:
     """What a run's models learned from and how they were made, in plain values.
 
     ``trained_on`` is ``"synthetic"`` or ``"real"``; ``data_sets`` names each data set the config gives a
     root for (all four of the synthetic corpus), ``synthetic_corpus`` its preset and seed (None on real
-    data); then the config's ``name`` and :func:`config_hash`, the members (``student_0``, ... or
-    ``teacher``), the date (UTC) and the versions of Python and the packages.
+    data); then the config's ``name`` and :func:`config_hash`, the ``members`` as named (``student_0``, ... or
+    ``teacher``: an ensemble's ``metadata["members"]``), the date (UTC) and the versions of Python and the
+    packages.
 
     Examples
     --------
     >>> from emotion.config import load_config
     >>> config = load_config(Path(__file__).parent / "configs" / "tiny.yaml", check_paths=False)
-    >>> origin = provenance(config)
-    >>> origin["trained_on"], [entry["name"] for entry in origin["data_sets"]][:2]
-    ('synthetic', ['aff_wild2', 'disfa'])
+    >>> origin = provenance(config, ["teacher"])
+    >>> origin["trained_on"], [entry["name"] for entry in origin["data_sets"]][:2], origin["members"]
+    ('synthetic', ['aff_wild2', 'disfa'], ['teacher'])
     """
-    from emotion.evaluate import model_paths
-
     synthetic = config.data.synthetic
     roots = config.data.roots()
-    students = [name for name in model_paths(config) if name.startswith("student_")]
     return {
         "trained_on": "synthetic" if synthetic is not None else "real",
         "data_sets": [
@@ -273,7 +272,7 @@ def provenance(config: Config) -> dict[str, Any]:
         "recipe": config.data.recipe if config.data.recipe is not None else "paper",
         "config_name": config.name,
         "config_sha256": config_hash(config),
-        "members": students or ["teacher"],
+        "members": list(members),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": {"python": platform.python_version(), **_versions()},
     }

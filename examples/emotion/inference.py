@@ -24,37 +24,32 @@ from emotion.factory import IMAGENET_NORMALIZE, resolve_device
 from emotion.pipeline import StageError, read_marker
 from mtl_distill.ensemble import Ensemble
 
-__all__ = ["load_ensemble", "predict_model_file", "predict_run", "run_ensemble"]
-
-
-def load_ensemble(config: Config) -> tuple[list[torch.nn.Module], str]:
-    """The members of the run's ensemble (:func:`run_ensemble`), in eval mode, and the entry of ``evaluate``'s
-    ``thresholds.json`` tuned for them: ``"ensemble"`` (the students) or ``"teacher"`` (a run without)."""
-    ensemble = _finished_run_ensemble(config)
-    key = "teacher" if ensemble.metadata.get("members") == ["teacher"] else "ensemble"
-    return list(ensemble.members), key
+__all__ = ["predict_model_file", "predict_run", "run_ensemble"]
 
 
 def run_ensemble(config: Config) -> Ensemble:
     """The run's ensemble as ``evaluate`` saved it (:func:`emotion.evaluate.load_run_ensemble`: its tuned AU
     thresholds included), with ``metadata["provenance"]`` (:func:`emotion.export.provenance`).
 
-    Hand it to :func:`emotion.predict.predict_table` for a table without files written.
+    Hand it to :func:`emotion.predict.predict_table` for a table without files written;
+    :func:`emotion.export.export_model` writes it as the run's model file.
+
+    Raises
+    ------
+    StageError
+        In one line, when the run has no finished ``evaluate`` stage or its ``ensemble.pt`` does not load.
     """
     from emotion.export import provenance
 
-    ensemble = _finished_run_ensemble(config)
-    # What the exported model file would record, so that predictions say what the models learned from.
-    ensemble.metadata["provenance"] = provenance(config)
-    return ensemble
-
-
-def _finished_run_ensemble(config: Config) -> Ensemble:
     if read_marker(config.stage_dir("evaluate")) is None:
         raise StageError(
-            f"predict needs a finished run: {config.run_dir} has no evaluate stage (run `run.py all`)"
+            f"the run's ensemble needs a finished run: {config.run_dir} has no evaluate stage "
+            "(run `run.py all`)"
         )
-    return load_run_ensemble(config)
+    ensemble = load_run_ensemble(config)
+    # What the exported model file records, so that predictions say what the models learned from.
+    ensemble.metadata["provenance"] = provenance(config, ensemble.metadata["members"])
+    return ensemble
 
 
 def predict_run(
@@ -94,8 +89,10 @@ def predict_model_file(
 ) -> pd.DataFrame:
     """Predict every face of every frame of ``source`` with a model file and write the table and plot.
 
-    ``model`` is a file written by ``run.py export`` (:func:`emotion.export.load_model_file`); it brings the
-    architecture, the input size, the normalisation and the AU thresholds, so no config is needed.
+    ``model`` is a file written by ``run.py export`` (:func:`emotion.export.load_model_file`), or by ``run.py
+    export --sequence-length L``: Table II's CNN-GRU, each face predicted from sliding windows of its track
+    (see :mod:`emotion.predict`). It brings the architecture, the input size, the normalisation and the AU
+    thresholds, so no config is needed.
     ``out_dir`` defaults to ``predict/<source name>`` in the current folder; ``options`` go to
     :func:`emotion.predict.predict_video`, the device defaulting to ``auto`` (CUDA when available). Returns
     the table.

@@ -75,7 +75,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,7 @@ from emotion.factory import IMAGENET_NORMALIZE, paper_tasks
 from emotion.models import SlidingCNNRNN
 from emotion.tracking import IoUTracker
 from emotion.video import BOX_COLUMNS, Face, FaceDetector, FrameReader, MTCNNDetector, detect_faces
-from mtl_distill.checkpoint import load_checkpoint, write_atomically
+from mtl_distill.checkpoint import write_atomically
 from mtl_distill.ensemble import Ensemble
 
 __all__ = [
@@ -108,13 +108,11 @@ __all__ = [
     "as_ensemble",
     "counts",
     "ensemble_predict",
-    "load_models",
     "plot_predictions",
     "predict_options",
     "predict_table",
     "predict_video",
     "prediction_columns",
-    "read_thresholds",
     "sequence_length",
     "sequence_predictions",
     "sliding_windows",
@@ -186,9 +184,10 @@ class _CheckedOutputs(nn.Module):
 
 def as_ensemble(
     models: nn.Module | Sequence[nn.Module] | Ensemble,
-    thresholds: Sequence[float] | Mapping[str, Any] | np.ndarray | str | os.PathLike | None = None,
+    thresholds: Sequence[float] | np.ndarray | None = None,
 ) -> Ensemble:
-    """The ``mtl_distill.Ensemble`` of ``models`` (the paper's tasks) with per-AU ``thresholds``.
+    """The ``mtl_distill.Ensemble`` of ``models`` (the paper's tasks) with per-AU ``thresholds``: 8 numbers
+    in [0, 1], in ``AU_NAMES`` order (an AU is on when ``p >= t``), or None for 0.5 each.
 
     An :class:`~mtl_distill.Ensemble` is returned as it is (its thresholds are its own; giving ``thresholds``
     too is an error). Otherwise each model's outputs are checked on every call, so a model that returns the
@@ -213,7 +212,7 @@ def as_ensemble(
         model if isinstance(model, SlidingCNNRNN) else _CheckedOutputs(model, number)
         for number, model in enumerate(models)
     ]
-    return Ensemble(members, paper_tasks(), {"AU": read_thresholds(thresholds)}).eval()
+    return Ensemble(members, paper_tasks(), None if thresholds is None else {"AU": thresholds}).eval()
 
 
 def sequence_length(ensemble: Ensemble) -> int | None:
@@ -323,55 +322,6 @@ def ensemble_predict(
     return {name: values.double().cpu().numpy() for name, values in predicted.items()}
 
 
-def read_thresholds(
-    thresholds: Sequence[float] | Mapping[str, Any] | np.ndarray | str | os.PathLike | None,
-    key: str = "ensemble",
-) -> np.ndarray:
-    """Per-AU decision thresholds as an array of 8, in ``AU_NAMES`` order (an AU is on when ``p >= t``).
-
-    Accepts 8 numbers; a mapping ``{"AU1": t, ...}``; the evaluate stage's ``thresholds.json`` layout
-    ``{model: {"AU1": t, ...}}``, from which ``key`` is taken; a path to a JSON file holding any of these;
-    or None for 0.5 each.
-
-    Examples
-    --------
-    >>> read_thresholds(None).tolist() == [0.5] * 8
-    True
-    >>> read_thresholds({"ensemble": {name: 0.3 for name in AU_NAMES}})[0]
-    np.float64(0.3)
-    """
-    where = "thresholds"
-    if thresholds is None:
-        return np.full(len(AU_NAMES), 0.5)
-    if isinstance(thresholds, str | os.PathLike):
-        where = str(thresholds)
-        try:
-            thresholds = json.loads(Path(thresholds).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"thresholds file {where!r} does not exist") from None
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{where}: not valid JSON: {error}") from None
-    if isinstance(thresholds, Mapping) and not set(thresholds) & set(AU_NAMES):
-        if key not in thresholds:
-            raise ValueError(f"{where}: no AU names and no entry {key!r}; entries: {sorted(thresholds)}")
-        thresholds = thresholds[key]
-    if isinstance(thresholds, Mapping):
-        missing = [name for name in AU_NAMES if name not in thresholds]
-        if missing:
-            raise ValueError(f"{where}: no threshold for {', '.join(missing)}")
-        thresholds = [thresholds[name] for name in AU_NAMES]
-    try:
-        values = np.asarray(thresholds, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: expected {len(AU_NAMES)} numbers, got {thresholds!r}") from None
-    if values.shape != (len(AU_NAMES),) or not ((values >= 0) & (values <= 1)).all():
-        raise ValueError(
-            f"{where}: expected {len(AU_NAMES)} thresholds in [0, 1] for {', '.join(AU_NAMES)}; "
-            f"got {thresholds!r}"
-        )
-    return values
-
-
 @dataclass(frozen=True)
 class _Row:
     """One row of the table before predictions: a face of a frame, or a frame without one."""
@@ -387,7 +337,7 @@ class _Row:
 def predict_table(
     source: str | os.PathLike,
     models: nn.Module | Sequence[nn.Module] | Ensemble,
-    thresholds: Sequence[float] | Mapping[str, Any] | np.ndarray | str | os.PathLike | None = None,
+    thresholds: Sequence[float] | np.ndarray | None = None,
     *,
     image_size: int = 112,
     crop_size: int = 112,
@@ -423,8 +373,8 @@ def predict_table(
         all are :class:`~emotion.models.SlidingCNNRNN` s on one CNN (the CNN-GRU, see the module docstring).
         They are moved to ``device`` and run in eval mode; each model's train/eval mode is restored
         afterwards.
-    thresholds : 8 numbers, mapping, path or None
-        Per-AU decision thresholds, see :func:`read_thresholds` (None: 0.5, or the Ensemble's own).
+    thresholds : 8 numbers or None
+        Per-AU decision thresholds, see :func:`as_ensemble` (None: 0.5, or the Ensemble's own).
     image_size : int
         The input size the models were trained at (the config's ``data.image_size``).
     crop_size, margin : int, float
@@ -468,8 +418,8 @@ def predict_table(
     FileNotFoundError
         If ``source`` does not exist.
     ValueError
-        If the source cannot be decoded or holds no frames, an option is out of range, or a model returns
-        outputs of the wrong shape.
+        If the source cannot be decoded or holds no frames, an option or a threshold is out of range, or a
+        model returns outputs of the wrong shape.
 
     Examples
     --------
@@ -572,7 +522,7 @@ def predict_table(
 def predict_video(
     source: str | os.PathLike,
     models: nn.Module | Sequence[nn.Module] | Ensemble,
-    thresholds: Sequence[float] | Mapping[str, Any] | np.ndarray | str | os.PathLike | None,
+    thresholds: Sequence[float] | np.ndarray | None,
     out_dir: str | os.PathLike,
     *,
     save_crops: bool = False,
@@ -847,69 +797,6 @@ def _save_jpeg(pixels: np.ndarray, path: Path) -> None:
     # Written in place, not atomically: one file per face of every frame, where a temporary file and an
     # fsync each would cost more than the crop; a re-run rewrites them all.
     Image.fromarray(pixels).save(path, format="JPEG", quality=95, subsampling=0)
-
-
-def load_models(checkpoints: Sequence[str | os.PathLike], build: Callable[[], nn.Module]) -> list[nn.Module]:
-    """Build one model per checkpoint with ``build()`` and load its state dict (``weights_only=True``).
-
-    A checkpoint may hold the bare state dict or nest it under ``"model"`` or ``"state_dict"``.
-
-    Raises
-    ------
-    FileNotFoundError
-        Naming a missing checkpoint.
-    ValueError
-        Naming the checkpoint whose weights do not fit the built model (another backbone or head size).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from emotion.models import MultitaskCNN
-    >>> path = tempfile.mkdtemp() + "/model.pt"
-    >>> torch.save(MultitaskCNN("resnet_tiny").state_dict(), path)
-    >>> len(load_models([path], lambda: MultitaskCNN("resnet_tiny")))
-    1
-    """
-    if not checkpoints:
-        raise ValueError("give at least one model checkpoint")
-    models = []
-    for checkpoint in checkpoints:
-        state = load_checkpoint(checkpoint)
-        for wrapper in ("model", "state_dict"):
-            if isinstance(state.get(wrapper), Mapping):
-                state = state[wrapper]
-        model = build()
-        problem = _state_dict_mismatch(model, state)
-        if problem:
-            raise ValueError(
-                f"checkpoint {str(checkpoint)!r} does not fit the model ({problem}); saved from another "
-                "backbone or head size? Build the model from the run's config"
-            )
-        model.load_state_dict(state)
-        models.append(model.eval())
-    return models
-
-
-def _state_dict_mismatch(model: nn.Module, state: Mapping[str, Any]) -> str:
-    """What keeps ``state`` from loading into ``model`` in a few words, or "" when it fits."""
-    expected = model.state_dict()
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    reshaped = [
-        f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}"
-        for key, value in expected.items()
-        if key in state and getattr(state[key], "shape", None) != value.shape
-    ]
-    parts = [
-        f"{len(keys)} {what}: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
-        for what, keys in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("shapes differ", reshaped),
-        )
-        if keys
-    ]
-    return "; ".join(parts)
 
 
 def add_predict_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

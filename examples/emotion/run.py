@@ -96,7 +96,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": (
         "write the ensemble as one model file (for predict --model)",
         "The run's ensemble, its tuned AU thresholds, its architecture and what it was trained on in one "
-        "model file. Reads: <run>/teacher/, <run>/students/, <run>/evaluate/. Writes: "
+        "model file. Reads: <run>/evaluate/ (ensemble.pt). Writes: "
         "<run>/export/emotion_model.pt. With --sequence-length L: table2's CNN-GRU ensemble of clip length "
         "L instead, AU thresholds tuned on the validation frames (reads <run>/teacher/, "
         "<run>/table2/length_<L>/, <run>/prepare/; writes <run>/table2/length_<L>/emotion_model.pt).",

@@ -135,18 +135,31 @@ def test_experiments_write_tables_with_the_scores(finished_run):
     for name in ("table1/table1.png", "figure5/figure5.png", "table2/table2.png"):
         assert (run_dir / name).stat().st_size > 1000
 
+    # Table II's CNN-GRU of the length table2 ran, as one model file.
+    from emotion.export import load_model_file
+    from emotion.models import SlidingCNNRNN
+
+    assert run.main(["export", "--config", str(quick), "--sequence-length", "4"]) == 0
+    model = load_model_file(run_dir / "table2" / "length_4" / "emotion_model.pt")
+    architecture = model.metadata["architecture"]
+    assert (architecture["model"], architecture["sequence_length"]) == ("MultitaskCNNRNN", 4)
+    assert all(isinstance(member, SlidingCNNRNN) and member.sequence_length == 4 for member in model.members)
+    students = [f"table2/length_4/students/student_{k}" for k in (0, 1)]
+    assert model.metadata["provenance"]["members"] == students
+
 
 def test_predict_runs_the_ensemble_on_a_folder_of_frames(finished_run, tmp_path, capsys):
     import numpy as np
     from emotion.config import load_config
-    from emotion.inference import load_ensemble, predict_run
+    from emotion.evaluate import load_run_ensemble
+    from emotion.inference import predict_run
     from emotion.predict import SyntheticModelWarning
     from emotion.video import Face
 
     config_path, _ = finished_run
     config = load_config(config_path)
-    models, key = load_ensemble(config)
-    assert (len(models), key) == (2, "ensemble")
+    ensemble = load_run_ensemble(config)
+    assert len(ensemble.members) == 2 and ensemble.metadata["members"] == ["student_0", "student_1"]
 
     class EveryOtherFrame:  # a stand-in detector: a face in the even frames of each batch it is given
         def detect(self, images):

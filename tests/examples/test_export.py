@@ -57,10 +57,6 @@ def tiny_run(tmp_path):
     config = load_config(config_path, check_paths=False)
     for stage in ("prepare", "teacher", "students", "evaluate"):
         write_json(config.run_dir / stage / "DONE.json", {"id": stage})
-    write_json(
-        config.run_dir / "evaluate" / "thresholds.json",
-        {"ensemble": dict(zip(AU_NAMES, THRESHOLDS, strict=True)), "teacher": dict.fromkeys(AU_NAMES, 0.5)},
-    )
     torch.manual_seed(3)
     for name in ("teacher", "students/student_0", "students/student_1"):
         (config.run_dir / name).mkdir(parents=True, exist_ok=True)
@@ -98,6 +94,7 @@ def test_the_model_file_holds_the_run_and_predicts_as_the_run(tiny_run, images):
     path = exported(config_path, config)
     state = torch.load(path, weights_only=True)  # plain containers and tensors only
     assert len(state["members"]) == 2
+    assert set(state["metadata"]) == {"kind", "version", "architecture", "provenance"}
 
     model = load_model_file(path)
     assert not model.training and model.thresholds["AU"].tolist() == THRESHOLDS
@@ -114,6 +111,7 @@ def test_the_model_file_holds_the_run_and_predicts_as_the_run(tiny_run, images):
     assert origin["trained_on"] == "synthetic" and origin["synthetic_corpus"]["preset"] == "tiny"
     assert [entry["name"] for entry in origin["data_sets"]] == ["aff_wild2", "disfa", "expw", "afew_va"]
     assert origin["config_sha256"] == config_hash(config) and origin["members"] == ["student_0", "student_1"]
+    assert origin["thresholds"] == "evaluate's ensemble.pt"
     assert {"python", "torch", "mtl-distill", "affect-data"} <= set(origin["versions"])
     assert origin["created"].startswith("20")
     assert [task.name for task in model.tasks] == ["AU", "EXPR", "VA"]

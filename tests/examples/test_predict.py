@@ -26,12 +26,10 @@ from emotion.models import MultitaskCNN, MultitaskCNNRNN, SlidingCNNRNN  # noqa:
 from emotion.predict import (  # noqa: E402
     as_ensemble,
     ensemble_predict,
-    load_models,
     plot_predictions,
     predict_table,
     predict_video,
     prediction_columns,
-    read_thresholds,
     sequence_length,
     sliding_windows,
     summary,
@@ -316,23 +314,14 @@ def test_crops_reach_the_models_as_training_crops_do(clip, tmp_path):
     torch.testing.assert_close(actual, expected)
 
 
-def test_thresholds_in_every_accepted_form(tmp_path):
+def test_thresholds_are_8_numbers_or_none(tiny_models):
     values = np.linspace(0.2, 0.9, 8)
-    by_name = dict(zip(AU_NAMES, values.tolist(), strict=True))
-    np.testing.assert_allclose(read_thresholds(values), values)
-    np.testing.assert_allclose(read_thresholds(by_name), values)
-    path = tmp_path / "thresholds.json"
-    path.write_text(json.dumps({"teacher": dict.fromkeys(AU_NAMES, 0.5), "ensemble": by_name}))
-    np.testing.assert_allclose(read_thresholds(path), values)
-    np.testing.assert_allclose(read_thresholds(path, key="teacher"), 0.5)
-    with pytest.raises(ValueError, match="no entry 'student_9'"):
-        read_thresholds(path, key="student_9")
-    with pytest.raises(ValueError, match="AU25"):
-        read_thresholds({name: 0.5 for name in AU_NAMES[:-1]})
-    with pytest.raises(ValueError, match="8 thresholds"):
-        read_thresholds([0.5, 1.5] * 4)
-    with pytest.raises(FileNotFoundError, match=r"nope.json"):
-        read_thresholds(tmp_path / "nope.json")
+    np.testing.assert_allclose(as_ensemble(tiny_models, values).thresholds["AU"], values)
+    np.testing.assert_allclose(as_ensemble(tiny_models, values.tolist()).thresholds["AU"], values)
+    np.testing.assert_allclose(as_ensemble(tiny_models).thresholds["AU"], 0.5)
+    for wrong in ([0.5, 1.5] * 4, [0.5] * 7):
+        with pytest.raises(ValueError, match=r"thresholds\['AU'\] must be 8 values in \[0, 1\]"):
+            as_ensemble(tiny_models, wrong)
 
 
 def test_predict_video_writes_one_row_per_frame(video, clip, tiny_models, tmp_path):
@@ -442,16 +431,11 @@ def test_mtcnn_finds_the_rendered_faces_and_not_the_blank_frames(video, clip):
     assert one_by_one and np.abs(one_by_one[0].landmarks[:2] - five_points(clip[1][0])[:2]).max() < 5
 
 
-def test_load_models_rejects_missing_checkpoints(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"absent.pt"):
-        load_models([tmp_path / "absent.pt"], lambda: MultitaskCNN("resnet_tiny"))
-
-
 def test_a_runs_ensemble_that_does_not_fit_its_config_is_named(tmp_path):
     import yaml
     from emotion.config import load_config
-    from emotion.evaluate import save_run_ensemble
-    from emotion.inference import load_ensemble
+    from emotion.evaluate import load_run_ensemble, save_run_ensemble
+    from emotion.inference import run_ensemble
     from emotion.pipeline import StageError, write_json
 
     data = yaml.safe_load((ROOT / "examples" / "emotion" / "configs" / "tiny.yaml").read_text())
@@ -459,18 +443,19 @@ def test_a_runs_ensemble_that_does_not_fit_its_config_is_named(tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(data))
     config = load_config(tmp_path / "tiny.yaml", check_paths=False)
     with pytest.raises(StageError, match="no evaluate stage"):
-        load_ensemble(config)
+        run_ensemble(config)
     write_json(config.run_dir / "evaluate" / "DONE.json", {"id": "x"})
     teacher = config.run_dir / "teacher" / "model.pt"
     teacher.parent.mkdir(parents=True)
     torch.save(MultitaskCNN("resnet_tiny", hidden=data["model"]["hidden"]).state_dict(), teacher)
     save_run_ensemble(config, [0.5] * 8)
-    models, key = load_ensemble(config)  # no students: the teacher alone
-    assert (len(models), key) == (1, "teacher") and not models[0].training
+    ensemble = load_run_ensemble(config)  # no students: the teacher alone
+    assert len(ensemble.members) == 1 and ensemble.metadata["members"] == ["teacher"]
+    assert not ensemble.training and not ensemble.members[0].training
     data["model"]["hidden"] *= 2  # the config's model is no longer the one the run saved
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(StageError, match=r"evaluate.ensemble\.pt holds the weights of another model"):
-        load_ensemble(load_config(tmp_path / "tiny.yaml", check_paths=False))
+        load_run_ensemble(load_config(tmp_path / "tiny.yaml", check_paths=False))
 
 
 # --- several faces: tracking -------------------------------------------------------------------------------
