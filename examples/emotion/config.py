@@ -118,9 +118,10 @@ class StudentsConfig:
     """Student training: ground truth and the teacher's soft labels (Eq. 14).
 
     The defaults are mtl_distill's (``TrainConfig``, ``DistillConfig``): ``lam``, ``temperature``,
-    ``t2_scaling`` and ``unlabelled_weight`` (null: ``1 - lam``; the paper: 1) are the loss settings,
-    ``soft_labels`` online (as the paper), and ``init`` is where each student starts: the teacher's
-    starting weights (the paper), fresh random weights of its own, or the trained teacher's.
+    ``t2_scaling``, ``unlabelled_weight`` (null: ``1 - lam``; the paper: 1) and ``batch_loss_weight`` (the
+    CCC term's weight: ``lam`` as the paper, or ``teacher_share``: its share of the teacher's loss) are the
+    loss settings, ``soft_labels`` online (as the paper), and ``init`` is where each student starts: the
+    teacher's starting weights (the paper), fresh random weights of its own, or the trained teacher's.
     """
 
     count: int = 5
@@ -129,6 +130,7 @@ class StudentsConfig:
     temperature: float = 1.5
     t2_scaling: bool = False
     unlabelled_weight: float | None = None
+    batch_loss_weight: Literal["lam", "teacher_share"] = "lam"
     soft_labels: Literal["online", "cached"] = "online"
     init: Literal["teacher_initial", "random", "teacher"] = "teacher_initial"
 

@@ -72,6 +72,7 @@ ADDED_SETTINGS = {
     "training.students.unlabelled_weight": 1.0,  # Eq. 14 as written: unlabelled samples distilled at weight 1
     "training.students.t2_scaling": False,
     "training.students.init": "teacher_initial",
+    "training.students.batch_loss_weight": "lam",  # Eq. 14 as written: the CCC term weighted lam
 }
 
 

@@ -369,14 +369,16 @@ def _setting(config: Config, seeds: Sequence[int], variants: Sequence[str]) -> s
         f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), CPU `{_cpu_model()}`. Backbone "
         f"`{config.model.backbone}`; teacher {training.teacher.epochs} epochs ({budget}).",
         "",
-        "| variant | students | epochs | start | lam | T | T^2 | weight of unlabelled | soft labels |",
-        "| --- | ---: | ---: | --- | ---: | ---: | --- | ---: | --- |",
+        "| variant | students | epochs | start | lam | T | T^2 | weight of unlabelled | CCC term "
+        "| soft labels |",
+        "| --- | ---: | ---: | --- | ---: | ---: | --- | ---: | --- | --- |",
     ]
     for name, students in variants_of(config, list(variants)).items():
         lines.append(
             f"| {name} | {students.count} | {students.epochs} | {students.init} | {students.lam:g} | "
             f"{students.temperature:g} | {'yes' if students.t2_scaling else 'no'} | "
-            f"{_unlabelled_weight(students)} | {students.soft_labels} |"
+            f"{_unlabelled_weight(students)} | {students.batch_loss_weight.replace('_', ' ')} | "
+            f"{students.soft_labels} |"
         )
     return "\n".join(lines)
 

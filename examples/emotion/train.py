@@ -111,10 +111,11 @@ def training_data(config: Config) -> tuple[Any, MultiTaskBatchSampler, Any, Any]
 
 def train_config(config: Config, epochs: int, students: bool = False) -> TrainConfig:
     """mtl_distill's settings for ``epochs`` epochs under the config's ``training`` section; with
-    ``students``, the students' loss settings too (``training.students``: lam, T, T^2, unlabelled weight)."""
+    ``students``, the students' loss settings too (``training.students``: lam, T, T^2, unlabelled weight,
+    batch term weight)."""
     training = config.training
     loss = training.students
-    keys = ("lam", "temperature", "t2_scaling", "unlabelled_weight") if students else ()
+    keys = ("lam", "temperature", "t2_scaling", "unlabelled_weight", "batch_loss_weight") if students else ()
     weight_decay = training.weight_decay
     device = resolve_device(training.device)
     return TrainConfig(

@@ -277,6 +277,30 @@ def test_unlabelled_weight_scales_only_the_distillation_of_samples_without_the_l
         student_loss([task], {"age": s}, {"age": t}, {"age": y}, {"age": mask}, unlabelled_weight=-1.0)
 
 
+def test_teacher_share_gives_the_ccc_term_its_share_of_the_teacher_loss():
+    # VA is labelled on 3 of the 6 rows: with u = 0.4 the term weighs (3 + 0.4 * 3) / 3 = 1.4 instead of lam.
+    student, targets, masks = make_batch(seed=5)
+    teacher, _, _ = make_batch(seed=6)
+    s, y, m = (d["va"].double().numpy() for d in (student, targets, masks))
+    term = ccc_term(s, y, m.astype(bool))
+    assert term > 0
+    for lam in (0.6, 1.0):
+        as_paper = student_loss(TASKS, student, teacher, targets, masks, lam=lam, unlabelled_weight=0.4)
+        shared = student_loss(
+            TASKS, student, teacher, targets, masks, lam=lam, unlabelled_weight=0.4,
+            batch_loss_weight="teacher_share",
+        )  # fmt: skip
+        assert float(shared - as_paper) == pytest.approx((1.4 - lam) * term, rel=1e-5)
+    # Every row labelled: the term has the teacher's weight, 1.
+    full = {name: torch.ones_like(mask) for name, mask in masks.items()}
+    s_full = ccc_term(s, y, np.ones(len(m), dtype=bool))
+    as_paper = student_loss([VA], student, teacher, targets, full, lam=0.6)
+    shared = student_loss([VA], student, teacher, targets, full, lam=0.6, batch_loss_weight="teacher_share")
+    assert float(shared - as_paper) == pytest.approx(0.4 * s_full, rel=1e-5)
+    with pytest.raises(ValueError, match="batch_loss_weight must be one of"):
+        student_loss(TASKS, student, teacher, targets, masks, batch_loss_weight="share")
+
+
 def test_regression_task_losses():
     task = RegressionTask("age", num_dims=2)
     s = torch.tensor([[1.0, 2.0], [0.0, 0.0]])

@@ -11,7 +11,11 @@ term ``C_j`` (the CCC term of binned regression, over the labelled samples) and 
     student = sum_j w_j * (sum_{n labelled for j} [lam * L_j(n) + (1 - lam) * H_j(n)] + lam * C_j
                            + u * sum_{n not labelled for j} H_j(n))                                      (14)
 
-with ``u = 1`` in the paper (``unlabelled_weight``).
+with ``u = 1`` in the paper (``unlabelled_weight``). ``batch_loss_weight="teacher_share"`` replaces the
+``lam`` in front of ``C_j`` by ``(n_j + u * m_j) / n_j`` (``n_j`` samples labelled for ``j`` in the batch,
+``m_j`` not): the batch term then keeps the share of task ``j``'s loss that it has in Eq. 13, where ``C_j``
+stands beside ``n_j`` per-sample terms. The soft labels stand in for per-sample supervision only; nothing in
+them replaces a term over the whole batch such as the CCC.
 
 ``reduction="mean"`` divides the total by the batch size ``B``. The teacher's outputs are detached: the
 student loss never sends gradients into the teacher.
@@ -26,7 +30,10 @@ from torch import Tensor
 
 from mtl_distill.tasks import Task, _at_least_float32
 
-__all__ = ["student_loss", "teacher_loss"]
+__all__ = ["BATCH_LOSS_WEIGHTS", "student_loss", "teacher_loss"]
+
+#: What ``student_loss(batch_loss_weight=...)`` accepts.
+BATCH_LOSS_WEIGHTS = ("lam", "teacher_share")
 
 
 def teacher_loss(
@@ -94,6 +101,7 @@ def student_loss(
     task_weights: Mapping[str, float] | None = None,
     t2_scaling: bool = False,
     unlabelled_weight: float = 1.0,
+    batch_loss_weight: str = "lam",
 ) -> Tensor:
     """Student loss over a batch (Eq. 14): ground truth where labelled, the teacher's soft labels everywhere.
 
@@ -117,6 +125,10 @@ def student_loss(
         Weight ``u`` of the distillation loss on the samples that have no label for the task (the paper: 1,
         so that a sample's missing labels count as much as a label). ``1 - lam`` gives every sample the same
         distillation weight, labelled or not, as in Hinton et al.'s mixture.
+    batch_loss_weight : {"lam", "teacher_share"}, default "lam"
+        The weight of a task's batch term (the CCC term of binned regression): ``lam`` (Eq. 14), or
+        ``(n + u * m) / n`` for ``n`` labelled and ``m`` unlabelled samples of the task in the batch, so that
+        the term keeps the share of the task's loss it has in the teacher's loss (see the module's docstring).
 
     Returns
     -------
@@ -140,6 +152,8 @@ def student_loss(
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     if not unlabelled_weight >= 0:
         raise ValueError(f"unlabelled_weight must be >= 0, got {unlabelled_weight!r}")
+    if batch_loss_weight not in BATCH_LOSS_WEIGHTS:
+        raise ValueError(f"batch_loss_weight must be one of {BATCH_LOSS_WEIGHTS}, got {batch_loss_weight!r}")
     _check_outputs(tasks, teacher_outputs, batch_size, "teacher_outputs")
     total = 0.0
     for task in tasks:
@@ -152,7 +166,16 @@ def student_loss(
             distilled = distilled * temperature**2
         labelled = lam * task.supervision_loss(logits, prepared) + (1 - lam) * distilled
         per_sample = torch.where(mask, labelled, unlabelled_weight * distilled).sum()
-        total = total + weights[task.name] * (per_sample + lam * task.batch_loss(logits, prepared, mask))
+        batch_term = task.batch_loss(logits, prepared, mask)
+        if batch_loss_weight == "lam":
+            batch_term = lam * batch_term
+        else:  # teacher_share; a batch without a labelled sample has a batch term of 0 whatever its weight
+            labelled_count = int(mask.sum())
+            unlabelled_count = len(mask) - labelled_count
+            batch_term = (
+                batch_term * (labelled_count + unlabelled_weight * unlabelled_count) / max(labelled_count, 1)
+            )
+        total = total + weights[task.name] * (per_sample + batch_term)
     return _reduce(total, batch_size, reduction)
 
 

@@ -57,7 +57,7 @@ from mtl_distill.batching import IndexedDataset, MultiTaskBatchSampler
 from mtl_distill.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from mtl_distill.evaluation import evaluate, flatten_sequence_batch, mean_task_score
 from mtl_distill.logging_utils import MetricsLogger, flatten_scores, progress
-from mtl_distill.losses import student_loss, teacher_loss
+from mtl_distill.losses import BATCH_LOSS_WEIGHTS, student_loss, teacher_loss
 from mtl_distill.tasks import Task
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer"]
@@ -92,6 +92,9 @@ class TrainConfig:
         ``1 - lam``: every sample's soft labels count as much as on a labelled one (Hinton et al.'s
         mixture), which the studies of ``examples/digits`` and ``examples/emotion`` found better than the
         paper's 1 (``DistillConfig.paper()`` keeps 1).
+    batch_loss_weight : {"lam", "teacher_share"}, default "lam"
+        Weight of a task's batch term (the CCC of binned regression) in the student loss: ``lam`` (Eq. 14),
+        or the share of the task's loss the term has in the teacher's loss (:func:`mtl_distill.student_loss`).
     num_workers : int, default 0
         DataLoader workers for training and evaluation.
     eval_batch_size : int, default 256
@@ -134,6 +137,7 @@ class TrainConfig:
     temperature: float = 1.5
     t2_scaling: bool = False
     unlabelled_weight: float | None = None
+    batch_loss_weight: str = "lam"
     num_workers: int = 0
     eval_batch_size: int = 256
     device: str | None = None
@@ -175,6 +179,10 @@ class TrainConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
         if self.unlabelled_weight is not None and not self.unlabelled_weight >= 0:
             raise ValueError(f"unlabelled_weight must be >= 0 or None, got {self.unlabelled_weight!r}")
+        if self.batch_loss_weight not in BATCH_LOSS_WEIGHTS:
+            raise ValueError(
+                f"batch_loss_weight must be one of {BATCH_LOSS_WEIGHTS}, got {self.batch_loss_weight!r}"
+            )
         if self.optimizer is None and not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.scheduler is None and not self.lr_gamma > 0:
@@ -399,6 +407,8 @@ class Trainer:
         """A checkpoint continues only the run that wrote it: resuming under other settings would mix two."""
         if saved is None:  # written before checkpoints recorded their settings
             return
+        # A setting added after the checkpoint was written counts as the value that did what the code did.
+        saved = {**_ADDED_SETTINGS, **saved}
         current = _resume_settings(self.config)
         changed = sorted(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
         if changed:
@@ -486,6 +496,7 @@ class Trainer:
             task_weights=weights,
             t2_scaling=config.t2_scaling,
             unlabelled_weight=config.distillation_weight_unlabelled,
+            batch_loss_weight=config.batch_loss_weight,
         )
 
     def _non_finite_error(self, value: float, outputs, targets, masks, soft) -> FloatingPointError:
@@ -619,6 +630,10 @@ class Trainer:
         return save_checkpoint(self.state_dict(), self.out_dir / "checkpoint.pt")
 
 
+#: Settings recorded in checkpoints since a later version, with the value that reproduces the earlier code.
+_ADDED_SETTINGS = {"batch_loss_weight": "lam"}
+
+
 def _resume_settings(config: TrainConfig) -> dict[str, Any]:
     """The settings that decide what a run computes, as plain values (a checkpoint records them).
 
@@ -639,5 +654,6 @@ def _resume_settings(config: TrainConfig) -> dict[str, Any]:
         "temperature": config.temperature,
         "t2_scaling": config.t2_scaling,
         "unlabelled_weight": config.unlabelled_weight,
+        "batch_loss_weight": config.batch_loss_weight,
         "keep_best": config.keep_best,
     }
