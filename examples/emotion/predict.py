@@ -448,9 +448,9 @@ def predict_table(
     reader = FrameReader(source, every=every, fps=fps, image_fps=image_fps, unreadable="flag")
     tracker = IoUTracker(max_gap_s=track_gap_s)
     if detector is None:
-        detector = MTCNNDetector(
-            device=device, min_face_size=max(1, min(20, round(min_face_size))), max_side=max_side
-        )
+        # The pyramid searches down to the least size kept, no further: searching 20 px faces to keep 24 px
+        # ones cost time and found fewer faces (benchmarks/README.md).
+        detector = MTCNNDetector(device=device, min_face_size=max(1, round(min_face_size)), max_side=max_side)
     transform = FrameTransform(size=image_size, train=False, normalize=normalize)
     length = sequence_length(ensemble)
     modes = [module.training for module in ensemble.modules()]

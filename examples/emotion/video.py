@@ -311,9 +311,10 @@ class MTCNNDetector:
         back to full resolution, and crops are cut from the full image): a large speed-up on HD video. Faces
         smaller than ``min_face_size * longer side / max_side`` pixels are then missed; pass None to detect at
         full resolution.
-    batch : bool, optional
+    batch : bool, default True
         Detect the images of one ``detect`` call as one batch per image size (MTCNN batches only equal sizes)
-        rather than one by one. Default: batch on a GPU only; on the CPU one by one measured faster.
+        rather than one by one: the same faces, faster on a GPU and on two of the three CPUs measured (1.2x
+        and 1.6x for one face a frame, about even for four; ``benchmarks/bench_predict.py``).
 
     Raises
     ------
@@ -333,7 +334,7 @@ class MTCNNDetector:
         min_face_size: int = 20,
         thresholds: Sequence[float] = (0.6, 0.7, 0.7),
         max_side: int | None = 640,
-        batch: bool | None = None,
+        batch: bool = True,
     ) -> None:
         try:
             from facenet_pytorch import MTCNN
@@ -350,7 +351,7 @@ class MTCNNDetector:
             )
         self.device = torch.device(device)
         self.max_side = max_side
-        self.batch = self.device.type != "cpu" if batch is None else batch
+        self.batch = batch
         self._mtcnn = MTCNN(
             min_face_size=min_face_size,
             thresholds=list(thresholds),
