@@ -170,11 +170,12 @@ def student_loss(
         if batch_loss_weight == "lam":
             batch_term = lam * batch_term
         else:  # teacher_share; a batch without a labelled sample has a batch term of 0 whatever its weight
-            labelled_count = int(mask.sum())
-            unlabelled_count = len(mask) - labelled_count
-            batch_term = (
-                batch_term * (labelled_count + unlabelled_weight * unlabelled_count) / max(labelled_count, 1)
-            )
+            # Counted on the tensor's device: no host synchronisation per task and step on a GPU.
+            labelled_count = mask.sum()
+            share = (
+                labelled_count + unlabelled_weight * (len(mask) - labelled_count)
+            ) / labelled_count.clamp(min=1)
+            batch_term = share * batch_term
         total = total + weights[task.name] * (per_sample + batch_term)
     return _reduce(total, batch_size, reduction)
 
