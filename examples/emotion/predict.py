@@ -253,14 +253,18 @@ def sliding_windows(tracks: np.ndarray, length: int) -> tuple[np.ndarray, np.nda
     ([[0, 0, 0], [0, 1, 1], [2, 2, 2], [0, 1, 3], [1, 3, 4]], [0, 1, 0, 2, 2])
     """
     tracks = np.asarray(tracks)
+    # Rows grouped by track, in time order within each (a stable sort): one pass, however many tracks.
+    order = np.argsort(tracks, kind="stable")
+    sorted_tracks = tracks[order]
+    first = np.flatnonzero(np.r_[True, sorted_tracks[1:] != sorted_tracks[:-1]])
+    track_start = np.repeat(first, np.diff(np.r_[first, len(order)]))
+    index = np.arange(len(order)) - track_start  # each row's place in its track
+    start = np.maximum(index - length + 1, 0)
+    window = track_start[:, None] + np.minimum(start[:, None] + np.arange(length), index[:, None])
     rows = np.empty((len(tracks), length), dtype=np.int64)
     positions = np.empty(len(tracks), dtype=np.int64)
-    for track in np.unique(tracks):
-        members = np.flatnonzero(tracks == track)
-        index = np.arange(len(members))
-        start = np.maximum(index - length + 1, 0)
-        rows[members] = members[np.minimum(start[:, None] + np.arange(length), index[:, None])]
-        positions[members] = index - start
+    rows[order] = order[window]
+    positions[order] = index - start
     return rows, positions
 
 
