@@ -313,8 +313,8 @@ class MTCNNDetector:
         full resolution.
     batch : bool, default True
         Detect the images of one ``detect`` call as one batch per image size (MTCNN batches only equal sizes)
-        rather than one by one: the same faces, faster on a GPU and on two of the three CPUs measured (1.2x
-        and 1.6x for one face a frame, about even for four; ``benchmarks/bench_predict.py``).
+        rather than one by one: the same faces, faster on a GPU and, in ``benchmarks/bench_predict.py`` on a
+        2-vCPU machine, 1.6x for one face a frame and 1.2x for four (benchmarks/README.md).
 
     Raises
     ------
