@@ -252,6 +252,25 @@ VARIANTS = {
         PAPER_LOSS,
         {**PAPER_DISTILL, "student_init": "random"},
     ),
+    "kd-ccc": Variant(
+        "regression",
+        "the package's defaults with the CCC term kept at the share of the loss it has in the teacher's "
+        "(batch_loss_weight 'teacher_share')",
+        {"batch_loss_weight": "teacher_share"},
+    ),
+    "from-teacher-kd": Variant(
+        "budget",
+        "as kd-ccc, students start from the trained teacher (their budget adds to its)",
+        {"batch_loss_weight": "teacher_share"},
+        {"student_init": "teacher"},
+    ),
+    "from-teacher-control": Variant(
+        "control",
+        "control of from-teacher-kd: students from the trained teacher with the teacher's loss (lam = 1, no "
+        "soft labels), that is the teacher trained twice as long: other seeds only",
+        {**PAPER_LOSS, "lam": 1.0, "unlabelled_weight": 0.0},
+        {**PAPER_DISTILL, "soft_labels": "cached", "student_init": "teacher"},
+    ),
     "no-distillation": Variant(
         "control",
         "control: the students' runs with the teacher's loss (lam = 1, no soft labels): other seeds only",
