@@ -8,7 +8,10 @@ four faces), then, in the same process and for each video:
 - **end to end**: ``emotion.predict.predict_table`` with MTCNN, as ``run.py predict`` runs it (no files);
 - **detector alone**: ``MTCNNDetector.detect`` on the same decoded frames, in batches of the same size;
 - each of these for the MTCNN settings of :data:`DETECTORS`: the smallest face its image pyramid searches
-  for (20 px, or the 24 px that ``predict`` keeps) and one frame per network pass or a batch of frames;
+  for (20 px, or the 24 px that ``predict`` keeps), one frame per network pass or a batch of frames, and the
+  full detector on every frame or on one in 5 with the faces followed between (``predict``'s default);
+- **agreement** of each setting's kept faces with those of the full detector on every frame ("24 px,
+  batched"): the share of its faces found (box IoU >= 0.5) and their mean IoU;
 - **steps**, each timed on its own over the same frames: decode (PyAV, RGB, upright), detect, track
   (``IoUTracker``), align (``affect_data.faces.align_crop``), predict (the evaluation transform and the
   ensemble's forward pass), and each step's share of their sum.
@@ -42,7 +45,7 @@ from emotion.config import load_config  # noqa: E402
 from emotion.factory import IMAGENET_NORMALIZE  # noqa: E402
 from emotion.models import MultitaskCNN  # noqa: E402
 from emotion.predict import MIN_FACE_SCORE, MIN_FACE_SIZE, as_ensemble, ensemble_predict, predict_table  # noqa: E402
-from emotion.tracking import IoUTracker  # noqa: E402
+from emotion.tracking import IoUTracker, box_iou  # noqa: E402
 from emotion.video import FrameReader, MTCNNDetector  # noqa: E402
 
 from affect_data.faces import align_crop  # noqa: E402
@@ -115,7 +118,10 @@ DETECTORS = {
     "20 px, one by one": {"min_face_size": 20, "batch": False},
     "24 px, one by one": {"min_face_size": 24, "batch": False},
     "24 px, batched": {"min_face_size": 24, "batch": True},
+    "24 px, full 1 in 5": {"min_face_size": 24, "redetect_every": 5},
 }
+#: The setting the others' faces are compared with.
+REFERENCE = "24 px, batched"
 
 
 def measure(
@@ -123,7 +129,7 @@ def measure(
 ) -> dict:
     """Seconds end to end, for the detector alone and for each step, over every frame of ``video``."""
     seconds = {}
-    seconds["end to end"], table = fastest(
+    seconds["end to end"], _ = fastest(
         passes,
         lambda: predict_table(
             video, ensemble, image_size=image_size, normalize=normalize, detector=detector, batch_size=BATCH,
@@ -134,6 +140,7 @@ def measure(
     images = [frame.image for frame in frames]
 
     def detect() -> list:
+        detector.reset()  # a new pass over the video
         found = []
         for start in range(0, len(images), BATCH):
             found += detector.detect(images[start : start + BATCH])
@@ -168,7 +175,20 @@ def measure(
             ensemble_predict(ensemble, transform(np.stack(batch)))
 
     seconds["predict"], _ = fastest(passes, predict)
-    return {"seconds": seconds, "frames": len(frames), "faces": len(pairs), "rows": len(table)}
+    boxes = [np.array([f.box for f in faces]).reshape(-1, 4) for faces in kept]
+    return {"seconds": seconds, "frames": len(frames), "faces": len(pairs), "boxes": boxes}
+
+
+def agreement(boxes: list[np.ndarray], reference: list[np.ndarray]) -> tuple[float, float]:
+    """The share of ``reference``'s faces that ``boxes`` has too (IoU >= 0.5) and the mean IoU of those."""
+    matched = []
+    for mine, theirs in zip(boxes, reference, strict=True):
+        if len(theirs):
+            best = box_iou(theirs, mine).max(axis=1) if len(mine) else np.zeros(len(theirs))
+            matched.extend(best)
+    matched = np.array(matched)
+    found = matched[matched >= 0.5]
+    return len(found) / max(len(matched), 1), float(found.mean()) if len(found) else float("nan")
 
 
 def _side(box: np.ndarray) -> float:
@@ -194,14 +214,19 @@ def main() -> None:
     print(
         f"{'video':<9}{'MTCNN from':<20}{'faces/fr':>9}{'e2e fr/s':>10}{'det fr/s':>10}{'e2e/det':>9}  "
         + "".join(f"{s:>9}" for s in steps)
+        + f"{'found':>8}{'IoU':>6}"
     )
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         for faces in (1, 4):
             video = write_video(Path(folder) / f"faces_{faces}.mp4", faces, args.frames)
-            for name, settings in DETECTORS.items():
-                detector = MTCNNDetector(device="cpu", max_side=640, **settings)
-                result = measure(video, ensemble, image_size, normalize, args.passes, detector)
+            measured = {}
+            for name in (REFERENCE, *(name for name in DETECTORS if name != REFERENCE)):
+                detector = MTCNNDetector(device="cpu", max_side=640, **DETECTORS[name])
+                measured[name] = measure(video, ensemble, image_size, normalize, args.passes, detector)
+            for name in DETECTORS:
+                result = measured[name]
+                found, iou = agreement(result["boxes"], measured[REFERENCE]["boxes"])
                 seconds, frames = result["seconds"], result["frames"]
                 total = sum(seconds[step] for step in steps)
                 results[faces, name] = (
@@ -213,8 +238,13 @@ def main() -> None:
                     f"{frames / seconds['end to end']:>10.1f}{frames / seconds['detector alone']:>10.1f}"
                     f"{seconds['end to end'] / seconds['detector alone']:>8.2f}x  "
                     + "".join(f"{seconds[step] / total:>9.0%}" for step in steps)
+                    + f"{found:>8.1%}{iou:>6.3f}"
                 )
-    print("(faces/fr: faces kept per frame; the step columns: each step's share of the steps' sum)")
+    print(
+        "(faces/fr: faces kept per frame; the step columns: each step's share of the steps' sum; found, IoU: "
+        f"the share of the faces kept by '{REFERENCE}' that this setting keeps too, box IoU >= 0.5, and "
+        "their mean IoU)"
+    )
     for name in DETECTORS:
         rate, ratio = results[1, name]
         print(

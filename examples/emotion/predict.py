@@ -48,6 +48,16 @@ candidate of 13 pixels or more appeared on them): 0.9 is a precaution, which kee
 than 0.8 would in each kind. The synthetic faces score lower than real ones typically do, so on
 real footage lower ``min_score`` only after looking at frames with nobody in them.
 
+Following faces between full detections
+---------------------------------------
+MTCNN's image pyramid is most of the time of prediction (``benchmarks/bench_predict.py``). On a video the
+default detector therefore runs it on one frame in ``redetect_every`` (default :data:`REDETECT_EVERY` = 5)
+and, on the frames between, only re-checks the previous frame's faces with MTCNN's last network, which
+re-scores each face, refines its box and finds its landmarks again (``MTCNNDetector(redetect_every=...)``).
+A frame where a followed face is not confirmed, or after a frame without faces, gets the full detector;
+a face that comes into view is found at most ``redetect_every - 1`` frames late. ``redetect_every=1`` runs
+the full detector on every frame; a folder of images always does.
+
 The models are any ``torch.nn.Module`` s that map images ``[B, 3, S, S]`` to ``{"AU": [B, 8], "EXPR": [B, 7],
 "VA": [B, 40]}`` logits (40 = 2 x 20 bins over [-1, 1], valence first), e.g. the students of a run; their
 ``mtl_distill.Ensemble`` averages their probabilities (sigmoid, softmax, expected value of the binned
@@ -103,6 +113,7 @@ from mtl_distill.ensemble import Ensemble
 __all__ = [
     "MIN_FACE_SCORE",
     "MIN_FACE_SIZE",
+    "REDETECT_EVERY",
     "SyntheticModelWarning",
     "add_predict_options",
     "as_ensemble",
@@ -123,6 +134,8 @@ __all__ = [
 MIN_FACE_SCORE = 0.9
 #: Least shorter side of a face's box, in pixels of the frame.
 MIN_FACE_SIZE = 24
+#: Frames of a video per full face detection (see "Following faces between full detections" above).
+REDETECT_EVERY = 5
 
 
 class SyntheticModelWarning(UserWarning):
@@ -353,6 +366,7 @@ def predict_table(
     min_face_size: float = MIN_FACE_SIZE,
     track_gap_s: float = 1.0,
     max_side: int | None = 640,
+    redetect_every: int = REDETECT_EVERY,
     detector: FaceDetector | None = None,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
@@ -391,8 +405,12 @@ def predict_table(
         Seconds a face may go unseen and keep its ``face_id`` (:class:`emotion.tracking.IoUTracker`).
     max_side : int or None
         The default detector shrinks larger frames to this longer side (:class:`emotion.video.MTCNNDetector`).
+    redetect_every : int
+        On a video, the default detector's full detection runs on one frame in this many and follows the
+        faces in between (see the module docstring); 1: full detection on every frame.
     detector : FaceDetector, optional
-        Default: :class:`emotion.video.MTCNNDetector` on ``device``.
+        Default: :class:`emotion.video.MTCNNDetector` on ``device``. A detector with a ``reset()`` method
+        (one that follows faces from frame to frame) is reset first.
     batch_size : int
         Frames per detector call, crops per model forward pass and windows per CNN-GRU pass.
     device : str or torch.device
@@ -443,9 +461,10 @@ def predict_table(
     [[0, '0.png', 0, True], [1, '1.png', <NA>, False], [2, '2.png', <NA>, False]]
     """
     ensemble = as_ensemble(models, thresholds)
-    if batch_size < 1 or image_size < 1 or crop_size < 1:
+    if min(batch_size, image_size, crop_size, redetect_every) < 1:
         raise ValueError(
-            f"batch_size, image_size and crop_size must be >= 1, got {batch_size}, {image_size}, {crop_size}"
+            "batch_size, image_size, crop_size and redetect_every must be >= 1, got "
+            f"{batch_size}, {image_size}, {crop_size}, {redetect_every}"
         )
     device = torch.device(device)
     crops_dir = Path(crops_dir) if crops_dir is not None else None
@@ -454,7 +473,14 @@ def predict_table(
     if detector is None:
         # The pyramid searches down to the least size kept, no further: searching 20 px faces to keep 24 px
         # ones cost time and found fewer faces (benchmarks/README.md).
-        detector = MTCNNDetector(device=device, min_face_size=max(1, round(min_face_size)), max_side=max_side)
+        detector = MTCNNDetector(
+            device=device,
+            min_face_size=max(1, round(min_face_size)),
+            max_side=max_side,
+            redetect_every=1 if reader.images else redetect_every,  # a folder's images are not a sequence
+        )
+    elif hasattr(detector, "reset"):
+        detector.reset()
     transform = FrameTransform(size=image_size, train=False, normalize=normalize)
     length = sequence_length(ensemble)
     modes = [module.training for module in ensemble.modules()]
@@ -840,6 +866,12 @@ def add_predict_options(parser: argparse.ArgumentParser | argparse._ArgumentGrou
         "--max-side", type=int, default=640, help="detect on frames shrunk to this longer side (0: never)"
     )
     parser.add_argument(
+        "--redetect-every",
+        type=int,
+        default=REDETECT_EVERY,
+        help=f"video: detect faces fully on one frame in N, follow them between ({REDETECT_EVERY}; 1: all)",
+    )
+    parser.add_argument(
         "--track-gap", type=float, default=1.0, help="seconds a face may be out of view and keep its id (1)"
     )
 
@@ -859,6 +891,7 @@ def predict_options(args: argparse.Namespace) -> dict[str, Any]:
         "min_face_size": args.min_face_size,
         "max_side": args.max_side or None,
         "track_gap_s": args.track_gap,
+        "redetect_every": args.redetect_every,
     }
     if args.device is not None:
         options["device"] = args.device

@@ -315,6 +315,15 @@ class MTCNNDetector:
         Detect the images of one ``detect`` call as one batch per image size (MTCNN batches only equal sizes)
         rather than one by one: the same faces, faster on a GPU and, in ``benchmarks/bench_predict.py`` on a
         2-vCPU machine, 1.6x for one face a frame and 1.2x for four (benchmarks/README.md).
+    redetect_every : int, default 1
+        1: every image gets the full detector (an image pyramid through MTCNN's three networks). n > 1, for
+        the consecutive frames of one video: the full detector runs on one frame in n, and each frame between
+        sends only the previous frame's faces through MTCNN's last network (ONet), which re-scores each face,
+        refines its box and finds its landmarks again at a small part of the cost. A frame where a followed
+        face is no longer confirmed (ONet's score below the third threshold), or whose previous frame had no
+        face, gets the full detector; a face that comes into view is found at most n - 1 frames late. Images
+        are then processed one by one, in the order given; call :meth:`reset` before another video.
+        ``full_detections`` and ``followed_frames`` count the frames of each kind.
 
     Raises
     ------
@@ -335,6 +344,7 @@ class MTCNNDetector:
         thresholds: Sequence[float] = (0.6, 0.7, 0.7),
         max_side: int | None = 640,
         batch: bool = True,
+        redetect_every: int = 1,
     ) -> None:
         try:
             from facenet_pytorch import MTCNN
@@ -349,9 +359,16 @@ class MTCNNDetector:
             raise ValueError(
                 f"need min_face_size >= 1 and max_side >= 2 * min_face_size, got {min_face_size}, {max_side}"
             )
+        if redetect_every < 1:
+            raise ValueError(f"redetect_every must be >= 1, got {redetect_every}")
         self.device = torch.device(device)
         self.max_side = max_side
         self.batch = batch
+        self.redetect_every = redetect_every
+        self.third_threshold = float(thresholds[2])
+        self.full_detections = 0
+        self.followed_frames = 0
+        self.reset()
         self._mtcnn = MTCNN(
             min_face_size=min_face_size,
             thresholds=list(thresholds),
@@ -359,31 +376,92 @@ class MTCNNDetector:
             device=self.device,
         ).eval()
 
+    def reset(self) -> None:
+        """Forget the faces followed from frame to frame (``redetect_every`` > 1): the next image is a new
+        video's first frame."""
+        self._previous: np.ndarray | None = None  # the last frame's boxes, in the shrunk image's pixels
+        self._since_full = 0
+
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         shrunk = [self._shrink(image) for image in images]
-        results: list[list[Face]] = [[] for _ in images]
+        if self.redetect_every > 1:
+            found = [self._detect_or_follow(small) for small, _ in shrunk]
+        else:
+            found = self._detect_full([small for small, _ in shrunk])
+            self.full_detections += len(shrunk)
+        return [
+            [
+                Face(box=box * scale, score=float(score), landmarks=marks * scale)
+                for box, score, marks in zip(boxes, scores, points, strict=True)
+            ]
+            for (_, scale), (boxes, scores, points) in zip(shrunk, found, strict=True)
+        ]
+
+    def _detect_full(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """MTCNN's three stages: per image, boxes ``(k, 4)``, scores ``(k,)`` and landmarks ``(k, 5, 2)``."""
+        results = [(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))) for _ in images]
         if not self.batch:
             groups = [[i] for i in range(len(images))]
         else:
             by_size: dict[tuple[int, ...], list[int]] = {}
-            for i, (small, _) in enumerate(shrunk):
+            for i, small in enumerate(images):
                 by_size.setdefault(small.shape, []).append(i)
             groups = list(by_size.values())
         for group in groups:
-            batch = np.stack([shrunk[i][0] for i in group])
-            boxes, scores, points = self._mtcnn.detect(batch, landmarks=True)
+            boxes, scores, points = self._mtcnn.detect(np.stack([images[i] for i in group]), landmarks=True)
             for i, b, s, p in zip(group, boxes, scores, points, strict=True):
-                if b is None:
-                    continue
-                scale = shrunk[i][1]
-                b, s, p = (np.asarray(v, dtype=np.float64) for v in (b, s, p))
-                results[i] = [
-                    Face(box=box * scale, score=float(score), landmarks=marks * scale)
-                    for box, score, marks in zip(
-                        b.reshape(-1, 4), s.reshape(-1), p.reshape(-1, 5, 2), strict=True
-                    )
-                ]
+                if b is not None:
+                    b, s, p = (np.asarray(v, dtype=np.float64) for v in (b, s, p))
+                    results[i] = (b.reshape(-1, 4), s.reshape(-1), p.reshape(-1, 5, 2))
         return results
+
+    def _detect_or_follow(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        found = None
+        if self._previous is not None and self._since_full < self.redetect_every:
+            found = self._follow(image, self._previous)
+        if found is None:
+            (found,) = self._detect_full([image])
+            self.full_detections += 1
+            self._since_full = 0
+        else:
+            self.followed_frames += 1
+        self._since_full += 1
+        self._previous = found[0] if len(found[0]) else None
+        return found
+
+    def _follow(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, ...] | None:
+        """The faces at ``boxes`` re-scored, re-boxed and re-landmarked by ONet (MTCNN's third stage, with
+        its own pre- and post-processing); None when one of them is no longer a face."""
+        from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg, imresample, pad, rerec
+
+        height, width = image.shape[:2]
+        pixels = torch.as_tensor(image, device=self.device).permute(2, 0, 1).unsqueeze(0).float()
+        candidates = torch.as_tensor(
+            np.c_[boxes, np.ones(len(boxes))], dtype=torch.float32, device=self.device
+        )
+        candidates = rerec(candidates)
+        top, bottom, left, right = pad(candidates, width, height)
+        if np.any(bottom <= top - 1) or np.any(right <= left - 1):
+            return None  # a face has left the image
+        crops = torch.cat(
+            [
+                imresample(pixels[:, :, t - 1 : b, l - 1 : r], (48, 48))
+                for t, b, l, r in zip(top, bottom, left, right, strict=True)
+            ]
+        )
+        with torch.inference_mode():
+            offsets, points, probabilities = self._mtcnn.onet((crops - 127.5) * 0.0078125)
+        scores = probabilities[:, 1]
+        if bool((scores <= self.third_threshold).any()):
+            return None
+        sides = (candidates[:, 2:4] - candidates[:, 0:2] + 1).unsqueeze(1)  # (k, 1, 2): width, height
+        landmarks = torch.stack((points[:, :5], points[:, 5:]), dim=2) * sides + candidates[:, None, :2] - 1
+        refined = bbreg(torch.cat((candidates[:, :4], scores[:, None]), dim=1), offsets)
+        # Two faces followed onto one (they crossed): keep the better scored, as MTCNN's last NMS would.
+        keep = batched_nms_numpy(refined[:, :4], scores, torch.zeros_like(scores), 0.7, "Min").numpy()
+        return tuple(
+            np.asarray(values[keep].cpu(), dtype=np.float64) for values in (refined[:, :4], scores, landmarks)
+        )
 
     def _shrink(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         """The image to detect on and the factor that maps its coordinates back to the original's."""

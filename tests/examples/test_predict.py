@@ -498,6 +498,41 @@ def test_tracker_and_iou_errors_name_the_values():
 SCENE = ["AB"] * 8 + ["B"] * 2 + ["AB"] * 2 + [""] * 3 + ["B"] * 4 + ["AB"]
 
 
+def test_mtcnn_follows_faces_between_full_detections(video, clip):
+    images = [frame.image for frame in FrameReader(video)]
+    full = MTCNNDetector().detect(images)
+    detector = MTCNNDetector(redetect_every=4)
+    followed = detector.detect(images[:5]) + detector.detect(images[5:])  # state carries across calls
+    assert detector.full_detections + detector.followed_frames == NUM_FRAMES
+    assert detector.followed_frames >= 4
+    # The first frame and the one after the blank frames get the full detector: the same faces.
+    for i in (0, BLANK[-1] + 1):
+        assert [f.score for f in followed[i]] == [f.score for f in full[i]]
+    assert all(followed[i] == [] for i in BLANK)  # a lost face is searched for, not kept
+    detector.reset()
+    assert [f.score for f in detector.detect(images[1:2])[0]] == [f.score for f in full[1]]
+    with pytest.raises(ValueError, match="redetect_every must be >= 1, got 0"):
+        MTCNNDetector(redetect_every=0)
+
+
+def test_a_followed_face_keeps_up_with_a_fast_moving_face():
+    rng = np.random.default_rng(7)
+    person = sample_identity(rng)
+    renderer = FrameRenderer(WIDTH, HEIGHT, person, rng)
+    frames, eyes = [], []
+    for i in range(8):  # 7 pixels to the right and 3 degrees of roll a frame
+        image, (landmarks,) = renderer.render([(person, np.zeros(8), Pose(60 + 7 * i, 72, 36, -6 + 3 * i))])
+        frames.append(image)
+        eyes.append(five_points(landmarks)[:2])
+    detector = MTCNNDetector(redetect_every=len(frames))
+    found = detector.detect(frames)
+    assert detector.full_detections <= 3 and detector.followed_frames >= 4
+    hits = [i for i, faces in enumerate(found) if faces]
+    assert eyes[hits[-1]][0, 0] - eyes[hits[0]][0, 0] > 25  # far from where it was first found
+    for i in hits:  # yet the eyes are on the rendered eyes in every frame
+        assert len(found[i]) == 1 and np.abs(found[i][0].landmarks[:2] - eyes[i]).max() < 5, i
+
+
 @pytest.fixture(scope="module")
 def two_faces(tmp_path_factory):
     """A video of SCENE and the 68 landmarks of each face in view, left to right, per frame."""
