@@ -45,12 +45,12 @@ from emotion.config import load_config  # noqa: E402
 from emotion.factory import IMAGENET_NORMALIZE  # noqa: E402
 from emotion.models import MultitaskCNN  # noqa: E402
 from emotion.predict import MIN_FACE_SCORE, MIN_FACE_SIZE, as_ensemble, ensemble_predict, predict_table  # noqa: E402
-from emotion.tracking import IoUTracker, box_iou  # noqa: E402
-from emotion.video import FrameReader, MTCNNDetector  # noqa: E402
 
 from affect_data.faces import align_crop  # noqa: E402
 from affect_data.synthetic import FrameRenderer, Pose, sample_identity  # noqa: E402
+from affect_data.tracking import IoUTracker, box_iou  # noqa: E402
 from affect_data.transforms import FrameTransform  # noqa: E402
+from affect_data.video import FrameReader, MTCNNDetector  # noqa: E402
 from mtl_distill import Ensemble  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 360, 25

@@ -16,7 +16,7 @@ The script generates 640 x 360 frames, ``--frames`` of each kind (default 100):
   width: the renderer draws no turned heads, and a squeeze is a crude stand-in for a face turned partly
   away) and ``half hidden`` (the left, right or lower half of the face covered by a noisy plain patch).
 
-Every frame goes through the example's ``emotion.video.MTCNNDetector`` (``facenet-pytorch``, its bundled
+Every frame goes through ``affect_data.video.MTCNNDetector`` (``facenet-pytorch``, its bundled
 weights: nothing is downloaded) one frame per call, with MTCNN's own stage thresholds lowered to 0.6, 0.7,
 0.5 and a 12-pixel smallest face, so that weak candidates show too. On a face frame, the best-scoring
 candidate whose box overlaps the true face's landmark box with IoU >= 0.3 is the face found; every other
@@ -48,10 +48,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 
 from emotion.predict import MIN_FACE_SCORE, MIN_FACE_SIZE  # noqa: E402
-from emotion.tracking import box_iou  # noqa: E402
-from emotion.video import Face, MTCNNDetector  # noqa: E402
 
 from affect_data.synthetic import FrameRenderer, Pose, sample_identity  # noqa: E402
+from affect_data.tracking import box_iou  # noqa: E402
+from affect_data.video import Face, MTCNNDetector  # noqa: E402
 
 WIDTH, HEIGHT = 640, 360
 #: The (least score, least size) grid; it holds predict's defaults.

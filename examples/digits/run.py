@@ -264,6 +264,13 @@ VARIANTS = {
         {"batch_loss_weight": "teacher_share"},
         {"student_init": "teacher"},
     ),
+    "born-again": Variant(
+        "generations",
+        "as kd-ccc, two generations: the first generation's ensemble teaches the second (born-again "
+        "networks), whose students are scored",
+        {"batch_loss_weight": "teacher_share"},
+        {"generations": 2},
+    ),
     "from-teacher-control": Variant(
         "control",
         "control of from-teacher-kd: students from the trained teacher with the teacher's loss (lam = 1, no "
@@ -341,7 +348,7 @@ def run_seed(
         scores = score_models(result, val_set, test_set)
         scores["budget"] = {
             "teacher_images": config.teacher.epochs * sampler.steps_per_epoch * 96,
-            "student_images": config.student.epochs * sampler.steps_per_epoch * 96,
+            "student_images": config.generations * config.student.epochs * sampler.steps_per_epoch * 96,
             "student_cpu_seconds": round(time.process_time() - started, 1),
         }
         result_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """``run.py predict --video-out FILE``: the input video with each face's box, id and top expression drawn.
 
-:func:`write_overlay_video` decodes the source again (upright, as :class:`emotion.video.FrameReader` turns
+:func:`write_overlay_video` decodes the source again (upright, as :class:`affect_data.video.FrameReader` turns
 it), draws the rows of a prediction table onto their frames and encodes the result with PyAV (MPEG-4 Part 2,
 which every FFmpeg build has) at the source's frame rate. Every frame of the source is written; a frame that
 was not predicted (``--every``, ``--fps``) shows the boxes of the last predicted frame before it, so that the
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from emotion.video import BOX_COLUMNS, FrameReader
+from affect_data.video import BOX_COLUMNS, FrameReader
 
 __all__ = ["write_overlay_video"]
 

@@ -1,8 +1,9 @@
 """Predict action units, expression, valence and arousal for every face of your own video.
 
-:func:`predict_table` decodes a video (or a folder of images), finds every face of each frame, follows each
-face from frame to frame (:class:`emotion.tracking.IoUTracker`), aligns it (``affect_data.faces``), runs an
-ensemble of multitask models (``mtl_distill.Ensemble``) on the crops and returns the table;
+:func:`predict_table` decodes a video (or a folder of images) and finds every face of each frame
+(:mod:`affect_data.video`), follows each face from frame to frame (:class:`affect_data.tracking.IoUTracker`),
+aligns it (``affect_data.faces``), runs an ensemble of multitask models (``mtl_distill.Ensemble``) on the
+crops and returns the table;
 :func:`predict_video` also writes it. ``run.py predict`` is the command line (:func:`add_predict_options`).
 
 The table (``predictions.csv``) has one row per face per frame - ``frame, time_s, face_id, face_found,
@@ -101,12 +102,12 @@ if __package__ in (None, ""):  # imported from a script: make examples/ importab
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from affect_data.schema import AU_NAMES, EXPR_NAMES, VA_NAMES
+from affect_data.tracking import IoUTracker
 from affect_data.transforms import FrameTransform
+from affect_data.video import BOX_COLUMNS, Face, FaceDetector, FrameReader, MTCNNDetector, detect_faces
 from emotion.export import synthetic_warning
 from emotion.factory import IMAGENET_NORMALIZE, paper_tasks
 from emotion.models import SlidingCNNRNN
-from emotion.tracking import IoUTracker
-from emotion.video import BOX_COLUMNS, Face, FaceDetector, FrameReader, MTCNNDetector, detect_faces
 from mtl_distill.checkpoint import write_atomically
 from mtl_distill.ensemble import Ensemble
 
@@ -398,18 +399,19 @@ def predict_table(
     crop_size, margin : int, float
         The aligned face crop, see :func:`affect_data.faces.face_transform`.
     every, fps, image_fps : int, float, float
-        Frame subsampling and the frame rate of an image folder, see :class:`emotion.video.FrameReader`.
+        Frame subsampling and the frame rate of an image folder, see :class:`affect_data.video.FrameReader`.
     min_score, min_face_size : float
         Detections scored lower, or whose box's shorter side is smaller (pixels), are not faces.
     track_gap_s : float
-        Seconds a face may go unseen and keep its ``face_id`` (:class:`emotion.tracking.IoUTracker`).
+        Seconds a face may go unseen and keep its ``face_id`` (:class:`affect_data.tracking.IoUTracker`).
     max_side : int or None
-        The default detector shrinks larger frames to this longer side (:class:`emotion.video.MTCNNDetector`).
+        The default detector (:class:`affect_data.video.MTCNNDetector`) shrinks larger frames to this longer
+        side.
     redetect_every : int
         On a video, the default detector's full detection runs on one frame in this many and follows the
         faces in between (see the module docstring); 1: full detection on every frame.
     detector : FaceDetector, optional
-        Default: :class:`emotion.video.MTCNNDetector` on ``device``. A detector with a ``reset()`` method
+        Default: :class:`affect_data.video.MTCNNDetector` on ``device``. A detector with a ``reset()`` method
         (one that follows faces from frame to frame) is reset first.
     batch_size : int
         Frames per detector call, crops per model forward pass and windows per CNN-GRU pass.

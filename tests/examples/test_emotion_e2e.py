@@ -154,7 +154,8 @@ def test_predict_runs_the_ensemble_on_a_folder_of_frames(finished_run, tmp_path,
     from emotion.evaluate import load_run_ensemble
     from emotion.inference import predict_run
     from emotion.predict import SyntheticModelWarning
-    from emotion.video import Face
+
+    from affect_data.video import Face
 
     config_path, _ = finished_run
     config = load_config(config_path)

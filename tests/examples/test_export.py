@@ -36,10 +36,10 @@ from emotion.inference import run_ensemble  # noqa: E402
 from emotion.models import MultitaskCNN, MultitaskCNNRNN, SlidingCNNRNN, TemporalHeads  # noqa: E402
 from emotion.pipeline import StageError, write_json  # noqa: E402
 from emotion.predict import SyntheticModelWarning, predict_table, predict_video  # noqa: E402
-from emotion.video import Face  # noqa: E402
 
 from affect_data.schema import AU_NAMES  # noqa: E402
 from affect_data.transforms import FrameTransform, load_image  # noqa: E402
+from affect_data.video import Face  # noqa: E402
 from mtl_distill import Ensemble  # noqa: E402
 
 torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""Faces from your own video: decode frames, detect the face, align it, crop it as the training crops are.
+"""Faces from any video: decode frames, detect every face, align it, crop it as the training crops are.
 
 Three steps, each usable alone:
 
@@ -16,7 +16,9 @@ Three steps, each usable alone:
    steps 2 and 3 over
    the frames and keeps every face that passes a minimum score and size.
 
-``run.py predict`` is the command line (:mod:`emotion.predict`).
+Video decoding needs PyAV and the detector facenet-pytorch: ``pip install "affect-data[video]"``.
+:mod:`affect_data.tracking` gives each face an id that lasts while it stays in view; ``examples/emotion``'s
+``run.py predict`` runs an emotion model on the crops.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Literal, Protocol
 
 import numpy as np
@@ -197,7 +200,7 @@ class FrameReader:
                 yield Frame(index, index / self.image_fps, image, path.name)
 
     def _read_video(self) -> Iterator[Frame]:
-        import av
+        av = _import_av()
 
         index = 0
         try:
@@ -218,6 +221,16 @@ class FrameReader:
             ) from error
 
 
+def _import_av() -> ModuleType:
+    try:
+        import av
+    except ImportError as error:
+        raise ImportError(
+            f'reading videos needs PyAV: pip install "affect-data[video]"  ({error})'
+        ) from error
+    return av
+
+
 def _natural_key(path: Path) -> list:
     """Sort key that orders embedded numbers by value: ``img2`` before ``img10``."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
@@ -234,7 +247,7 @@ def _read_image(path: Path) -> np.ndarray:
 
 def _probe_video(path: Path) -> tuple[float | None, int | None]:
     """Open ``path`` once to check it holds a decodable video stream; return (frame rate, frame count)."""
-    import av
+    av = _import_av()
 
     try:
         with av.open(str(path)) as container:
@@ -351,7 +364,7 @@ class MTCNNDetector:
         except ImportError as error:
             raise ImportError(
                 "the MTCNN face detector needs facenet-pytorch 2.5.3 (its weights ship inside the wheel): "
-                f"pip install facenet-pytorch==2.5.3  ({error})"
+                f'pip install "affect-data[video]"  ({error})'
             ) from error
         if len(thresholds) != 3 or not all(0 < t < 1 for t in thresholds):
             raise ValueError(f"thresholds must be three numbers in (0, 1), got {thresholds!r}")

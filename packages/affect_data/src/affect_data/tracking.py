@@ -1,6 +1,6 @@
 """Face tracks across frames: a face keeps its id while it stays in view.
 
-:class:`IoUTracker` is the simple tracker of the prediction pipeline (:mod:`emotion.predict`). Each frame's
+:class:`IoUTracker` is a simple tracker for the faces :mod:`affect_data.video` finds. Each frame's
 boxes are matched to the tracks of the frames before by the overlap (IoU) of the boxes, greedily, the best
 overlapping pair first. A track is compared both with where its face was last seen and with where the face
 would be now had it kept moving at its last speed, so two faces that cross keep their ids, and so does a face
