@@ -122,6 +122,8 @@ class StudentsConfig:
     CCC term's weight: ``lam`` as the paper, or ``teacher_share``: its share of the teacher's loss) are the
     loss settings, ``soft_labels`` online (as the paper), and ``init`` is where each student starts: the
     teacher's starting weights (the paper), fresh random weights of its own, or the trained teacher's.
+    ``generations`` > 1 trains the students again, taught by the previous generation's ensemble (born-again
+    networks); the last generation's students are the run's.
     """
 
     count: int = 5
@@ -133,6 +135,7 @@ class StudentsConfig:
     batch_loss_weight: Literal["lam", "teacher_share"] = "lam"
     soft_labels: Literal["online", "cached"] = "online"
     init: Literal["teacher_initial", "random", "teacher"] = "teacher_initial"
+    generations: int = 1
 
 
 @dataclass
@@ -454,6 +457,11 @@ def _check_students(students: StudentsConfig, where: str, source: Path | str) ->
         raise ConfigError(f"{source}: {where}.count must be >= 0, got {students.count}")
     if students.epochs < 1:  # zero epochs would hand untrained students to the evaluation
         raise ConfigError(f"{source}: {where}.epochs must be >= 1, got {students.epochs}")
+    if students.generations < 1 or (students.generations > 1 and students.count < 1):
+        raise ConfigError(
+            f"{source}: {where}.generations must be >= 1, and students.count >= 1 for more than one "
+            f"(each generation teaches the next), got {students.generations} with count {students.count}"
+        )
     if not 0.0 <= students.lam <= 1.0:
         raise ConfigError(f"{source}: {where}.lam must be in [0, 1], got {students.lam}")
     if not students.temperature > 0:  # else the students stage fails on its first batch

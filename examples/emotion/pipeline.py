@@ -73,6 +73,7 @@ ADDED_SETTINGS = {
     "training.students.t2_scaling": False,
     "training.students.init": "teacher_initial",
     "training.students.batch_loss_weight": "lam",  # Eq. 14 as written: the CCC term weighted lam
+    "training.students.generations": 1,
 }
 
 

@@ -375,12 +375,17 @@ def _setting(config: Config, seeds: Sequence[int], variants: Sequence[str]) -> s
     ]
     for name, students in variants_of(config, list(variants)).items():
         lines.append(
-            f"| {name} | {students.count} | {students.epochs} | {students.init} | {students.lam:g} | "
+            f"| {name} | {students.count} | {_epochs(students)} | {students.init} | {students.lam:g} | "
             f"{students.temperature:g} | {'yes' if students.t2_scaling else 'no'} | "
             f"{_unlabelled_weight(students)} | {students.batch_loss_weight.replace('_', ' ')} | "
             f"{students.soft_labels} |"
         )
     return "\n".join(lines)
+
+
+def _epochs(students: Any) -> str:
+    generations = students.generations
+    return f"{students.epochs}" if generations == 1 else f"{students.epochs} x {generations} generations"
 
 
 def _unlabelled_weight(students: Any) -> str:

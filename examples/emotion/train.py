@@ -9,7 +9,9 @@ reports, so that the epoch kept is the one the report would rank first.
 
 Outputs: ``teacher/`` holds ``initial.pt`` (the starting weights, shared with the students), ``checkpoint.pt``
 (resume), ``metrics.csv`` and ``model.pt`` (best epoch); ``students/student_<k>/`` the same for each student,
-and ``students/soft_labels.pt`` the cached teacher outputs when ``soft_labels: cached``.
+and ``students/soft_labels.pt`` the cached teacher outputs when ``soft_labels: cached``. With ``generations``
+> 1, generation ``g`` before the last is in ``students/generation_<g>/`` and teaches the next as an ensemble;
+the last generation's students are ``students/student_<k>/``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from emotion.factory import (
 from emotion.pipeline import progress_bars
 from mtl_distill.batching import MultiTaskBatchSampler, concat_datasets
 from mtl_distill.distillation import train_students, train_teacher
+from mtl_distill.soft_labels import EnsembleTeacher
 from mtl_distill.trainer import TrainConfig
 
 __all__ = ["run_students", "run_teacher", "train_config", "training_data"]
@@ -57,7 +60,8 @@ def run_teacher(config: Config, folder: Path) -> dict[str, Any]:
 
 
 def run_students(config: Config, folder: Path) -> dict[str, Any]:
-    """Train the students from the teacher's starting weights on ground truth + soft labels (Eq. 14)."""
+    """Train the students from the teacher's starting weights on ground truth + soft labels (Eq. 14), for each
+    generation."""
     students = config.training.students
     teacher_dir = config.stage_dir("teacher")
     start = "model.pt" if students.init == "teacher" else "initial.pt"
@@ -65,21 +69,25 @@ def run_students(config: Config, folder: Path) -> dict[str, Any]:
     teacher = load_model(config, teacher_dir / "model.pt", "teacher")
     check_resumable(folder, initial, "students")
     train, sampler, validation, unaugmented = training_data(config)
-    results = train_students(
-        initial,
-        teacher,
-        paper_tasks(),
-        train,
-        sampler,
-        validation,
-        train_config(config, students.epochs, students=True),
-        num_students=students.count,
-        soft_labels=students.soft_labels,
-        cache_dataset=unaugmented,
-        reinitialise=students.init == "random",
-        seed=config.seed,
-        out_dir=folder,
-    )
+    for generation in range(1, students.generations + 1):
+        results = train_students(
+            initial,
+            teacher,
+            paper_tasks(),
+            train,
+            sampler,
+            validation,
+            train_config(config, students.epochs, students=True),
+            num_students=students.count,
+            soft_labels=students.soft_labels,
+            cache_dataset=unaugmented,
+            reinitialise=students.init == "random",
+            seed=config.seed,
+            generation=generation,
+            out_dir=folder if generation == students.generations else folder / f"generation_{generation}",
+        )
+        if generation < students.generations:  # this generation's ensemble teaches the next
+            teacher = EnsembleTeacher([run.model for run in results], paper_tasks())
     return {
         f"student_{k}": {"best_epoch": r.best_epoch, "best_score": r.best_score}
         for k, r in enumerate(results)

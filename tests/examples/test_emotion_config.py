@@ -75,6 +75,13 @@ def test_wrong_type_and_bad_choice_are_named(tmp_path):
         (("training", "students"), "lam", 1.5, r"training\.students\.lam must be in \[0, 1\], got 1\.5"),
         (("evaluation",), "batch_size", 0, r"evaluation\.batch_size must be >= 1, got 0"),
         (("training", "students"), "epochs", 0, r"training\.students\.epochs must be >= 1, got 0"),
+        (("training", "students"), "generations", 0, r"training\.students\.generations must be >= 1.*got 0"),
+        (
+            ("study", "variants"),
+            "again",
+            {"generations": 2, "count": 0},
+            r"study\.variants\.again\.generations .*got 2 with count 0",
+        ),
         ((), "name", "../elsewhere", r"name must be a folder name inside run_root .*got '\.\./elsewhere'"),
         (("study",), "seeds", [1, 1], r"study\.seeds must be distinct seeds, got \[1, 1\]"),
         (("study", "variants"), "hot", {"temprature": 2}, r"unknown key 'study\.variants\.hot\.temprature'"),

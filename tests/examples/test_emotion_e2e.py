@@ -233,6 +233,35 @@ def test_study_runs_every_seed_and_variant_and_compares_them_seed_by_seed(finish
     assert "running into" not in capsys.readouterr().out
 
 
+def test_each_generation_of_students_is_taught_by_the_one_before(finished_run, tmp_path, monkeypatch):
+    from emotion import train
+    from emotion.config import load_config
+
+    from mtl_distill.soft_labels import EnsembleTeacher
+    from mtl_distill.trainer import TrainResult
+
+    config_path, _ = finished_run
+    config = load_config(config_path)
+    config.training.students.generations = 3
+    config.training.students.count = 2
+    calls = []
+
+    def fake_train_students(initial, teacher, *args, generation, out_dir, num_students, **kwargs):
+        calls.append((teacher, generation, out_dir))
+        return [TrainResult(initial, [], 0, 0.0) for _ in range(num_students)]
+
+    monkeypatch.setattr(train, "train_students", fake_train_students)
+    train.run_students(config, tmp_path / "students")
+    assert [(generation, out_dir) for _, generation, out_dir in calls] == [
+        (1, tmp_path / "students" / "generation_1"),
+        (2, tmp_path / "students" / "generation_2"),
+        (3, tmp_path / "students"),  # the last generation is the run's students
+    ]
+    assert not isinstance(calls[0][0], EnsembleTeacher)  # the trained teacher
+    for teacher, *_ in calls[1:]:  # the generation before, as an ensemble
+        assert isinstance(teacher, EnsembleTeacher) and len(teacher.members) == 2
+
+
 def test_experiments_over_seeds_are_summarised_with_intervals(finished_run, capsys):
     config, run_dir = finished_run
     data = yaml.safe_load(config.read_text())
