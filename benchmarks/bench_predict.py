@@ -11,7 +11,8 @@ four faces), then, in the same process and for each video:
   for (20 px, or the 24 px that ``predict`` keeps), one frame per network pass or a batch of frames, and the
   full detector on every frame or on one in 5 with the faces followed between (``predict``'s default);
 - **agreement** of each setting's kept faces with those of the full detector on every frame ("24 px,
-  batched"): the share of its faces found (box IoU >= 0.5) and their mean IoU;
+  batched"): the share of its faces found (box IoU >= 0.5) and their mean IoU, and the share over all
+  detections before ``predict``'s least score and size;
 - **steps**, each timed on its own over the same frames: decode (PyAV, RGB, upright), detect, track
   (``IoUTracker``), align (``affect_data.faces.align_crop``), predict (the evaluation transform and the
   ensemble's forward pass), and each step's share of their sum.
@@ -175,8 +176,17 @@ def measure(
             ensemble_predict(ensemble, transform(np.stack(batch)))
 
     seconds["predict"], _ = fastest(passes, predict)
-    boxes = [np.array([f.box for f in faces]).reshape(-1, 4) for faces in kept]
-    return {"seconds": seconds, "frames": len(frames), "faces": len(pairs), "boxes": boxes}
+
+    def boxes(faces_per_frame: list) -> list[np.ndarray]:
+        return [np.array([f.box for f in faces]).reshape(-1, 4) for faces in faces_per_frame]
+
+    return {
+        "seconds": seconds,
+        "frames": len(frames),
+        "faces": len(pairs),
+        "kept": boxes(kept),
+        "raw": boxes(found),
+    }
 
 
 def agreement(boxes: list[np.ndarray], reference: list[np.ndarray]) -> tuple[float, float]:
@@ -214,7 +224,7 @@ def main() -> None:
     print(
         f"{'video':<9}{'MTCNN from':<20}{'faces/fr':>9}{'e2e fr/s':>10}{'det fr/s':>10}{'e2e/det':>9}  "
         + "".join(f"{s:>9}" for s in steps)
-        + f"{'found':>8}{'IoU':>6}"
+        + f"{'found':>8}{'IoU':>6}{'raw':>7}"
     )
     results = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -226,7 +236,8 @@ def main() -> None:
                 measured[name] = measure(video, ensemble, image_size, normalize, args.passes, detector)
             for name in DETECTORS:
                 result = measured[name]
-                found, iou = agreement(result["boxes"], measured[REFERENCE]["boxes"])
+                found, iou = agreement(result["kept"], measured[REFERENCE]["kept"])
+                raw, _ = agreement(result["raw"], measured[REFERENCE]["raw"])
                 seconds, frames = result["seconds"], result["frames"]
                 total = sum(seconds[step] for step in steps)
                 results[faces, name] = (
@@ -238,12 +249,12 @@ def main() -> None:
                     f"{frames / seconds['end to end']:>10.1f}{frames / seconds['detector alone']:>10.1f}"
                     f"{seconds['end to end'] / seconds['detector alone']:>8.2f}x  "
                     + "".join(f"{seconds[step] / total:>9.0%}" for step in steps)
-                    + f"{found:>8.1%}{iou:>6.3f}"
+                    + f"{found:>8.1%}{iou:>6.3f}{raw:>7.1%}"
                 )
     print(
         "(faces/fr: faces kept per frame; the step columns: each step's share of the steps' sum; found, IoU: "
         f"the share of the faces kept by '{REFERENCE}' that this setting keeps too, box IoU >= 0.5, and "
-        "their mean IoU)"
+        "their mean IoU; raw: the same share over every detection, before the least score and size)"
     )
     for name in DETECTORS:
         rate, ratio = results[1, name]

@@ -471,7 +471,7 @@ class MTCNNDetector:
         landmarks = torch.stack((points[:, :5], points[:, 5:]), dim=2) * sides + candidates[:, None, :2] - 1
         refined = bbreg(torch.cat((candidates[:, :4], scores[:, None]), dim=1), offsets)
         # Two faces followed onto one (they crossed): keep the better scored, as MTCNN's last NMS would.
-        keep = batched_nms_numpy(refined[:, :4], scores, torch.zeros_like(scores), 0.7, "Min").numpy()
+        keep = batched_nms_numpy(refined[:, :4], scores, torch.zeros_like(scores), 0.7, "Min")
         return tuple(
             np.asarray(values[keep].cpu(), dtype=np.float64) for values in (refined[:, :4], scores, landmarks)
         )
