@@ -258,6 +258,12 @@ VARIANTS = {
         "(batch_loss_weight 'teacher_share')",
         {"batch_loss_weight": "teacher_share"},
     ),
+    "cached-kd-ccc": Variant(
+        "soft labels",
+        "as kd-ccc, soft labels computed once on clean images",
+        {"batch_loss_weight": "teacher_share"},
+        {"soft_labels": "cached"},
+    ),
     "from-teacher-kd": Variant(
         "budget",
         "as kd-ccc, students start from the trained teacher (their budget adds to its)",
