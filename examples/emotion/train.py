@@ -69,15 +69,16 @@ def run_students(config: Config, folder: Path) -> dict[str, Any]:
     teacher = load_model(config, teacher_dir / "model.pt", "teacher")
     check_resumable(folder, initial, "students")
     train, sampler, validation, unaugmented = training_data(config)
+    tasks, settings = paper_tasks(), train_config(config, students.epochs, students=True)
     for generation in range(1, students.generations + 1):
         results = train_students(
             initial,
             teacher,
-            paper_tasks(),
+            tasks,
             train,
             sampler,
             validation,
-            train_config(config, students.epochs, students=True),
+            settings,
             num_students=students.count,
             soft_labels=students.soft_labels,
             cache_dataset=unaugmented,
@@ -87,7 +88,7 @@ def run_students(config: Config, folder: Path) -> dict[str, Any]:
             out_dir=folder if generation == students.generations else folder / f"generation_{generation}",
         )
         if generation < students.generations:  # this generation's ensemble teaches the next
-            teacher = EnsembleTeacher([run.model for run in results], paper_tasks())
+            teacher = EnsembleTeacher([run.model for run in results], tasks)
     return {
         f"student_{k}": {"best_epoch": r.best_epoch, "best_score": r.best_score}
         for k, r in enumerate(results)

@@ -378,7 +378,6 @@ class MTCNNDetector:
         self.max_side = max_side
         self.batch = batch
         self.redetect_every = redetect_every
-        self.third_threshold = float(thresholds[2])
         self.full_detections = 0
         self.followed_frames = 0
         self.reset()
@@ -448,7 +447,7 @@ class MTCNNDetector:
         from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg, imresample, pad, rerec
 
         height, width = image.shape[:2]
-        pixels = torch.as_tensor(image, device=self.device).permute(2, 0, 1).unsqueeze(0).float()
+        pixels = torch.as_tensor(image, device=self.device).permute(2, 0, 1).unsqueeze(0)  # uint8: crops only
         candidates = torch.as_tensor(
             np.c_[boxes, np.ones(len(boxes))], dtype=torch.float32, device=self.device
         )
@@ -458,14 +457,14 @@ class MTCNNDetector:
             return None  # a face has left the image
         crops = torch.cat(
             [
-                imresample(pixels[:, :, t - 1 : b, l - 1 : r], (48, 48))
+                imresample(pixels[:, :, t - 1 : b, l - 1 : r].float(), (48, 48))
                 for t, b, l, r in zip(top, bottom, left, right, strict=True)
             ]
         )
         with torch.inference_mode():
             offsets, points, probabilities = self._mtcnn.onet((crops - 127.5) * 0.0078125)
         scores = probabilities[:, 1]
-        if bool((scores <= self.third_threshold).any()):
+        if bool((scores <= self._mtcnn.thresholds[2]).any()):
             return None
         sides = (candidates[:, 2:4] - candidates[:, 0:2] + 1).unsqueeze(1)  # (k, 1, 2): width, height
         landmarks = torch.stack((points[:, :5], points[:, 5:]), dim=2) * sides + candidates[:, None, :2] - 1
