@@ -326,8 +326,8 @@ class MTCNNDetector:
         full resolution.
     batch : bool, default True
         Detect the images of one ``detect`` call as one batch per image size (MTCNN batches only equal sizes)
-        rather than one by one: the same faces, faster on a GPU and, in ``benchmarks/bench_predict.py`` on a
-        2-vCPU machine, 1.6x for one face a frame and 1.2x for four (benchmarks/README.md).
+        rather than one by one: the same faces, faster on a GPU; on CPUs it depends on the machine
+        (``benchmarks/bench_predict.py`` compares the two).
     redetect_every : int, default 1
         1: every image gets the full detector (an image pyramid through MTCNN's three networks). n > 1, for
         the consecutive frames of one video: the full detector runs on one frame in n, and each frame between
