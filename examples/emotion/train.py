@@ -34,8 +34,7 @@ from emotion.factory import (
 )
 from emotion.pipeline import progress_bars
 from mtl_distill.batching import MultiTaskBatchSampler, concat_datasets
-from mtl_distill.distillation import train_students, train_teacher
-from mtl_distill.soft_labels import EnsembleTeacher
+from mtl_distill.distillation import train_generations, train_teacher
 from mtl_distill.trainer import TrainConfig
 
 __all__ = ["run_students", "run_teacher", "train_config", "training_data"]
@@ -69,26 +68,23 @@ def run_students(config: Config, folder: Path) -> dict[str, Any]:
     teacher = load_model(config, teacher_dir / "model.pt", "teacher")
     check_resumable(folder, initial, "students")
     train, sampler, validation, unaugmented = training_data(config)
-    tasks, settings = paper_tasks(), train_config(config, students.epochs, students=True)
-    for generation in range(1, students.generations + 1):
-        results = train_students(
-            initial,
-            teacher,
-            tasks,
-            train,
-            sampler,
-            validation,
-            settings,
-            num_students=students.count,
-            soft_labels=students.soft_labels,
-            cache_dataset=unaugmented,
-            reinitialise=students.init == "random",
-            seed=config.seed,
-            generation=generation,
-            out_dir=folder if generation == students.generations else folder / f"generation_{generation}",
-        )
-        if generation < students.generations:  # this generation's ensemble teaches the next
-            teacher = EnsembleTeacher([run.model for run in results], tasks)
+    last = students.generations
+    *_, results = train_generations(
+        initial,
+        teacher,
+        paper_tasks(),
+        train,
+        sampler,
+        validation,
+        train_config(config, students.epochs, students=True),
+        generations=last,
+        out_dirs=lambda generation: folder if generation == last else folder / f"generation_{generation}",
+        num_students=students.count,
+        soft_labels=students.soft_labels,
+        cache_dataset=unaugmented,
+        reinitialise=students.init == "random",
+        seed=config.seed,
+    )
     return {
         f"student_{k}": {"best_epoch": r.best_epoch, "best_score": r.best_score}
         for k, r in enumerate(results)

@@ -237,6 +237,7 @@ def test_each_generation_of_students_is_taught_by_the_one_before(finished_run, t
     from emotion import train
     from emotion.config import load_config
 
+    from mtl_distill import distillation
     from mtl_distill.soft_labels import EnsembleTeacher
     from mtl_distill.trainer import TrainResult
 
@@ -250,7 +251,7 @@ def test_each_generation_of_students_is_taught_by_the_one_before(finished_run, t
         calls.append((teacher, generation, out_dir))
         return [TrainResult(initial, [], 0, 0.0) for _ in range(num_students)]
 
-    monkeypatch.setattr(train, "train_students", fake_train_students)
+    monkeypatch.setattr(distillation, "train_students", fake_train_students)
     train.run_students(config, tmp_path / "students")
     assert [(generation, out_dir) for _, generation, out_dir in calls] == [
         (1, tmp_path / "students" / "generation_1"),

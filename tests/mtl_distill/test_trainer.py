@@ -288,6 +288,14 @@ def test_generations_an_ensemble_of_students_teaches_the_next(data, tmp_path):
     torch.testing.assert_close(torch.softmax(ensemble(x)["cls"], dim=1), sum(probabilities) / 2)
 
 
+def test_train_generations_needs_at_least_one(data):
+    from mtl_distill.distillation import train_generations
+
+    train, sampler, val = data
+    with pytest.raises(ValueError, match="generations must be >= 1, got 0"):
+        train_generations(toy.make_model(), toy.make_model(), TASKS, train, sampler, val, generations=0)
+
+
 def test_gpu_switches_are_ignored_on_cpu_with_a_warning(data):
     train, sampler, _ = data
     if torch.cuda.is_available():

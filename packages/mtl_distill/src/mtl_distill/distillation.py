@@ -5,8 +5,8 @@ Reading order, top to bottom:
 1. :class:`DistillConfig` - the settings: a teacher run, ``num_students`` student runs per generation, where
    the soft labels come from and where the students start; :class:`DistillResult` - the runs it produced.
 2. :func:`distill` - Algorithm 1 end to end: :func:`train_teacher` (procedure TEACHER), then
-   :func:`train_students` (procedure STUDENT, ``num_students`` times) for each generation; from the second
-   generation on, the previous generation's ensemble is the teacher.
+   :func:`train_generations`: :func:`train_students` (procedure STUDENT, ``num_students`` times) for each
+   generation; from the second generation on, the previous generation's ensemble is the teacher.
 3. How each student starts and what it learns from: its seed, :func:`reset_parameters`
    (``student_init="random"``) and the cached teacher outputs (``soft_labels="cached"``).
 
@@ -15,14 +15,14 @@ checkpoints and resume, DDP). With an output folder the whole algorithm resumes:
 ``generation_<g>/student_<k>/`` each hold one run's checkpoint.
 
 Public names: :class:`DistillConfig`, :class:`DistillResult`, :func:`distill`, :func:`train_teacher`,
-:func:`train_students`, :func:`reset_parameters`.
+:func:`train_generations`, :func:`train_students`, :func:`reset_parameters`.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,15 @@ from mtl_distill.soft_labels import CachedSoftLabels, EnsembleTeacher, OnlineSof
 from mtl_distill.tasks import Task
 from mtl_distill.trainer import SoftLabelSource, TrainConfig, Trainer, TrainResult
 
-__all__ = ["DistillConfig", "DistillResult", "distill", "reset_parameters", "train_students", "train_teacher"]
+__all__ = [
+    "DistillConfig",
+    "DistillResult",
+    "distill",
+    "reset_parameters",
+    "train_generations",
+    "train_students",
+    "train_teacher",
+]
 
 #: Where students start (see :class:`DistillConfig`).
 STUDENT_INITS = ("teacher_initial", "random", "teacher")
@@ -201,29 +209,23 @@ def distill(
             seed=config.seed,
             out_dir=root / "teacher" if root is not None else None,
         )
-    generations: list[list[TrainResult]] = []
-    current_teacher: nn.Module = teacher.model
-    student_start = teacher.model if config.student_init == "teacher" else initial_model
-    for generation in range(1, config.generations + 1):
-        students = train_students(
-            student_start,
-            current_teacher,
-            tasks,
-            train_dataset,
-            batch_sampler,
-            val_dataset,
-            config.student,
-            num_students=config.num_students,
-            soft_labels=config.soft_labels,
-            cache_dataset=cache_dataset,
-            cache_dtype=config.cache_dtype,
-            reinitialise=config.student_init == "random",
-            seed=config.seed,
-            generation=generation,
-            out_dir=root / f"generation_{generation}" if root is not None else None,
-        )
-        generations.append(students)
-        current_teacher = EnsembleTeacher([run.model for run in students], tasks)
+    generations = train_generations(
+        teacher.model if config.student_init == "teacher" else initial_model,
+        teacher.model,
+        tasks,
+        train_dataset,
+        batch_sampler,
+        val_dataset,
+        config.student,
+        generations=config.generations,
+        out_dirs=(lambda generation: root / f"generation_{generation}") if root is not None else None,
+        num_students=config.num_students,
+        soft_labels=config.soft_labels,
+        cache_dataset=cache_dataset,
+        cache_dtype=config.cache_dtype,
+        reinitialise=config.student_init == "random",
+        seed=config.seed,
+    )
     return DistillResult(teacher, generations)
 
 
@@ -248,6 +250,48 @@ def train_teacher(
         save_checkpoint(model.state_dict(), Path(out_dir) / "initial.pt")
     trainer = Trainer(model, tasks, config, seed=seed, out_dir=out_dir, name="teacher")
     return trainer.fit(train_dataset, batch_sampler, val_dataset)
+
+
+def train_generations(
+    initial_model: nn.Module,
+    teacher: nn.Module,
+    tasks: Sequence[Task],
+    train_dataset: Dataset,
+    batch_sampler: MultiTaskBatchSampler,
+    val_dataset: Dataset | None = None,
+    config: TrainConfig | None = None,
+    *,
+    generations: int = 1,
+    out_dirs: Callable[[int], str | os.PathLike] | None = None,
+    **students: Any,
+) -> list[list[TrainResult]]:
+    """:func:`train_students` for each of ``generations``: generation 1 learns from ``teacher``, each later
+    one from the previous generation's ensemble (an :class:`~mtl_distill.soft_labels.EnsembleTeacher`, the
+    born-again networks of Furlanello et al.). ``out_dirs(g)`` is generation ``g``'s folder (1-based);
+    ``students`` are :func:`train_students`' other keyword arguments (``num_students``, ``soft_labels``,
+    ``seed``, ...). Returns each generation's runs.
+    """
+    if generations < 1:
+        raise ValueError(f"generations must be >= 1, got {generations}")
+    runs: list[list[TrainResult]] = []
+    for generation in range(1, generations + 1):
+        if runs:  # the generation before teaches this one
+            teacher = EnsembleTeacher([run.model for run in runs[-1]], tasks)
+        runs.append(
+            train_students(
+                initial_model,
+                teacher,
+                tasks,
+                train_dataset,
+                batch_sampler,
+                val_dataset,
+                config,
+                generation=generation,
+                out_dir=out_dirs(generation) if out_dirs is not None else None,
+                **students,
+            )
+        )
+    return runs
 
 
 def train_students(
