@@ -34,11 +34,9 @@ import argparse
 import functools
 import json
 import logging
-import multiprocessing
 import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -457,20 +455,6 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _parse_seeds(text: str) -> list[int]:
-    seeds: list[int] = []
-    for part in text.split(","):
-        first, _, last = part.partition("-")
-        seeds.extend(range(int(first), int(last or first) + 1))
-    return seeds
-
-
-def _worker(seed: int, variants: list[str], out_dir: Path, quick: bool, students: int | None) -> int:
-    torch.set_num_threads(1)
-    run_seed(seed, variants, out_dir, quick, students)
-    return seed
-
-
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,3 (default 0-4)")
@@ -484,7 +468,10 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     # The packages log through `logging` (the trainer: a line per epoch when progress is on): show INFO.
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    seeds = [0] if args.quick and args.seeds == "0-4" else _parse_seeds(args.seeds)
+    try:
+        seeds = [0] if args.quick and args.seeds == "0-4" else md.study.parse_seeds(args.seeds)
+    except ValueError as error:
+        parser.error(f"--seeds: {error}")
     variants = list(STUDY) if args.study else args.variants.split(",")
     unknown = [name for name in variants if name not in VARIANTS]
     if unknown:
@@ -492,18 +479,16 @@ def main(argv: list[str] | None = None) -> str:
     out_dir = args.out_dir / "quick" if args.quick else args.out_dir
 
     started = time.perf_counter()
-    if args.jobs > 1:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-            work = functools.partial(
-                _worker, variants=variants, out_dir=out_dir, quick=args.quick, students=args.students
-            )
-            for done in pool.map(work, seeds):
-                print(f"seed {done} done", flush=True)
-    else:
-        torch.set_num_threads(1)
-        for seed in seeds:
-            run_seed(seed, variants, out_dir, args.quick, args.students)
+    # One thread per seed, also with --jobs 1, so that a seed's numbers do not depend on --jobs.
+    md.study.run_seeds(
+        functools.partial(
+            run_seed, variants=variants, out_dir=out_dir, quick=args.quick, students=args.students
+        ),
+        seeds,
+        args.jobs,
+        threads=1,
+        on_done=lambda seed, _: print(f"seed {seed} done", flush=True),
+    )
     report = summary(seeds, variants, out_dir, time.perf_counter() - started)
     print(report)
     if args.results is not None:

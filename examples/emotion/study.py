@@ -19,21 +19,19 @@ checkpoints, so an interrupted study continues where it stopped when run again.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
-import multiprocessing
 import os
 import platform
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from emotion.config import Config, ConfigError, student_variant
 from emotion.pipeline import configure_logging, read_marker, run_stage, write_json
 from emotion.results import STUDENTS_MEAN, score_rows
+from mtl_distill import study as md_study
 from mtl_distill.study import StudySummary, compare_variants, summarize
 
 __all__ = [
@@ -88,23 +86,11 @@ EXPERIMENT_COMPARISONS = {
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"0-4"`` -> ``[0, 1, 2, 3, 4]``; ``"0,2,5-6"`` -> ``[0, 2, 5, 6]``.
-
-    Example
-    -------
-    >>> parse_seeds("0-2,7")
-    [0, 1, 2, 7]
-    """
-    seeds: list[int] = []
+    """``mtl_distill.study.parse_seeds``, its error naming the ``--seeds`` option."""
     try:
-        for part in text.split(","):
-            first, _, last = part.strip().partition("-")
-            seeds.extend(range(int(first), int(last if last else first) + 1))
-    except ValueError:
-        raise ConfigError(f"--seeds must look like 0-4 or 0,1,5, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"--seeds must name distinct seeds, got {text!r}")
-    return seeds
+        return md_study.parse_seeds(text)
+    except ValueError as error:
+        raise ConfigError(f"--seeds: {error}") from None
 
 
 def variants_of(config: Config, names: Sequence[str] | None = None) -> dict[str, Any]:
@@ -159,22 +145,18 @@ def run_study(
         for seed in seeds:
             run_seed(config, seed, names, force, stages, log=log)
     else:
-        threads = max(1, torch.get_num_threads() // jobs)
         level = logging.getLogger("emotion").getEffectiveLevel()  # -q / -v reach the workers
-        context = multiprocessing.get_context("spawn")  # fresh processes: no forked torch thread pools
+        work = functools.partial(
+            _run_seed_quietly, config, variants=names, force=force, stages=stages, level=level
+        )
         # The workers inherit the environment: no progress bars (several would overwrite each other; tqdm
         # reads this when it is imported, before a worker could set it).
         saved = os.environ.get("TQDM_DISABLE")
         os.environ["TQDM_DISABLE"] = "1"
         try:
-            with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-                futures = {
-                    pool.submit(_run_seed_quietly, config, seed, names, force, stages, threads, level): seed
-                    for seed in seeds
-                }
-                for future in as_completed(futures):
-                    future.result()  # re-raises a seed's error here
-                    log(f"[study] seed {futures[future]} finished")
+            md_study.run_seeds(
+                work, seeds, jobs, on_done=lambda seed, _: log(f"[study] seed {seed} finished")
+            )
         finally:
             if saved is None:
                 del os.environ["TQDM_DISABLE"]
@@ -213,12 +195,11 @@ def _run_seed_quietly(
     variants: Sequence[str],
     force: bool,
     stages: Sequence[str],
-    threads: int,
     level: int,
 ) -> None:
-    # A worker of run_study: its share of the threads, its lines (the trainer's log included) marked with its
-    # seed, at the parent's log level (a spawned process starts without the parent's logging configuration).
-    torch.set_num_threads(threads)
+    # A worker of run_study (mtl_distill.study.run_seeds gives it its share of the threads): its lines, the
+    # trainer's log included, marked with its seed, at the parent's log level (a spawned process starts
+    # without the parent's logging configuration).
     configure_logging(level, prefix=f"[seed {seed}] ")
     run_seed(
         config, seed, variants, force, stages, log=lambda line: print(f"[seed {seed}] {line}", flush=True)

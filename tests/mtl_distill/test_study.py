@@ -148,3 +148,53 @@ def test_compare_variants_answers_each_question_per_variant():
     assert "| short |" not in control  # another teacher: no row against the control
     with pytest.raises(ValueError, match="control 'none' is not one of the variants"):
         compare_variants(scores, ["kd"], control="none")
+
+
+def test_parse_seeds_reads_ranges_and_lists_and_names_bad_text():
+    from mtl_distill.study import parse_seeds
+
+    assert parse_seeds("0-4") == [0, 1, 2, 3, 4]
+    assert parse_seeds("0, 2,5-6") == [0, 2, 5, 6]
+    with pytest.raises(ValueError, match="seeds must look like 0-4 or 0,1,5, got 'a-b'"):
+        parse_seeds("a-b")
+    with pytest.raises(ValueError, match="distinct.*got '1,0-2'"):
+        parse_seeds("1,0-2")
+    with pytest.raises(ValueError, match="got '3-1'"):  # an empty range names no seed
+        parse_seeds("3-1")
+
+
+def test_run_seeds_calls_once_per_seed_in_order_here_and_in_processes():
+    import operator
+
+    import torch
+
+    from mtl_distill.study import run_seeds
+
+    finished = []
+    assert run_seeds(
+        operator.neg, [3, 1, 2], on_done=lambda seed, result: finished.append((seed, result))
+    ) == {
+        3: -3,
+        1: -1,
+        2: -2,
+    }
+    assert finished == [(3, -3), (1, -1), (2, -2)]
+    # In processes the seeds finish in any order; the result keeps the order asked for.
+    assert list(run_seeds(operator.neg, [5, 4, 6], jobs=2).items()) == [(5, -5), (4, -4), (6, -6)]
+
+    before = torch.get_num_threads()
+    assert run_seeds(lambda seed: torch.get_num_threads(), [0], threads=1) == {0: 1}
+    assert torch.get_num_threads() == before  # restored
+
+
+def test_run_seeds_raises_a_seeds_error_and_refuses_bad_counts():
+    import math
+
+    from mtl_distill.study import run_seeds
+
+    with pytest.raises(ValueError, match="factorial"):  # math.factorial(-1), raised in a worker
+        run_seeds(math.factorial, [2, -1], jobs=2)
+    with pytest.raises(ValueError, match="jobs must be >= 1, got 0"):
+        run_seeds(abs, [0], jobs=0)
+    with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
+        run_seeds(abs, [0], threads=0)

@@ -23,8 +23,11 @@ deviation (``ddof=1``); with one seed the interval is undefined (NaN).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import multiprocessing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -35,9 +38,13 @@ __all__ = [
     "compare_variants",
     "confidence_interval",
     "paired_difference",
+    "parse_seeds",
+    "run_seeds",
     "student_t_quantile",
     "summarize",
 ]
+
+Result = TypeVar("Result")
 
 SeedScores = Mapping[int | str, Mapping[str, Mapping[str, float]]]
 
@@ -382,6 +389,91 @@ def compare_variants(
         for question, rows in questions.items()
         if rows
     )
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds written as ranges and lists: ``"0-4"`` -> ``[0, 1, 2, 3, 4]``, ``"0,2,5-6"`` -> ``[0, 2, 5, 6]``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``text`` when it is not of that form or names a seed twice.
+
+    Examples
+    --------
+    >>> parse_seeds("0-2,7")
+    [0, 1, 2, 7]
+    """
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            seeds.extend(range(int(first), int(last if last else first) + 1))
+    except ValueError:
+        raise ValueError(f"seeds must look like 0-4 or 0,1,5, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and at least one, got {text!r}")
+    return seeds
+
+
+def run_seeds(
+    work: Callable[[int], Result],
+    seeds: Sequence[int],
+    jobs: int = 1,
+    *,
+    threads: int | None = None,
+    on_done: Callable[[int, Result], None] | None = None,
+) -> dict[int, Result]:
+    """Call ``work(seed)`` for every seed, ``jobs`` at a time; return ``{seed: result}`` in ``seeds`` order.
+
+    With ``jobs`` > 1 each call runs in a fresh (spawned) process, so ``work`` and its results must pickle:
+    a module-level function, or a :func:`functools.partial` of one. Each call gets ``threads`` torch CPU
+    threads, by default an equal share of this process's (``torch.get_num_threads() // jobs``, at least 1):
+    a small model keeps one thread busy far better than two, so two seeds at once on two cores nearly halve
+    the time of a study. With ``jobs`` = 1 the calls run here, one after the other, and the thread count is
+    restored afterwards. ``on_done(seed, result)`` is called here as each seed finishes (in the order they
+    finish); the first error of a call is raised here.
+
+    Examples
+    --------
+    >>> run_seeds(abs, [-1, -2])
+    {-1: 1, -2: 2}
+    """
+    import torch  # here: summarising a study needs no torch
+
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    threads = threads if threads is not None else max(1, torch.get_num_threads() // jobs)
+    results: dict[int, Result] = {}
+    if jobs == 1:
+        saved = torch.get_num_threads()
+        try:
+            for seed in seeds:
+                results[seed] = _call_with_threads(work, threads, seed)
+                if on_done is not None:
+                    on_done(seed, results[seed])
+        finally:
+            torch.set_num_threads(saved)
+    else:
+        # spawn, not fork: a forked child would inherit this process's torch thread pools in whatever state.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            futures = {pool.submit(_call_with_threads, work, threads, seed): seed for seed in seeds}
+            for future in as_completed(futures):
+                seed = futures[future]
+                results[seed] = future.result()
+                if on_done is not None:
+                    on_done(seed, results[seed])
+    return {seed: results[seed] for seed in seeds}
+
+
+def _call_with_threads(work: Callable[[int], Result], threads: int, seed: int) -> Result:
+    import torch
+
+    torch.set_num_threads(threads)
+    return work(seed)
 
 
 def _row(cells: Sequence[str]) -> str:
