@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PY) -m pip install --quiet \
 		-e "packages/imbalance[plot,torch,pandas,sparse]" \
 		-e "packages/mtl_distill[progress]" \
-		-e "packages/affect_data[video]" \
+		-e "packages/affect_data[video,plot]" \
 		--group dev --group emotion
 	touch $(STAMP)
 
