@@ -5,7 +5,8 @@ demo model, and the whole pipeline (decode, detect, track, align, predict) takes
 alone's time on the same frames. The script renders two videos with the synthetic corpus's faces (one face;
 four faces), then, in the same process and for each video:
 
-- **end to end**: ``emotion.predict.predict_table`` with MTCNN, as ``run.py predict`` runs it (no files);
+- **end to end**: ``affect_data.prediction.predict_table`` with MTCNN, as ``run.py predict`` runs it (no
+  files);
 - **detector alone**: ``MTCNNDetector.detect`` on the same decoded frames, in batches of the same size;
 - each of these for the MTCNN settings of :data:`DETECTORS`: the smallest face its image pyramid searches
   for (20 px, or the 24 px that ``predict`` keeps), one frame per network pass or a batch of frames, and the
@@ -45,9 +46,9 @@ sys.path.insert(0, str(ROOT / "examples"))
 from emotion.config import load_config  # noqa: E402
 from emotion.factory import IMAGENET_NORMALIZE  # noqa: E402
 from emotion.models import MultitaskCNN  # noqa: E402
-from emotion.predict import MIN_FACE_SCORE, MIN_FACE_SIZE, as_ensemble, ensemble_predict, predict_table  # noqa: E402
 
 from affect_data.faces import align_crop  # noqa: E402
+from affect_data.prediction import MIN_FACE_SCORE, MIN_FACE_SIZE, as_ensemble, ensemble_predict, predict_table  # noqa: E402
 from affect_data.synthetic import FrameRenderer, Pose, sample_identity  # noqa: E402
 from affect_data.tracking import IoUTracker, box_iou  # noqa: E402
 from affect_data.transforms import FrameTransform  # noqa: E402

@@ -1,7 +1,8 @@
 """Which MTCNN detections are faces: false faces on frames with nobody, found faces on frames with one face.
 
 A measurement, not a speed claim: what ``run.py predict``'s defaults ``--min-score 0.9`` and
-``--min-face-size 24`` (``emotion.predict.MIN_FACE_SCORE``, ``MIN_FACE_SIZE``) and the pairs around them keep.
+``--min-face-size 24`` (``affect_data.prediction.MIN_FACE_SCORE``, ``MIN_FACE_SIZE``) and the pairs around
+them keep.
 The script generates 640 x 360 frames, ``--frames`` of each kind (default 100):
 
 - **nobody in view**, six kinds: ``flat`` (one random colour with mild sensor noise), ``noise`` (uniform
@@ -35,23 +36,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
-
-from emotion.predict import MIN_FACE_SCORE, MIN_FACE_SIZE  # noqa: E402
-
-from affect_data.synthetic import FrameRenderer, Pose, sample_identity  # noqa: E402
-from affect_data.tracking import box_iou  # noqa: E402
-from affect_data.video import Face, MTCNNDetector  # noqa: E402
+from affect_data.prediction import MIN_FACE_SCORE, MIN_FACE_SIZE
+from affect_data.synthetic import FrameRenderer, Pose, sample_identity
+from affect_data.tracking import box_iou
+from affect_data.video import Face, MTCNNDetector
 
 WIDTH, HEIGHT = 640, 360
 #: The (least score, least size) grid; it holds predict's defaults.

@@ -19,9 +19,10 @@ The file holds only tensors and plain containers, so :func:`load_model_file` rea
 redoing ``table2`` removes it with the checkpoints it came from): the teacher CNN, once, and the GRUs and
 output layers of ``table2``'s students of that length (its teacher's when it has none) as
 :class:`~emotion.models.SlidingCNNRNN` members, with AU thresholds tuned on the validation frames the way
-``predict`` predicts them (each frame from its window of ``L``, :func:`emotion.predict.sliding_windows`), as
-``evaluate`` tunes the CNN's. Its ``architecture`` says ``"model": "MultitaskCNNRNN"`` and adds
-``rnn_hidden`` and ``sequence_length``; the provenance is the CNN's, the members named by their folders.
+``predict`` predicts them (each frame from its window of ``L``,
+:func:`affect_data.prediction.sliding_windows`), as ``evaluate`` tunes the CNN's. Its ``architecture`` says
+``"model": "MultitaskCNNRNN"`` and adds ``rnn_hidden`` and ``sequence_length``; the provenance is the CNN's,
+the members named by their folders.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from affect_data.prediction import sequence_predictions
 from emotion.config import Config
 from emotion.factory import IMAGENET_NORMALIZE, paper_tasks
 from emotion.models import MultitaskCNN, MultitaskCNNRNN, SlidingCNNRNN, TemporalHeads
@@ -59,7 +61,6 @@ __all__ = [
     "provenance",
     "run_export",
     "sequence_ensemble",
-    "synthetic_warning",
 ]
 
 #: The model file's name in the ``export`` stage's folder.
@@ -146,8 +147,8 @@ def sequence_ensemble(config: Config, length: int) -> Ensemble:
     The members are :class:`~emotion.models.SlidingCNNRNN` s over the run's teacher CNN (shared): the
     students of ``<run>/table2/length_<length>/``, or its teacher when it has none. The AU thresholds are
     tuned on the validation frames (``config.evaluation.tune_thresholds``; else 0.5), each frame predicted
-    from its window as :func:`emotion.predict.predict_table` predicts. The validation frames go through the
-    CNN once, on the config's ``training.device``.
+    from its window as :func:`affect_data.prediction.predict_table` predicts. The validation frames go through
+    the CNN once, on the config's ``training.device``.
 
     Raises
     ------
@@ -219,7 +220,6 @@ def _validation_thresholds(config: Config, ensemble: Ensemble, device: torch.dev
     from emotion.evaluate import evaluation_tables, tune_au_thresholds
     from emotion.factory import frame_dataset, truth_arrays
     from emotion.pipeline import progress_bars
-    from emotion.predict import sequence_predictions
     from mtl_distill.logging_utils import progress
 
     # Each video's frames in time order: the tracks of sliding_windows.
@@ -302,24 +302,6 @@ def config_hash(config: Config) -> str:
             section = section.get(part, {})
         section.pop(last, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode("utf-8")).hexdigest()
-
-
-def synthetic_warning(origin: dict[str, Any] | None) -> str | None:
-    """The warning to show wherever a model trained on synthetic faces predicts (None otherwise).
-
-    Examples
-    --------
-    >>> synthetic_warning({"trained_on": "real"}) is None
-    True
-    >>> synthetic_warning({"trained_on": "synthetic"}).split(";")[0]
-    'this model has only seen synthetic faces'
-    """
-    if not origin or origin.get("trained_on") != "synthetic":
-        return None
-    return (
-        "this model has only seen synthetic faces; its predictions on real faces are meaningless "
-        "(train on real data sets for predictions on real faces)"
-    )
 
 
 def load_model_file(path: str | os.PathLike, map_location: str = "cpu") -> Ensemble:

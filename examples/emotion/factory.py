@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from affect_data.schema import AU_NAMES, EXPR_NAMES, VA_NAMES, as_frame_table
+from affect_data.prediction import abaw_tasks
+from affect_data.schema import AU_NAMES, VA_NAMES, as_frame_table
+from affect_data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from emotion.config import Config
 from emotion.models import MultitaskCNN
 from emotion.pipeline import StageError
-from mtl_distill import BinnedRegressionTask, MultiClassTask, MultiLabelTask, Task
+from mtl_distill import Task
 from mtl_distill.checkpoint import load_checkpoint, write_atomically
 from mtl_distill.ensemble import Ensemble
 
@@ -39,19 +41,13 @@ __all__ = [
 ]
 
 #: Every backbone sees ImageNet-normalised inputs: "imagenet" weights and random ones share one pipeline.
-IMAGENET_NORMALIZE = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
-#: Valence and arousal: 20 bins each on [-1, 1] (the paper's Eq. 6-9).
-VA_BINS = 20
+IMAGENET_NORMALIZE = (IMAGENET_MEAN, IMAGENET_STD)
 
 
 def paper_tasks() -> list[Task]:
-    """The paper's three tasks, named as the frame table's task keys ``AU``, ``EXPR``, ``VA``."""
-    return [
-        MultiLabelTask("AU", num_labels=len(AU_NAMES), label_names=AU_NAMES),
-        MultiClassTask("EXPR", num_classes=len(EXPR_NAMES), class_names=EXPR_NAMES),
-        BinnedRegressionTask("VA", num_dims=len(VA_NAMES), num_bins=VA_BINS, dim_names=VA_NAMES),
-    ]
+    """The paper's three tasks, named as the frame table's task keys ``AU``, ``EXPR``, ``VA``: those a model
+    of ``affect_data.prediction`` predicts (:func:`affect_data.prediction.abaw_tasks`, 20 VA bins)."""
+    return abaw_tasks()
 
 
 def build_model(config: Config, pretrained: bool = True, tasks: Sequence[Task] | None = None) -> MultitaskCNN:

@@ -1,10 +1,10 @@
 """``run.py predict``: a trained ensemble on your own video or folder of face images.
 
 The ensemble comes from a finished run (:func:`predict_run`, ``--config``: the ensemble that ``evaluate``
-saved - the run's students, their mean probabilities, or its teacher when it has none - with the AU
-thresholds tuned for it) or from a model file that ``run.py export`` wrote (:func:`predict_model_file`,
-``--model``: the same ensemble, needing neither the config nor the run folder). Frames are decoded, faces
-detected and aligned, and per-face, per-frame predictions written by :func:`emotion.predict.predict_video`
+saved - the run's students, their mean probabilities, or its teacher when it has none - with the AU thresholds
+tuned for it) or from a model file that ``run.py export`` wrote (:func:`predict_model_file`, ``--model``: the
+same ensemble, needing neither the config nor the run folder). Frames are decoded, faces detected and aligned,
+and per-face, per-frame predictions written by :func:`affect_data.prediction.predict_video`
 (``predictions.csv``, ``predictions.png``) into ``<run>/predict/<source name>/`` (``--config``) or
 ``predict/<source name>/`` (``--model``) unless another folder is given.
 """
@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from affect_data.prediction import predict_video
 from emotion.config import Config, device_problem
 from emotion.evaluate import load_run_ensemble
 from emotion.factory import IMAGENET_NORMALIZE, resolve_device
@@ -31,7 +32,7 @@ def run_ensemble(config: Config) -> Ensemble:
     """The run's ensemble as ``evaluate`` saved it (:func:`emotion.evaluate.load_run_ensemble`: its tuned AU
     thresholds included), with ``metadata["provenance"]`` (:func:`emotion.export.provenance`).
 
-    Hand it to :func:`emotion.predict.predict_table` for a table without files written;
+    Hand it to :func:`affect_data.prediction.predict_table` for a table without files written;
     :func:`emotion.export.export_model` writes it as the run's model file.
 
     Raises
@@ -60,12 +61,10 @@ def predict_run(
 ) -> pd.DataFrame:
     """Predict every face of every frame of ``source`` with the run's ensemble and write the table and plot.
 
-    ``options`` go to :func:`emotion.predict.predict_video` (``every``, ``fps``, ``detector``, ``save_crops``,
-    ``min_score``, ``device``, ...); the device defaults to the config's ``training.device``. Returns the
-    table.
+    ``options`` go to :func:`affect_data.prediction.predict_video` (``every``, ``fps``, ``detector``,
+    ``save_crops``, ``min_score``, ``device``, ...); the device defaults to the config's ``training.device``.
+    Returns the table.
     """
-    from emotion.predict import predict_video
-
     source = Path(source)
     out_dir = Path(out_dir) if out_dir is not None else config.run_dir / "predict" / source.stem
     options["device"] = resolve_device(options.get("device") or config.training.device)
@@ -91,11 +90,11 @@ def predict_model_file(
 
     ``model`` is a file written by ``run.py export`` (:func:`emotion.export.load_model_file`), or by
     ``run.py export --sequence-length L``: Table II's CNN-GRU, each face predicted from sliding windows of its
-    track (see :mod:`emotion.predict`). It brings the architecture, the input size, the normalisation and the
-    AU thresholds, so no config is needed.
+    track (see :mod:`affect_data.prediction`). It brings the architecture, the input size, the normalisation
+    and the AU thresholds, so no config is needed.
     ``out_dir`` defaults to ``predict/<source name>`` in the current folder; ``options`` go to
-    :func:`emotion.predict.predict_video`, the device defaulting to ``auto`` (CUDA when available). Returns
-    the table.
+    :func:`affect_data.prediction.predict_video`, the device defaulting to ``auto`` (CUDA when available).
+    Returns the table.
 
     Raises
     ------
@@ -103,7 +102,6 @@ def predict_model_file(
         In one line naming ``model`` when it is missing, damaged or from another version.
     """
     from emotion.export import load_model_file
-    from emotion.predict import predict_video
 
     ensemble = load_model_file(model)
     architecture = ensemble.metadata["architecture"]

@@ -394,15 +394,16 @@ class SlidingCNNRNN(nn.Module):
     For prediction on video: :meth:`features` runs the frozen CNN once per frame, and :meth:`forward` runs the
     GRUs over windows of those features, returning the logits of every frame of every window, one row per
     frame, so that an ``mtl_distill.Ensemble`` of such members averages their predictions frame by frame
-    (``emotion.predict`` picks the row of the frame each window is for). Members built on one CNN module
-    share it: its features are computed once for all of them, and ``Ensemble.save`` writes its weights once.
+    (``affect_data.prediction`` picks the row of the frame each window is for). Members built on one CNN
+    module share it: its features are computed once for all of them, and ``Ensemble.save`` writes its weights
+    once.
 
     Parameters
     ----------
     model : MultitaskCNNRNN
         The trained CNN-RNN (e.g. a ``table2`` student: its GRUs over the teacher CNN).
     sequence_length : int
-        The clip length it was trained on: the windows :mod:`emotion.predict` gives it.
+        The clip length it was trained on: the windows :mod:`affect_data.prediction` gives it.
 
     Examples
     --------

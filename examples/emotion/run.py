@@ -350,8 +350,9 @@ def _study(config, args: argparse.Namespace) -> int:
 
 
 def _predict(config, args: argparse.Namespace) -> int:
+    from affect_data.prediction import SyntheticModelWarning
     from emotion.inference import predict_model_file, predict_run
-    from emotion.predict import SyntheticModelWarning, predict_options, summary
+    from emotion.predict import predict_options, summary
 
     if args.source is None:
         print("error: predict needs --source VIDEO_OR_FOLDER", file=sys.stderr)

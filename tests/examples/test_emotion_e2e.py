@@ -153,8 +153,8 @@ def test_predict_runs_the_ensemble_on_a_folder_of_frames(finished_run, tmp_path,
     from emotion.config import load_config
     from emotion.evaluate import load_run_ensemble
     from emotion.inference import predict_run
-    from emotion.predict import SyntheticModelWarning
 
+    from affect_data.prediction import SyntheticModelWarning
     from affect_data.video import Face
 
     config_path, _ = finished_run

@@ -21,7 +21,6 @@ av = pytest.importorskip("av", reason="PyAV decodes the videos")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
 
-from emotion import predict as predict_module  # noqa: E402
 from emotion import run  # noqa: E402
 from emotion.config import load_config  # noqa: E402
 from emotion.evaluate import save_run_ensemble, tune_au_thresholds  # noqa: E402
@@ -30,13 +29,18 @@ from emotion.export import (  # noqa: E402
     ModelFileError,
     config_hash,
     load_model_file,
-    synthetic_warning,
 )
 from emotion.inference import run_ensemble  # noqa: E402
 from emotion.models import MultitaskCNN, MultitaskCNNRNN, SlidingCNNRNN, TemporalHeads  # noqa: E402
 from emotion.pipeline import StageError, write_json  # noqa: E402
-from emotion.predict import SyntheticModelWarning, predict_table, predict_video  # noqa: E402
 
+from affect_data import prediction  # noqa: E402
+from affect_data.prediction import (  # noqa: E402
+    SyntheticModelWarning,
+    predict_table,
+    predict_video,
+    synthetic_warning,
+)
 from affect_data.schema import AU_NAMES  # noqa: E402
 from affect_data.transforms import FrameTransform, load_image  # noqa: E402
 from affect_data.video import Face  # noqa: E402
@@ -195,11 +199,6 @@ def test_model_file_errors_name_the_file_in_one_line(tiny_run, tmp_path):
         assert "\n" not in str(error.value), bad
 
 
-def test_the_synthetic_warning_is_for_synthetic_models_only():
-    assert "only seen synthetic faces" in synthetic_warning({"trained_on": "synthetic"})
-    assert synthetic_warning({"trained_on": "real"}) is None and synthetic_warning(None) is None
-
-
 def test_the_model_file_is_plain_json_able_metadata(tiny_run):
     config_path, config = tiny_run
     metadata = torch.load(exported(config_path, config), weights_only=True)["metadata"]
@@ -244,9 +243,9 @@ def test_a_synthetic_model_says_so_in_the_table_plot_and_json(tiny_run, images, 
     config_path, config = tiny_run
     model = load_model_file(exported(config_path, config))
     titles = []
-    plot = predict_module.plot_predictions
+    plot = prediction.plot_predictions
     monkeypatch.setattr(
-        predict_module, "plot_predictions", lambda *a, **k: titles.append(k["title"]) or plot(*a, **k)
+        prediction, "plot_predictions", lambda *a, **k: titles.append(k["title"]) or plot(*a, **k)
     )
     options = {"image_size": 32, "detector": OneFace(), "progress": False}
     with pytest.warns(SyntheticModelWarning, match="only seen synthetic faces"):
@@ -443,7 +442,7 @@ def test_run_py_predict_with_the_cnn_gru_on_a_video_of_two_faces(table2_run, tmp
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
-    monkeypatch.setattr(predict_module, "MTCNNDetector", lambda **_: TwoFaces(frames))
+    monkeypatch.setattr(prediction, "MTCNNDetector", lambda **_: TwoFaces(frames))
     monkeypatch.chdir(tmp_path)
     assert run.main(["predict", "--model", str(model), "--source", str(video), "--device", "cpu"]) == 0
     assert "2 face(s) tracked; a face in 8 of 8 frame(s)" in capsys.readouterr().out
