@@ -7,6 +7,7 @@ example's command line over this module) is tested in tests/examples/test_predic
 """
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -347,6 +348,18 @@ def test_video_out_draws_each_face_on_every_frame(video, clip, image_folder, tin
         assert np.abs(drawn[index] - source[index]).mean() < 3, index
     with pytest.raises(ValueError, match=r"video_out needs a video source; .* is a folder of images"):
         predict_video(image_folder, tiny_models, None, tmp_path, video_out=tmp_path / "x.mp4", **options)
+
+
+def test_the_readme_example_runs(video, tmp_path, monkeypatch, capsys):
+    readme = (Path(__file__).parents[2] / "packages" / "affect_data" / "README.md").read_text()
+    section = readme[readme.index("### Predictions for every face") :].split("\n### ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "interview.mp4").write_bytes(video.read_bytes())  # the rendered clip, at 10 frames/s
+    exec(compile(block, "packages/affect_data/README.md", "exec"), {})
+    written = sorted(path.name for path in (tmp_path / "predictions").iterdir())
+    assert written == ["predictions.csv", "predictions.json", "predictions.png"]
+    assert f"'frames': {NUM_FRAMES}," in capsys.readouterr().out
 
 
 def test_the_overlay_needs_a_video(image_folder, tmp_path):
