@@ -157,7 +157,7 @@ def test_parse_seeds_reads_ranges_and_lists_and_names_bad_text():
     assert parse_seeds("0, 2,5-6") == [0, 2, 5, 6]
     with pytest.raises(ValueError, match="seeds must look like 0-4 or 0,1,5, got 'a-b'"):
         parse_seeds("a-b")
-    with pytest.raises(ValueError, match="distinct.*got '1,0-2'"):
+    with pytest.raises(ValueError, match=r"distinct.*got '1,0-2'"):
         parse_seeds("1,0-2")
     with pytest.raises(ValueError, match="got '3-1'"):  # an empty range names no seed
         parse_seeds("3-1")
