@@ -1,15 +1,9 @@
 """Fixtures shared by the test folders: rendered clips of synthetic faces (tests/rendered_faces.py), used by
 tests/affect_data (affect_data.video, affect_data.prediction) and tests/examples (``run.py predict``).
-
-Puts this folder on sys.path, so that a test module can ``from rendered_faces import ...``.
+(pyproject.toml's pytest ``pythonpath`` puts this folder on the path, for ``from rendered_faces import ...``.)
 """
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="session")
