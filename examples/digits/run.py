@@ -262,6 +262,13 @@ VARIANTS = {
         {"batch_loss_weight": "teacher_share"},
         {"soft_labels": "cached"},
     ),
+    "per-task-kd-ccc": Variant(
+        "soft labels",
+        "as kd-ccc, soft labels per task: computed once on clean images for digit and attributes (where "
+        "cached-kd-ccc won), online for shape (where kd-ccc won)",
+        {"batch_loss_weight": "teacher_share"},
+        {"soft_labels": {"digit": "cached", "attributes": "cached", "shape": "online"}},
+    ),
     "from-teacher-kd": Variant(
         "budget",
         "as kd-ccc, students start from the trained teacher (their budget adds to its)",

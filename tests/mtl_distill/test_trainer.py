@@ -16,7 +16,13 @@ from mtl_distill.batching import MultiTaskBatchSampler
 from mtl_distill.distillation import DistillConfig, distill, train_students, train_teacher
 from mtl_distill.evaluation import Predictions, evaluate, mean_task_score, predict, score_predictions
 from mtl_distill.losses import student_loss, teacher_loss
-from mtl_distill.soft_labels import CachedSoftLabels, EnsembleTeacher, OnlineSoftLabels, SoftLabelCache
+from mtl_distill.soft_labels import (
+    CachedSoftLabels,
+    EnsembleTeacher,
+    OnlineSoftLabels,
+    PerTaskSoftLabels,
+    SoftLabelCache,
+)
 from mtl_distill.tasks import MultiClassTask
 from mtl_distill.trainer import TrainConfig, Trainer
 
@@ -213,6 +219,61 @@ def test_cached_soft_labels_match_online_ones_without_augmentation(data):
         torch.testing.assert_close(cache16.lookup(indices)[name], values, rtol=2e-3, atol=2e-3)
         inputs = torch.stack([train[i][0] for i in indices.tolist()])
         torch.testing.assert_close(values, teacher.eval()(inputs)[name], rtol=1e-5, atol=1e-6)
+
+
+def test_soft_labels_chosen_per_task_take_each_task_from_its_source(data):
+    train, sampler, val = data
+    teacher = toy.make_model(seed=3)
+
+    def students(soft_labels, **kwargs):
+        (run,) = train_students(
+            toy.make_model(dropout=0.2), teacher, TASKS, train, sampler, val, quiet(1), num_students=1,
+            soft_labels=soft_labels, cache_dtype="float32", **kwargs,
+        )  # fmt: skip
+        return run.model.state_dict()
+
+    def close(a, b):
+        return all(torch.allclose(a[key], b[key], rtol=1e-5, atol=1e-6) for key in a)
+
+    mixed = {"attr": "cached", "cls": "cached", "val": "online"}
+    # Without augmentation the cache holds what the online teacher computes: the mix trains the same student.
+    assert close(students(mixed), students("online"))
+    # A cache of other inputs makes the sources differ: the mix is then neither the one nor the other.
+    shifted = toy.ToyDataset(len(train), seed=9, labelled=train.labelled)
+    from_mix = students(mixed, cache_dataset=shifted)
+    assert not close(from_mix, students("online")) and not close(
+        from_mix, students("cached", cache_dataset=shifted)
+    )
+
+    with pytest.raises(ValueError, match=r"name every task once: missing \['val'\], not a task \['shape'\]"):
+        students({"attr": "cached", "cls": "cached", "shape": "online"})
+    with pytest.raises(
+        ValueError, match=r"each task must be one of \('online', 'cached'\), got \{'val': 'soft'\}"
+    ):
+        students({**mixed, "val": "soft"})
+    with pytest.raises(ValueError, match="soft_labels must be one of"):
+        DistillConfig(soft_labels="offline")
+
+
+def test_per_task_soft_labels_run_each_source_once_a_batch():
+    calls = []
+
+    def source(name):
+        def soft(inputs, indices):
+            calls.append(name)
+            return {"a": inputs + 1, "b": inputs + 2} if name == "one" else {"a": inputs - 1}
+
+        return soft
+
+    one, two = source("one"), source("two")
+    soft = PerTaskSoftLabels({"a": two, "b": one, "c": one})
+    with pytest.raises(KeyError, match="the soft-label source of task 'c' gives no logits for it"):
+        soft(torch.zeros(1, 1), None)
+    calls.clear()
+    out = PerTaskSoftLabels({"a": two, "b": one})(torch.zeros(1, 1), None)
+    assert calls == ["two", "one"] and out["a"].item() == -1 and out["b"].item() == 2
+    with pytest.raises(ValueError, match="at least one task"):
+        PerTaskSoftLabels({})
 
 
 def test_the_soft_label_cache_saves_loads_and_names_bad_lookups(data, tmp_path):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,13 @@ from torch.utils.data import Dataset
 from mtl_distill import distributed
 from mtl_distill.batching import MultiTaskBatchSampler
 from mtl_distill.checkpoint import load_checkpoint, save_checkpoint
-from mtl_distill.soft_labels import CachedSoftLabels, EnsembleTeacher, OnlineSoftLabels, SoftLabelCache
+from mtl_distill.soft_labels import (
+    CachedSoftLabels,
+    EnsembleTeacher,
+    OnlineSoftLabels,
+    PerTaskSoftLabels,
+    SoftLabelCache,
+)
 from mtl_distill.tasks import Task
 from mtl_distill.trainer import SoftLabelSource, TrainConfig, Trainer, TrainResult
 
@@ -51,6 +57,7 @@ __all__ = [
 
 #: Where students start (see :class:`DistillConfig`).
 STUDENT_INITS = ("teacher_initial", "random", "teacher")
+SOFT_LABEL_KINDS = ("online", "cached")
 
 
 @dataclass
@@ -71,13 +78,15 @@ class DistillConfig:
     generations : int, default 1
         1 is the paper. With more, the previous generation's students, as an
         :class:`~mtl_distill.soft_labels.EnsembleTeacher` (averaged probabilities), teach the next one.
-    soft_labels : {"online", "cached"}, default "online"
+    soft_labels : {"online", "cached"} or mapping, default "online"
         "online": the teacher runs on every (augmented) training batch (the paper); with the default loss
         it was the only setting of the project's studies whose students gained on every task of the digits
         example, regression included, and it did at least as well as cached on the synthetic affect corpus.
         "cached": the teacher's outputs are computed once per sample on ``cache_dataset`` (give an
         un-augmented view of the training samples) and looked up: much faster, and better on the digits'
-        classification tasks, but no gain on its regression task.
+        classification tasks, but no gain on its regression task. A mapping ``{task name: "online" or
+        "cached"}`` naming every task chooses per task (the teacher then runs once per batch for the online
+        tasks, and the cache holds every task's outputs).
     cache_dtype : str, default "float16"
         Storage type of the cached teacher logits ("float16", "bfloat16" or "float32").
     student_init : {"teacher_initial", "random", "teacher"}, default "teacher_initial"
@@ -93,7 +102,7 @@ class DistillConfig:
     student: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=8))
     num_students: int = 5
     generations: int = 1
-    soft_labels: str = "online"
+    soft_labels: str | Mapping[str, str] = "online"
     cache_dtype: str = "float16"
     student_init: str = "teacher_initial"
     seed: int = 0
@@ -121,8 +130,8 @@ class DistillConfig:
         )
 
     def __post_init__(self) -> None:
-        if self.soft_labels not in ("online", "cached"):
-            raise ValueError(f"soft_labels must be 'online' or 'cached', got {self.soft_labels!r}")
+        if isinstance(self.soft_labels, str):  # a mapping is checked against the tasks by train_students
+            _soft_label_kinds(self.soft_labels, [])
         if self.cache_dtype not in ("float16", "bfloat16", "float32"):
             raise ValueError(f"cache_dtype must be float16, bfloat16 or float32, got {self.cache_dtype!r}")
         if self.student_init not in STUDENT_INITS:
@@ -304,7 +313,7 @@ def train_students(
     config: TrainConfig | None = None,
     *,
     num_students: int = 5,
-    soft_labels: str = "online",
+    soft_labels: str | Mapping[str, str] = "online",
     cache_dataset: Dataset | None = None,
     cache_dtype: str = "float16",
     reinitialise: bool = False,
@@ -319,7 +328,8 @@ def train_students(
     first gets fresh random weights of its own (``reset_parameters()`` of every module that has one, under
     the student's seed). The teacher (a model or an
     :class:`~mtl_distill.soft_labels.EnsembleTeacher`) is copied, frozen and put in eval mode; the caller's
-    modules are not modified. ``soft_labels="cached"`` computes the teacher's outputs once on
+    modules are not modified. ``soft_labels`` is "online", "cached" or a mapping of every task's name to one
+    of them (:class:`DistillConfig`). "cached" computes the teacher's outputs once on
     ``cache_dataset`` (default ``train_dataset``; give an un-augmented view of the same samples), stored in
     ``cache_dtype`` (and in ``<out_dir>/soft_labels.pt``, reused on resume). Student ``k`` writes to
     ``<out_dir>/student_<k>``.
@@ -327,14 +337,18 @@ def train_students(
     out_dir = Path(out_dir) if out_dir is not None else None
     config = config if config is not None else TrainConfig(epochs=8)
     device = distributed.resolve_device(config.device)
-    if soft_labels == "online":
-        source: SoftLabelSource = OnlineSoftLabels(teacher, device)
-    elif soft_labels == "cached":
-        source = CachedSoftLabels(
+    per_task = _soft_label_kinds(soft_labels, [task.name for task in tasks])
+    kinds: dict[str, SoftLabelSource] = {}
+    if "online" in per_task.values():
+        kinds["online"] = OnlineSoftLabels(teacher, device)
+    if "cached" in per_task.values():
+        kinds["cached"] = CachedSoftLabels(
             _teacher_cache(teacher, cache_dataset or train_dataset, config, device, cache_dtype, out_dir)
         )
+    if len(kinds) == 1:
+        source = next(iter(kinds.values()))
     else:
-        raise ValueError(f"soft_labels must be 'online' or 'cached', got {soft_labels!r}")
+        source = PerTaskSoftLabels({task: kinds[kind] for task, kind in per_task.items()})
     results = []
     for index in range(num_students):
         student_seed = _student_seed(seed, generation, index)
@@ -352,6 +366,32 @@ def train_students(
         )
         results.append(trainer.fit(train_dataset, batch_sampler, val_dataset))
     return results
+
+
+def _soft_label_kinds(soft_labels: str | Mapping[str, str], task_names: Sequence[str]) -> dict[str, str]:
+    """Task name -> "online" or "cached", from one kind for every task or a mapping naming each task."""
+    kinds = SOFT_LABEL_KINDS
+    if isinstance(soft_labels, str):
+        if soft_labels not in kinds:
+            raise ValueError(
+                f"soft_labels must be one of {kinds} or a mapping task -> one of them, got {soft_labels!r}"
+            )
+        return dict.fromkeys(task_names, soft_labels)
+    if not isinstance(soft_labels, Mapping):
+        raise ValueError(
+            f"soft_labels must be one of {kinds} or a mapping task -> one of them, got {soft_labels!r}"
+        )
+    missing = [name for name in task_names if name not in soft_labels]
+    unknown = [name for name in soft_labels if name not in task_names]
+    if missing or unknown:
+        raise ValueError(
+            f"soft_labels must name every task once: missing {missing}, not a task {unknown} "
+            f"(the tasks: {list(task_names)})"
+        )
+    wrong = {task: kind for task, kind in soft_labels.items() if kind not in kinds}
+    if wrong:
+        raise ValueError(f"soft_labels of each task must be one of {kinds}, got {wrong}")
+    return {name: soft_labels[name] for name in task_names}
 
 
 def _student_seed(seed: int, generation: int, index: int) -> int:

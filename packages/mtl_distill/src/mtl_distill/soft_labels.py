@@ -6,6 +6,8 @@ for the batch being trained on (``indices`` are the samples' dataset indices):
 * :class:`OnlineSoftLabels` runs the frozen teacher on the same (augmented) batch as the student - the paper.
 * :class:`CachedSoftLabels` looks the teacher's logits up in a :class:`SoftLabelCache`, computed once per
   sample on an un-augmented pass and stored as float16 (2 bytes per logit): no teacher forward per step.
+* :class:`PerTaskSoftLabels` takes each task's soft labels from a source of its own (e.g. cached for the
+  classification tasks, online for a regression task).
 
 A teacher is any model with the multitask output dict, or an :class:`EnsembleTeacher` of several students
 (the next generation's teacher). The teacher is deep-copied, put in eval mode and frozen, so the caller's
@@ -15,14 +17,14 @@ For benchmarks: build a source once, then time ``Trainer(model, tasks, config, s
 .train_step(batch)`` against the teacher's ``Trainer(...).train_step(batch)`` on the same batches.
 
 Public names: :class:`SoftLabelCache`, :class:`OnlineSoftLabels`, :class:`CachedSoftLabels`,
-:class:`EnsembleTeacher`, :func:`frozen_copy`.
+:class:`PerTaskSoftLabels`, :class:`EnsembleTeacher`, :func:`frozen_copy`.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +37,14 @@ from mtl_distill.checkpoint import load_checkpoint, save_checkpoint
 from mtl_distill.logging_utils import progress as progress_bar
 from mtl_distill.tasks import Task
 
-__all__ = ["CachedSoftLabels", "EnsembleTeacher", "OnlineSoftLabels", "SoftLabelCache", "frozen_copy"]
+__all__ = [
+    "CachedSoftLabels",
+    "EnsembleTeacher",
+    "OnlineSoftLabels",
+    "PerTaskSoftLabels",
+    "SoftLabelCache",
+    "frozen_copy",
+]
 
 
 def frozen_copy(model: nn.Module, device: torch.device | str | None = None) -> nn.Module:
@@ -250,6 +259,45 @@ class CachedSoftLabels:
                 "indices"
             )
         return self.cache.lookup(indices, device=inputs.device)
+
+
+class PerTaskSoftLabels:
+    """Each task's soft labels from its own source: ``sources`` maps a task name to a soft-label source.
+
+    Every distinct source runs once per batch (one teacher forward however many tasks take it online); a
+    task whose source returns no logits for it is an error naming the task.
+
+    Example
+    -------
+    >>> import torch
+    >>> online = lambda inputs, indices: {"c": inputs, "r": inputs}
+    >>> cached = lambda inputs, indices: {"c": torch.zeros_like(inputs), "r": torch.zeros_like(inputs)}
+    >>> source = PerTaskSoftLabels({"c": cached, "r": online})
+    >>> {task: logits.tolist() for task, logits in source(torch.ones(1, 2), torch.tensor([0])).items()}
+    {'c': [[0.0, 0.0]], 'r': [[1.0, 1.0]]}
+    """
+
+    def __init__(self, sources: Mapping[str, Callable[..., Mapping[str, Tensor]]]) -> None:
+        if not sources:
+            raise ValueError("PerTaskSoftLabels needs a source for at least one task")
+        self.sources = dict(sources)
+
+    def to(self, device: torch.device | str) -> PerTaskSoftLabels:
+        for source in {id(source): source for source in self.sources.values()}.values():
+            if hasattr(source, "to"):
+                source.to(device)
+        return self
+
+    def __call__(self, inputs: Tensor, indices: Tensor | None = None) -> dict[str, Tensor]:
+        outputs: dict[int, Mapping[str, Tensor]] = {}
+        soft = {}
+        for task, source in self.sources.items():
+            if id(source) not in outputs:
+                outputs[id(source)] = source(inputs, indices)
+            if task not in outputs[id(source)]:
+                raise KeyError(f"the soft-label source of task {task!r} gives no logits for it")
+            soft[task] = outputs[id(source)][task]
+        return soft
 
 
 def _device_of(model: nn.Module) -> torch.device:
