@@ -48,6 +48,9 @@ __all__ = [
 #: The four data sets of the paper, in the order the recipes use them.
 DATASETS = ("aff_wild2", "disfa", "expw", "afew_va")
 
+#: The paper's tasks, as ``training.students.soft_labels`` may name them.
+TASK_NAMES = ("AU", "EXPR", "VA")
+
 #: What ``training.device`` may name ("auto": CUDA when available, else the CPU).
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
@@ -120,7 +123,8 @@ class StudentsConfig:
     The defaults are mtl_distill's (``TrainConfig``, ``DistillConfig``): ``lam``, ``temperature``,
     ``t2_scaling``, ``unlabelled_weight`` (null: ``1 - lam``; the paper: 1) and ``batch_loss_weight`` (the
     CCC term's weight: ``lam`` as the paper, or ``teacher_share``: its share of the teacher's loss) are the
-    loss settings, ``soft_labels`` online (as the paper), and ``init`` is where each student starts: the
+    loss settings, ``soft_labels`` online (as the paper), cached, or chosen per task (a mapping of ``AU``,
+    ``EXPR`` and ``VA`` to ``online`` or ``cached``), and ``init`` is where each student starts: the
     teacher's starting weights (the paper), fresh random weights of its own, or the trained teacher's.
     ``generations`` > 1 trains the students again, taught by the previous generation's ensemble (born-again
     networks); the last generation's students are the run's.
@@ -133,7 +137,7 @@ class StudentsConfig:
     t2_scaling: bool = False
     unlabelled_weight: float | None = None
     batch_loss_weight: Literal["lam", "teacher_share"] = "lam"
-    soft_labels: Literal["online", "cached"] = "online"
+    soft_labels: Literal["online", "cached"] | dict[str, Literal["online", "cached"]] = "online"
     init: Literal["teacher_initial", "random", "teacher"] = "teacher_initial"
     generations: int = 1
 
@@ -466,6 +470,11 @@ def _check_students(students: StudentsConfig, where: str, source: Path | str) ->
         raise ConfigError(f"{source}: {where}.lam must be in [0, 1], got {students.lam}")
     if not students.temperature > 0:  # else the students stage fails on its first batch
         raise ConfigError(f"{source}: {where}.temperature must be > 0, got {students.temperature}")
+    if isinstance(students.soft_labels, dict) and sorted(students.soft_labels) != sorted(TASK_NAMES):
+        raise ConfigError(
+            f"{source}: {where}.soft_labels must be online, cached, or name each of the tasks "
+            f"{', '.join(TASK_NAMES)} once, got {students.soft_labels}"
+        )
     if students.unlabelled_weight is not None and not students.unlabelled_weight >= 0:
         raise ConfigError(
             f"{source}: {where}.unlabelled_weight must be >= 0, got {students.unlabelled_weight}"
@@ -507,13 +516,23 @@ def _convert(hint: Any, value: Any, key: str, source: Path | str) -> Any:
             try:
                 return _convert(option, value, key, source)
             except ConfigError as error:
-                errors.append(str(error))
+                # A mapping's error inside the option that takes mappings says more than "not one of ...".
+                takes_mapping = typing.get_origin(option) is dict or dataclasses.is_dataclass(option)
+                errors.insert(0 if takes_mapping and isinstance(value, dict) else len(errors), str(error))
         raise ConfigError(errors[0])
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
         (item,) = typing.get_args(hint)
         return [_convert(item, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
+        key_hint, value_hint = typing.get_args(hint)
+        return {
+            _convert(key_hint, name, key, source): _convert(value_hint, item, f"{key}.{name}", source)
+            for name, item in value.items()
+        }
     if origin is Literal:
         if value not in typing.get_args(hint):
             choices = ", ".join(repr(v) for v in typing.get_args(hint))

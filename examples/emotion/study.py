@@ -359,9 +359,15 @@ def _setting(config: Config, seeds: Sequence[int], variants: Sequence[str]) -> s
             f"| {name} | {students.count} | {_epochs(students)} | {students.init} | {students.lam:g} | "
             f"{students.temperature:g} | {'yes' if students.t2_scaling else 'no'} | "
             f"{_unlabelled_weight(students)} | {students.batch_loss_weight.replace('_', ' ')} | "
-            f"{students.soft_labels} |"
+            f"{_soft_labels(students.soft_labels)} |"
         )
     return "\n".join(lines)
+
+
+def _soft_labels(soft_labels: str | dict[str, str]) -> str:
+    if isinstance(soft_labels, str):
+        return soft_labels
+    return ", ".join(f"{task} {kind}" for task, kind in soft_labels.items())
 
 
 def _epochs(students: Any) -> str:

@@ -27,7 +27,7 @@ def tiny():
     return yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", ["paper", "demo", "tiny", "study", "study_large"])
+@pytest.mark.parametrize("name", ["paper", "demo", "tiny", "study", "study_large", "study_long"])
 def test_shipped_configs_parse(name):
     config = load_config(CONFIGS / f"{name}.yaml", check_paths=False)
     assert config.name == name
@@ -158,6 +158,21 @@ def test_required_key_and_missing_file(tmp_path):
         load_config(write(tmp_path, {"data": {"aff_wild2": "x"}}))
     with pytest.raises(ConfigError, match=r"does not exist"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_soft_labels_may_be_chosen_per_task_naming_each_task(tmp_path):
+    data = tiny()
+    data["training"]["students"]["soft_labels"] = {"AU": "cached", "EXPR": "cached", "VA": "online"}
+    config = load_config(write(tmp_path, data), check_paths=False)
+    assert config.training.students.soft_labels == {"AU": "cached", "EXPR": "cached", "VA": "online"}
+    data["training"]["students"]["soft_labels"]["VA"] = "soft"
+    with pytest.raises(ConfigError, match=r"training\.students\.soft_labels\.VA must be one of .*got 'soft'"):
+        load_config(write(tmp_path, data), check_paths=False)
+    del data["training"]["students"]["soft_labels"]["VA"]
+    with pytest.raises(
+        ConfigError, match=r"soft_labels must be online, cached, or name each of the tasks AU, EXPR"
+    ):
+        load_config(write(tmp_path, data), check_paths=False)
 
 
 def test_values_the_pipeline_takes_still_load(tmp_path):

@@ -186,7 +186,16 @@ def test_study_runs_every_seed_and_variant_and_compares_them_seed_by_seed(finish
     data = yaml.safe_load(config.read_text())
     data["study"] = {
         "seeds": [5, 6],
-        "variants": {"paper": {}, "control": {"lam": 1.0, "unlabelled_weight": 0.0, "count": 1}},
+        "variants": {
+            "paper": {},
+            # Soft labels per task (unused at lam 1, but both sources are built): the mapping reaches mtl_distill.
+            "control": {
+                "lam": 1.0,
+                "unlabelled_weight": 0.0,
+                "count": 1,
+                "soft_labels": {"AU": "cached", "EXPR": "online", "VA": "online"},
+            },
+        },
     }
     study_config = config.with_name("study.yaml")
     study_config.write_text(yaml.safe_dump(data))
@@ -200,6 +209,8 @@ def test_study_runs_every_seed_and_variant_and_compares_them_seed_by_seed(finish
         assert len(list((study / f"seed_{seed}" / "control" / "students").glob("student_*/model.pt"))) == 1
         saved = yaml.safe_load((study / f"seed_{seed}" / "control" / "config.yaml").read_text())
         assert (saved["seed"], saved["training"]["students"]["lam"]) == (seed, 1.0)
+        assert (study / f"seed_{seed}" / "control" / "students" / "soft_labels.pt").is_file()  # AU's cache
+        assert not (study / f"seed_{seed}" / "paper" / "students" / "soft_labels.pt").exists()  # online
     # Both variants of a seed learned from the same teacher, which differs between seeds.
     evaluated = {
         (s, v): json.loads((study / f"seed_{s}" / v / "evaluate" / "scores.json").read_text())
@@ -220,6 +231,7 @@ def test_study_runs_every_seed_and_variant_and_compares_them_seed_by_seed(finish
     difference += scores["6"]["paper: ensemble"]["VA"] - scores["6"]["teacher"]["VA"]
     summary = (study / "summary.md").read_text()
     assert "over 2 seeds (5, 6)" in summary and summary in printed
+    assert "| AU cached, EXPR online, VA online |" in summary
     row = next(line for line in summary.splitlines() if line.startswith("| paper: ensemble − teacher"))
     assert row.split("|")[4].strip().startswith(f"{difference / 2:+.3f}")  # VA, the third metric
     assert (study / "summary.png").stat().st_size > 1000
