@@ -188,7 +188,7 @@ def test_study_runs_every_seed_and_variant_and_compares_them_seed_by_seed(finish
         "seeds": [5, 6],
         "variants": {
             "paper": {},
-            # Soft labels per task (unused at lam 1, but both sources are built): the mapping reaches mtl_distill.
+            # Soft labels per task (unused at lam 1; both sources are built): the mapping reaches mtl_distill.
             "control": {
                 "lam": 1.0,
                 "unlabelled_weight": 0.0,
