@@ -14,14 +14,21 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from imbalance_helpers import au_like
-from imblearn.utils.estimator_checks import estimator_checks_generator, parametrize_with_checks
+from imblearn.utils.estimator_checks import estimator_checks_generator
 from sklearn.base import clone
 from sklearn.utils import get_tags
 
 from imbalance import LPROS, LPRUS, MLROS, MLRUS, BinnedSampler, ClassBalancedSampler
 
 
-@parametrize_with_checks([ClassBalancedSampler(random_state=0)])
+# The same cases as imblearn's parametrize_with_checks, as a list: pytest deprecates a generator there.
+@pytest.mark.parametrize(
+    ("estimator", "check"),
+    [
+        pytest.param(estimator, check, id=f"ClassBalancedSampler-{check.func.__name__}")
+        for estimator, check in estimator_checks_generator(ClassBalancedSampler(random_state=0))
+    ],
+)
 def test_class_balanced_sampler_passes_every_imblearn_check(estimator, check):
     check(estimator)
 
