@@ -33,13 +33,13 @@ import pandas as pd
 import torch
 
 from affect_data.metrics import au_score, expr_score, va_score
+from affect_data.prediction import abaw_tasks
 from affect_data.schema import AU_NAMES
 from emotion.config import Config
 from emotion.factory import (
     frame_dataset,
     load_ensemble,
     load_model,
-    paper_tasks,
     read_table,
     resolve_device,
     truth_arrays,
@@ -112,7 +112,7 @@ def save_run_ensemble(config: Config, thresholds: Sequence[float]) -> Path:
     paths = model_paths(config)
     members = [name for name in paths if name.startswith("student_")] or ["teacher"]
     models = [load_model(config, paths[name], _stage_of(name)) for name in members]
-    ensemble = Ensemble(models, paper_tasks(), {"AU": thresholds}, metadata={"members": members})
+    ensemble = Ensemble(models, abaw_tasks(), {"AU": thresholds}, metadata={"members": members})
     return ensemble.save(config.stage_dir("evaluate") / ENSEMBLE_FILE)
 
 
@@ -184,7 +184,7 @@ def _predict_once(
     model = load_model(config, weights, stage).to(device)
     predicted = predict(
         model,
-        paper_tasks(),
+        abaw_tasks(),
         dataset,
         batch_size=config.evaluation.batch_size,
         num_workers=config.data.num_workers,

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from affect_data.datasets import task_label_tensors
+from affect_data.prediction import abaw_tasks
 from affect_data.schema import TASK_COLUMNS
 from emotion.config import Config
 from emotion.evaluate import evaluation_tables, reported_split, score_models
@@ -39,7 +40,6 @@ from emotion.factory import (
     frame_dataset,
     load_model,
     open_frame_cache,
-    paper_tasks,
     resolve_device,
     seeded,
 )
@@ -78,7 +78,7 @@ def run_table1(config: Config, folder: Path) -> dict[str, Any]:
     epochs = config.experiments.single_task_epochs or config.training.teacher.epochs
     device, batch_size = resolve_device(config.training.device), config.evaluation.batch_size
     scores: dict[str, dict[str, Any]] = {variant: {} for variant in VARIANTS}
-    for task in paper_tasks():
+    for task in abaw_tasks():
         datasets = {
             split: frame_dataset(table, config, train=False, task_names=[task.name])
             for split, table in tables.items()
@@ -194,7 +194,7 @@ def run_table2(config: Config, folder: Path) -> dict[str, Any]:
     from affect_data import load_aff_wild2
     from affect_data.recipes import labelled_rows
 
-    experiments, tasks = config.experiments, paper_tasks()
+    experiments, tasks = config.experiments, abaw_tasks()
     device = resolve_device(config.training.device)
     cnn = load_model(config, config.stage_dir("teacher") / "model.pt", "teacher")
     tables = evaluation_tables(config)
@@ -285,7 +285,7 @@ def _head_features(cnn, config: Config, tables: list[pd.DataFrame], device: torc
 
 def _predict_clips(model, clips: FeatureClips, n_rows: int, device: torch.device) -> dict[str, np.ndarray]:
     """Per-frame predictions in table order (each frame once: clips do not overlap, padding dropped)."""
-    predicted = predict(model, paper_tasks(), clips, batch_size=64, device=device)
+    predicted = predict(model, abaw_tasks(), clips, batch_size=64, device=device)
     rows = clips.positions.flatten().numpy()
     valid = clips.valid.flatten().numpy()
     out = {}

@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from affect_data.prediction import sequence_predictions
+from affect_data.prediction import abaw_tasks, sequence_predictions
 from emotion.config import Config
-from emotion.factory import IMAGENET_NORMALIZE, paper_tasks
+from emotion.factory import IMAGENET_NORMALIZE
 from emotion.models import MultitaskCNN, MultitaskCNNRNN, SlidingCNNRNN, TemporalHeads
 from emotion.pipeline import IGNORED_KEYS, StageError, read_marker
 from mtl_distill.checkpoint import load_checkpoint
@@ -128,7 +128,7 @@ def _architecture(config: Config, model: str) -> dict[str, Any]:
         "backbone": config.model.backbone,
         "hidden": config.model.hidden,
         "dropout": config.model.dropout,
-        "num_outputs": {task.name: task.num_outputs for task in paper_tasks()},
+        "num_outputs": {task.name: task.num_outputs for task in abaw_tasks()},
         "image_size": config.data.image_size,
         "normalize": [list(values) for values in IMAGENET_NORMALIZE],
     }
@@ -181,7 +181,7 @@ def sequence_ensemble(config: Config, length: int) -> Ensemble:
         if tuned
         else "0.5 (evaluation.tune_thresholds is off)",
     }
-    ensemble = Ensemble(members, paper_tasks(), metadata={"kind": KIND, "version": VERSION,
+    ensemble = Ensemble(members, abaw_tasks(), metadata={"kind": KIND, "version": VERSION,
                         "architecture": architecture, "provenance": origin})  # fmt: skip
     device = resolve_device(config.training.device)
     if tuned:
@@ -347,7 +347,7 @@ def load_model_file(path: str | os.PathLike, map_location: str = "cpu") -> Ensem
             f"{path}: its architecture {kind!r} is unknown to this version (MultitaskCNN, MultitaskCNNRNN)"
         )
     _required(info, "provenance", path)
-    expected = [task.to_config() for task in paper_tasks()]
+    expected = [task.to_config() for task in abaw_tasks()]
     if state.get("tasks") != expected:
         raise ModelFileError(
             f"{path}: its tasks {_task_names(state.get('tasks'))} differ from this version's "

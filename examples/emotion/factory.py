@@ -32,7 +32,6 @@ __all__ = [
     "load_model",
     "load_weights",
     "open_frame_cache",
-    "paper_tasks",
     "read_table",
     "resolve_device",
     "seeded",
@@ -44,12 +43,6 @@ __all__ = [
 IMAGENET_NORMALIZE = (IMAGENET_MEAN, IMAGENET_STD)
 
 
-def paper_tasks() -> list[Task]:
-    """The paper's three tasks, named as the frame table's task keys ``AU``, ``EXPR``, ``VA``: those a model
-    of ``affect_data.prediction`` predicts (:func:`affect_data.prediction.abaw_tasks`, 20 VA bins)."""
-    return abaw_tasks()
-
-
 def build_model(config: Config, pretrained: bool = True, tasks: Sequence[Task] | None = None) -> MultitaskCNN:
     """The config's multitask CNN (one head per task of ``tasks``, default the paper's three);
     ``pretrained=False`` skips the backbone weights (to be overwritten).
@@ -57,7 +50,7 @@ def build_model(config: Config, pretrained: bool = True, tasks: Sequence[Task] |
     The random initial weights come from ``config.seed`` alone, not from whatever used the global generator
     before, so a stage gives the same model whether it runs alone or after others in one process.
     """
-    tasks = paper_tasks() if tasks is None else tasks
+    tasks = abaw_tasks() if tasks is None else tasks
     with seeded(config.seed):
         return MultitaskCNN(
             backbone=config.model.backbone,

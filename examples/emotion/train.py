@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 
 from affect_data.metrics import abaw_selection_score
+from affect_data.prediction import abaw_tasks
 from emotion.config import Config
 from emotion.factory import (
     build_model,
     check_resumable,
     frame_dataset,
     load_model,
-    paper_tasks,
     read_table,
     resolve_device,
 )
@@ -47,7 +47,7 @@ def run_teacher(config: Config, folder: Path) -> dict[str, Any]:
     train, sampler, validation, _ = training_data(config)
     result = train_teacher(
         model,
-        paper_tasks(),
+        abaw_tasks(),
         train,
         sampler,
         validation,
@@ -72,7 +72,7 @@ def run_students(config: Config, folder: Path) -> dict[str, Any]:
     *_, results = train_generations(
         initial,
         teacher,
-        paper_tasks(),
+        abaw_tasks(),
         train,
         sampler,
         validation,
@@ -95,7 +95,7 @@ def training_data(config: Config) -> tuple[Any, MultiTaskBatchSampler, Any, Any]
     """The joined per-task training datasets, the 3N batch sampler, the validation dataset, and an
     un-augmented view of the training datasets (for cached soft labels), from ``prepare``'s outputs."""
     prepared = config.stage_dir("prepare")
-    tasks = [task.name for task in paper_tasks()]
+    tasks = [task.name for task in abaw_tasks()]
     tables = {task: read_table(prepared / f"train_{task}.csv") for task in tasks}
     train, offsets = concat_datasets(
         {task: frame_dataset(tables[task], config, train=True) for task in tasks}

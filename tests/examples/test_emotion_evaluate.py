@@ -19,9 +19,10 @@ from emotion.evaluate import (  # noqa: E402
     score,
     tune_au_thresholds,
 )
-from emotion.factory import build_model, load_weights, paper_tasks, seeded  # noqa: E402
+from emotion.factory import build_model, load_weights, seeded  # noqa: E402
 from emotion.pipeline import StageError  # noqa: E402
 
+from affect_data.prediction import abaw_tasks  # noqa: E402
 from mtl_distill.ensemble import average_predictions  # noqa: E402
 
 
@@ -83,7 +84,7 @@ def test_the_saved_ensemble_predicts_and_decides_as_its_students_with_its_thresh
     images = torch.randn(5, 3, 32, 32)
     with torch.no_grad():
         each = [
-            {task.name: task.predict(model(images)[task.name]).numpy() for task in paper_tasks()}
+            {task.name: task.predict(model(images)[task.name]).numpy() for task in abaw_tasks()}
             for model in students
         ]
     mean = average_predictions(each)  # what evaluate scores the ensemble with

@@ -221,7 +221,7 @@ def test_cached_soft_labels_match_online_ones_without_augmentation(data):
         torch.testing.assert_close(values, teacher.eval()(inputs)[name], rtol=1e-5, atol=1e-6)
 
 
-def test_soft_labels_chosen_per_task_take_each_task_from_its_source(data):
+def test_soft_labels_chosen_per_task_take_each_task_from_its_source(data, tmp_path):
     train, sampler, val = data
     teacher = toy.make_model(seed=3)
 
@@ -253,6 +253,15 @@ def test_soft_labels_chosen_per_task_take_each_task_from_its_source(data):
         students({**mixed, "val": "soft"})
     with pytest.raises(ValueError, match="soft_labels must be one of"):
         DistillConfig(soft_labels="offline")
+    with pytest.raises(ValueError, match=r"got \{'val': 'soft'\}"):
+        DistillConfig(soft_labels={**mixed, "val": "soft"})
+    # distill names a task the mapping misses before the teacher trains, not after.
+    partial = DistillConfig(
+        teacher=quiet(1), student=quiet(1), soft_labels={"attr": "cached", "cls": "cached"}
+    )
+    with pytest.raises(ValueError, match=r"missing \['val'\]"):
+        distill(toy.make_model(), TASKS, train, sampler, val, partial, out_dir=tmp_path)
+    assert not (tmp_path / "teacher").exists()
 
 
 def test_per_task_soft_labels_run_each_source_once_a_batch():

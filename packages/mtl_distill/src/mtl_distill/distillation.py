@@ -130,8 +130,7 @@ class DistillConfig:
         )
 
     def __post_init__(self) -> None:
-        if isinstance(self.soft_labels, str):  # a mapping is checked against the tasks by train_students
-            _soft_label_kinds(self.soft_labels, [])
+        _soft_label_kinds(self.soft_labels)  # a mapping's task names: by distill, which knows the tasks
         if self.cache_dtype not in ("float16", "bfloat16", "float32"):
             raise ValueError(f"cache_dtype must be float16, bfloat16 or float32, got {self.cache_dtype!r}")
         if self.student_init not in STUDENT_INITS:
@@ -202,6 +201,8 @@ def distill(
     2
     """
     config = config if config is not None else DistillConfig()
+    # Checked against the tasks before the teacher trains for hours, not after.
+    _soft_label_kinds(config.soft_labels, [task.name for task in tasks])
     root = Path(out_dir) if out_dir is not None else None
     initial_model = copy.deepcopy(model)
     saved_initial = root / "teacher" / "initial.pt" if root is not None else None
@@ -368,19 +369,25 @@ def train_students(
     return results
 
 
-def _soft_label_kinds(soft_labels: str | Mapping[str, str], task_names: Sequence[str]) -> dict[str, str]:
-    """Task name -> "online" or "cached", from one kind for every task or a mapping naming each task."""
-    kinds = SOFT_LABEL_KINDS
-    if isinstance(soft_labels, str):
-        if soft_labels not in kinds:
-            raise ValueError(
-                f"soft_labels must be one of {kinds} or a mapping task -> one of them, got {soft_labels!r}"
-            )
-        return dict.fromkeys(task_names, soft_labels)
+def _soft_label_kinds(
+    soft_labels: str | Mapping[str, str], task_names: Sequence[str] | None = None
+) -> dict[str, str]:
+    """Task name -> "online" or "cached", from one kind for every task or a mapping naming each task once.
+
+    Without ``task_names`` only the kinds are checked (and the mapping, if any, is returned as it is).
+    """
+    if isinstance(soft_labels, str) and soft_labels in SOFT_LABEL_KINDS:
+        return dict.fromkeys(task_names or (), soft_labels)
     if not isinstance(soft_labels, Mapping):
         raise ValueError(
-            f"soft_labels must be one of {kinds} or a mapping task -> one of them, got {soft_labels!r}"
+            f"soft_labels must be one of {SOFT_LABEL_KINDS} or a mapping task -> one of them, "
+            f"got {soft_labels!r}"
         )
+    wrong = {task: kind for task, kind in soft_labels.items() if kind not in SOFT_LABEL_KINDS}
+    if wrong:
+        raise ValueError(f"soft_labels of each task must be one of {SOFT_LABEL_KINDS}, got {wrong}")
+    if task_names is None:
+        return dict(soft_labels)
     missing = [name for name in task_names if name not in soft_labels]
     unknown = [name for name in soft_labels if name not in task_names]
     if missing or unknown:
@@ -388,9 +395,6 @@ def _soft_label_kinds(soft_labels: str | Mapping[str, str], task_names: Sequence
             f"soft_labels must name every task once: missing {missing}, not a task {unknown} "
             f"(the tasks: {list(task_names)})"
         )
-    wrong = {task: kind for task, kind in soft_labels.items() if kind not in kinds}
-    if wrong:
-        raise ValueError(f"soft_labels of each task must be one of {kinds}, got {wrong}")
     return {name: soft_labels[name] for name in task_names}
 
 
