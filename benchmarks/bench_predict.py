@@ -45,9 +45,9 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 from emotion.config import load_config  # noqa: E402
 from emotion.factory import IMAGENET_NORMALIZE  # noqa: E402
-from emotion.models import MultitaskCNN  # noqa: E402
 
 from affect_data.faces import align_crop  # noqa: E402
+from affect_data.models import MultitaskCNN  # noqa: E402
 from affect_data.prediction import MIN_FACE_SCORE, MIN_FACE_SIZE, as_ensemble, ensemble_predict, predict_table  # noqa: E402
 from affect_data.synthetic import FrameRenderer, Pose, sample_identity  # noqa: E402
 from affect_data.tracking import IoUTracker, box_iou  # noqa: E402
@@ -91,7 +91,7 @@ def write_video(path: Path, faces: int, frames: int, seed: int = 0) -> Path:
 def demo_ensemble(model: Path | None) -> tuple[Ensemble, int, tuple]:
     """The ensemble to time, its input size and normalisation: ``model``'s, or the demo config's."""
     if model is not None:
-        from emotion.export import load_model_file
+        from affect_data.model_file import load_model_file
 
         ensemble = load_model_file(model)
         architecture = ensemble.metadata["architecture"]

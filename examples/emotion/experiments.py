@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from affect_data.datasets import task_label_tensors
+from affect_data.models import MultitaskCNNRNN, TemporalHeads
 from affect_data.prediction import abaw_tasks
 from affect_data.schema import TASK_COLUMNS
 from emotion.config import Config
@@ -43,7 +44,6 @@ from emotion.factory import (
     resolve_device,
     seeded,
 )
-from emotion.models import MultitaskCNNRNN, TemporalHeads
 from emotion.pipeline import progress_bars, write_json
 from emotion.prepare import keep_rows, load_sources
 from emotion.results import (

@@ -2,23 +2,17 @@
 
 ``run.py export`` writes ``<run>/export/emotion_model.pt``: the ensemble that ``evaluate`` saved and
 ``run.py predict --config`` uses (``<run>/evaluate/ensemble.pt``: the students, or the teacher when the run
-has none), as an ``mtl_distill.Ensemble`` file - the tasks (AU names, expression classes, valence-arousal
-bins), the members' weights, the AU thresholds that ``evaluate`` tuned - with this project's metadata:
-
-- ``architecture``: what builds one member (``backbone``, ``hidden``, ``dropout``, the task heads' widths),
-  the input ``image_size`` and the ``normalize`` statistics;
-- ``provenance``: the data the members were trained on (``synthetic`` or ``real``, the data set names and
-  roots, the synthetic corpus's preset and seed), the config's name and hash, the members' names, the date,
-  and the versions of Python and the packages.
-
-The file holds only tensors and plain containers, so :func:`load_model_file` reads it with
-``torch.load(weights_only=True)``, and ``run.py predict --model FILE`` needs nothing else.
+has none), as a model file of :mod:`affect_data.model_file` (the format, and its reader
+``load_model_file``), with the AU thresholds that ``evaluate`` tuned and this example's ``provenance``
+(:func:`provenance`): the data the members were trained on (``synthetic`` or ``real``, the data set names and
+roots, the synthetic corpus's preset and seed), the config's name and hash, the members' names, the date, and
+the versions of Python and the packages. ``run.py predict --model FILE`` needs nothing else.
 
 ``run.py export --sequence-length L`` (:func:`export_sequence_model`) writes the paper's best model instead,
 ``table2``'s CNN-GRU ensemble of clip length ``L``, into ``<run>/table2/length_<L>/emotion_model.pt`` (where
 redoing ``table2`` removes it with the checkpoints it came from): the teacher CNN, once, and the GRUs and
 output layers of ``table2``'s students of that length (its teacher's when it has none) as
-:class:`~emotion.models.SlidingCNNRNN` members, with AU thresholds tuned on the validation frames the way
+:class:`~affect_data.models.SlidingCNNRNN` members, with AU thresholds tuned on the validation frames the way
 ``predict`` predicts them (each frame from its window of ``L``,
 :func:`affect_data.prediction.sliding_windows`), as ``evaluate`` tunes the CNN's. Its ``architecture`` says
 ``"model": "MultitaskCNNRNN"`` and adds ``rnn_hidden`` and ``sequence_length``; the provenance is the CNN's,
@@ -27,7 +21,6 @@ the members named by their folders.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -41,23 +34,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from affect_data.model_file import load_model_file, model_file_metadata
+from affect_data.models import MultitaskCNNRNN, SlidingCNNRNN, TemporalHeads
 from affect_data.prediction import abaw_tasks, sequence_predictions
 from emotion.config import Config
 from emotion.factory import IMAGENET_NORMALIZE
-from emotion.models import MultitaskCNN, MultitaskCNNRNN, SlidingCNNRNN, TemporalHeads
 from emotion.pipeline import IGNORED_KEYS, StageError, read_marker
-from mtl_distill.checkpoint import load_checkpoint
 from mtl_distill.ensemble import Ensemble
 
 __all__ = [
-    "KIND",
     "MODEL_FILE",
-    "VERSION",
-    "ModelFileError",
     "config_hash",
     "export_model",
     "export_sequence_model",
-    "load_model_file",
     "provenance",
     "run_export",
     "sequence_ensemble",
@@ -65,15 +54,8 @@ __all__ = [
 
 #: The model file's name in the ``export`` stage's folder.
 MODEL_FILE = "emotion_model.pt"
-#: ``metadata["kind"]`` of a model file, and the layout version this code reads and writes.
-KIND = "emotion.model"
-VERSION = 1
 
 _PACKAGES = ("torch", "numpy", "mtl-distill", "affect-data", "imbalance")
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot be used; the one-line message names the file and what is wrong."""
 
 
 def run_export(config: Config, folder: Path) -> dict[str, Any]:
@@ -112,12 +94,10 @@ def export_model(config: Config, path: str | os.PathLike) -> Path:
     from emotion.inference import run_ensemble
 
     ensemble = run_ensemble(config)
-    ensemble.metadata = {
-        "kind": KIND,
-        "version": VERSION,
-        "architecture": _architecture(config, "MultitaskCNN"),
-        "provenance": {**ensemble.metadata["provenance"], "thresholds": f"evaluate's {ENSEMBLE_FILE}"},
-    }
+    ensemble.metadata = model_file_metadata(
+        _architecture(config, "MultitaskCNN"),
+        {**ensemble.metadata["provenance"], "thresholds": f"evaluate's {ENSEMBLE_FILE}"},
+    )
     return ensemble.save(path)
 
 
@@ -144,7 +124,7 @@ def export_sequence_model(config: Config, length: int) -> Path:
 def sequence_ensemble(config: Config, length: int) -> Ensemble:
     """``table2``'s CNN-GRU ensemble of clip length ``length``, as :func:`export_sequence_model` writes it.
 
-    The members are :class:`~emotion.models.SlidingCNNRNN` s over the run's teacher CNN (shared): the
+    The members are :class:`~affect_data.models.SlidingCNNRNN` s over the run's teacher CNN (shared): the
     students of ``<run>/table2/length_<length>/``, or its teacher when it has none. The AU thresholds are
     tuned on the validation frames (``config.evaluation.tune_thresholds``; else 0.5), each frame predicted
     from its window as :func:`affect_data.prediction.predict_table` predicts. The validation frames go through
@@ -181,8 +161,7 @@ def sequence_ensemble(config: Config, length: int) -> Ensemble:
         if tuned
         else "0.5 (evaluation.tune_thresholds is off)",
     }
-    ensemble = Ensemble(members, abaw_tasks(), metadata={"kind": KIND, "version": VERSION,
-                        "architecture": architecture, "provenance": origin})  # fmt: skip
+    ensemble = Ensemble(members, abaw_tasks(), metadata=model_file_metadata(architecture, origin))
     device = resolve_device(config.training.device)
     if tuned:
         ensemble.set_thresholds({"AU": _validation_thresholds(config, ensemble.to(device).eval(), device)})
@@ -302,95 +281,3 @@ def config_hash(config: Config) -> str:
             section = section.get(part, {})
         section.pop(last, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode("utf-8")).hexdigest()
-
-
-def load_model_file(path: str | os.PathLike, map_location: str = "cpu") -> Ensemble:
-    """Read a model file written by :func:`export_model` (``weights_only=True``) as an ``Ensemble``.
-
-    The returned ensemble is in eval mode; ``ensemble.metadata`` holds ``architecture`` and ``provenance``
-    (see the module docstring) and ``ensemble.thresholds["AU"]`` the tuned AU thresholds. The members are
-    :class:`~emotion.models.MultitaskCNN` s, or for a CNN-GRU file (``architecture["model"]`` is
-    ``"MultitaskCNNRNN"``) :class:`~emotion.models.SlidingCNNRNN` s sharing one CNN.
-
-    Raises
-    ------
-    ModelFileError
-        In one line naming the file: missing, unreadable (truncated, damaged, not a torch file), not a model
-        file of this project, of another version, lacking a key, of an unknown architecture, with tasks other
-        than this version's, or with weights that do not fit its own architecture.
-    """
-    path = Path(path)
-    try:
-        state = load_checkpoint(path, map_location=map_location)
-    except FileNotFoundError:
-        raise ModelFileError(f"model file {path} does not exist") from None
-    except ValueError as error:  # torch's reason can run over many lines: its first says enough
-        reason = str(error.__cause__ or error).strip().splitlines()[0]
-        raise ModelFileError(
-            f"model file {path} is unreadable (damaged or not a model file): {reason}"
-        ) from None
-    info = state.get("metadata")
-    if not isinstance(info, dict) or info.get("kind") != KIND:
-        raise ModelFileError(f"{path} is not an emotion model file (written by `run.py export`)")
-    if info.get("version") != VERSION:
-        raise ModelFileError(
-            f"{path} is an emotion model file of version {info.get('version')!r}; this code reads version "
-            f"{VERSION}: export the model again with this version's `run.py export`"
-        )
-    architecture = _required(info, "architecture", path)
-    settings = {key: _required(architecture, key, path) for key in ("backbone", "hidden", "dropout")}
-    for key in ("num_outputs", "image_size", "normalize"):
-        _required(architecture, key, path)
-    kind = _required(architecture, "model", path)
-    if kind not in ("MultitaskCNN", "MultitaskCNNRNN"):
-        raise ModelFileError(
-            f"{path}: its architecture {kind!r} is unknown to this version (MultitaskCNN, MultitaskCNNRNN)"
-        )
-    _required(info, "provenance", path)
-    expected = [task.to_config() for task in abaw_tasks()]
-    if state.get("tasks") != expected:
-        raise ModelFileError(
-            f"{path}: its tasks {_task_names(state.get('tasks'))} differ from this version's "
-            f"{_task_names(expected)} (other AU names, classes or bins)"
-        )
-
-    if kind == "MultitaskCNN":
-
-        def member() -> torch.nn.Module:
-            return MultitaskCNN(weights=None, num_outputs=architecture["num_outputs"], **settings)
-
-    else:
-        length, rnn_hidden = (_required(architecture, key, path) for key in ("sequence_length", "rnn_hidden"))
-        # Built on the first call, inside from_saved: settings that build no CNN are a "damaged" file too.
-        cnn = functools.cache(
-            lambda: MultitaskCNN(weights=None, num_outputs=architecture["num_outputs"], **settings)
-        )
-
-        def member() -> torch.nn.Module:  # every member on the one CNN, as exported
-            return SlidingCNNRNN(MultitaskCNNRNN(cnn(), hidden=rnn_hidden), length)
-
-    try:
-        ensemble = Ensemble.from_saved(state, member, source=path)
-    except (ValueError, TypeError, KeyError) as error:
-        message = " ".join(str(error).split())  # load_state_dict's report spans lines
-        message = (
-            message.removeprefix(f"{path}: ")
-            .removeprefix("damaged Ensemble file, ")
-            .replace("model_factory()'s", "its architecture's")[:300]
-        )
-        raise ModelFileError(f"model file {path} is damaged: {message}") from None
-    return ensemble.eval()
-
-
-def _required(section: dict[str, Any], key: str, path: Path) -> Any:
-    if not isinstance(section, dict) or key not in section:
-        raise ModelFileError(f"{path}: the model file has no {key!r} in its metadata; export it again")
-    return section[key]
-
-
-def _task_names(configs: Any) -> str:
-    if not isinstance(configs, list):
-        return repr(configs)
-    return ", ".join(
-        str(config.get("name")) if isinstance(config, dict) else repr(config) for config in configs
-    )

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from affect_data.models import MultitaskCNN
 from affect_data.prediction import abaw_tasks
 from affect_data.schema import AU_NAMES, VA_NAMES, as_frame_table
 from affect_data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from emotion.config import Config
-from emotion.models import MultitaskCNN
 from emotion.pipeline import StageError
 from mtl_distill import Task
 from mtl_distill.checkpoint import load_checkpoint, write_atomically

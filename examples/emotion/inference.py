@@ -88,20 +88,20 @@ def predict_model_file(
 ) -> pd.DataFrame:
     """Predict every face of every frame of ``source`` with a model file and write the table and plot.
 
-    ``model`` is a file written by ``run.py export`` (:func:`emotion.export.load_model_file`), or by
-    ``run.py export --sequence-length L``: Table II's CNN-GRU, each face predicted from sliding windows of its
-    track (see :mod:`affect_data.prediction`). It brings the architecture, the input size, the normalisation
-    and the AU thresholds, so no config is needed.
+    ``model`` is a file written by ``run.py export`` (read by :func:`affect_data.model_file.load_model_file`),
+    or by ``run.py export --sequence-length L``: Table II's CNN-GRU, each face predicted from sliding windows
+    of its track (see :mod:`affect_data.prediction`). It brings the architecture, the input size, the
+    normalisation and the AU thresholds, so no config is needed.
     ``out_dir`` defaults to ``predict/<source name>`` in the current folder; ``options`` go to
     :func:`affect_data.prediction.predict_video`, the device defaulting to ``auto`` (CUDA when available).
     Returns the table.
 
     Raises
     ------
-    emotion.export.ModelFileError
+    affect_data.model_file.ModelFileError
         In one line naming ``model`` when it is missing, damaged or from another version.
     """
-    from emotion.export import load_model_file
+    from affect_data.model_file import load_model_file
 
     ensemble = load_model_file(model)
     architecture = ensemble.metadata["architecture"]

@@ -8,7 +8,7 @@ and, if asked, ``crops/`` and the video with the faces drawn. The table's column
 (and the measurement behind them) and the CNN-GRU's sliding windows are described in
 :mod:`affect_data.prediction` and the affect_data README ("Faces from a video"). A model file of the CNN-GRU
 (``run.py export --sequence-length L``, see :mod:`emotion.export`) holds
-:class:`~emotion.models.SlidingCNNRNN` s: :class:`affect_data.prediction.SlidingWindowModel` s on one CNN.
+:class:`~affect_data.models.SlidingCNNRNN` s: :class:`affect_data.prediction.SlidingWindowModel` s on one CNN.
 """
 
 from __future__ import annotations

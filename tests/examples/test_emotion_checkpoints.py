@@ -9,9 +9,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 
 from emotion.factory import check_resumable, load_weights
-from emotion.models import MultitaskCNN
 from emotion.pipeline import StageError
 
+from affect_data.models import MultitaskCNN
 from mtl_distill.checkpoint import save_checkpoint
 
 torch.set_num_threads(1)
@@ -81,3 +81,18 @@ def test_resumable_checkpoints_are_checked_before_training(tmp_path):
     with pytest.raises(StageError) as error:
         check_resumable(tmp_path, model(), "students")
     assert "soft_labels.pt cannot be read (truncated or damaged)" in one_line(error)
+
+
+def test_initial_weights_come_from_the_config_seed_alone():
+    """A stage builds the same model whether or not something used torch's generator before it."""
+    from emotion.config import load_config
+    from emotion.factory import build_model
+
+    tiny = Path(__file__).resolve().parents[2] / "examples" / "emotion" / "configs" / "tiny.yaml"
+    config = load_config(tiny, check_paths=False)
+    first = build_model(config, pretrained=False).state_dict()
+    torch.rand(1000)  # history that must not matter
+    state_before = torch.get_rng_state()
+    second = build_model(config, pretrained=False).state_dict()
+    assert torch.equal(torch.get_rng_state(), state_before)  # building does not disturb the caller's stream
+    assert all(torch.equal(first[key], second[key]) for key in first)

@@ -136,8 +136,8 @@ def test_experiments_write_tables_with_the_scores(finished_run):
         assert (run_dir / name).stat().st_size > 1000
 
     # Table II's CNN-GRU of the length table2 ran, as one model file.
-    from emotion.export import load_model_file
-    from emotion.models import SlidingCNNRNN
+    from affect_data.model_file import load_model_file
+    from affect_data.models import SlidingCNNRNN
 
     assert run.main(["export", "--config", str(quick), "--sequence-length", "4"]) == 0
     model = load_model_file(run_dir / "table2" / "length_4" / "emotion_model.pt")

@@ -39,10 +39,10 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 from emotion import run  # noqa: E402
 from emotion.config import load_config  # noqa: E402
-from emotion.models import MultitaskCNN  # noqa: E402
 from emotion.pipeline import read_marker  # noqa: E402
 
 from affect_data.cache import FrameCache  # noqa: E402
+from affect_data.models import MultitaskCNN  # noqa: E402
 from mtl_distill.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -24,17 +24,13 @@ sys.path.insert(0, str(ROOT / "examples"))
 from emotion import run  # noqa: E402
 from emotion.config import load_config  # noqa: E402
 from emotion.evaluate import save_run_ensemble, tune_au_thresholds  # noqa: E402
-from emotion.export import (  # noqa: E402
-    MODEL_FILE,
-    ModelFileError,
-    config_hash,
-    load_model_file,
-)
+from emotion.export import MODEL_FILE, config_hash  # noqa: E402
 from emotion.inference import run_ensemble  # noqa: E402
-from emotion.models import MultitaskCNN, MultitaskCNNRNN, SlidingCNNRNN, TemporalHeads  # noqa: E402
 from emotion.pipeline import StageError, write_json  # noqa: E402
 
 from affect_data import prediction  # noqa: E402
+from affect_data.model_file import ModelFileError, load_model_file  # noqa: E402
+from affect_data.models import MultitaskCNN, MultitaskCNNRNN, SlidingCNNRNN, TemporalHeads  # noqa: E402
 from affect_data.prediction import (  # noqa: E402
     SyntheticModelWarning,
     predict_table,

@@ -19,9 +19,9 @@ av = pytest.importorskip("av", reason="PyAV decodes the videos")
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
 
-from emotion.models import MultitaskCNN, MultitaskCNNRNN, SlidingCNNRNN  # noqa: E402
 from emotion.predict import summary  # noqa: E402
 
+from affect_data.models import MultitaskCNN, MultitaskCNNRNN, SlidingCNNRNN  # noqa: E402
 from affect_data.prediction import as_ensemble, is_sliding_window_model, sequence_length  # noqa: E402
 from affect_data.schema import AU_NAMES  # noqa: E402
 

@@ -5,7 +5,7 @@
 - :class:`MultitaskCNNRNN` (Fig. 4b): the trained CNN, frozen and always in eval mode, gives per-frame 128-d
   head features; one bidirectional GRU(128 -> 64) per task runs over the frames and a linear layer
   ``128 -> C`` gives per-frame logits. :class:`SlidingCNNRNN` runs a trained one over sliding windows of a
-  video's frames (``run.py predict`` with a ``table2`` model file).
+  video's frames (a CNN-GRU model file: :mod:`affect_data.model_file`).
 
 Backbones share one code path (torchvision's ``ResNet`` class and forward): ``resnet50`` (the paper),
 ``resnet18``, and ``resnet_tiny`` - the same residual network with 1 block per stage and widths 16-32-64-128,
