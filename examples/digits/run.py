@@ -34,7 +34,6 @@ import argparse
 import functools
 import json
 import logging
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -411,7 +410,7 @@ def summary(seeds: list[int], variants: list[str], out_dir: Path, elapsed: float
     scores = collect(seeds, variants, out_dir)
     lines = [
         f"Test split (539 images, all labels), {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); CPU "
-        f"`{_cpu_model()}`; {elapsed:.0f} s wall-clock for what this invocation trained.",
+        f"`{md.study.cpu_model()}`; {elapsed:.0f} s wall-clock for what this invocation trained.",
         "",
     ]
     if len(seeds) == 1:
@@ -450,16 +449,6 @@ def _teacher_row(variant: str) -> str:
     """The study table's row of a variant's teacher: one per schedule, shared by the variants on it."""
     schedule = VARIANTS[variant].schedule
     return "teacher" if schedule == "converged" else f"teacher ({schedule})"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -23,7 +23,6 @@ import functools
 import json
 import logging
 import os
-import platform
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from emotion.config import Config, ConfigError, student_variant
 from emotion.pipeline import configure_logging, read_marker, run_stage, write_json
 from emotion.results import STUDENTS_MEAN, score_rows
 from mtl_distill import study as md_study
-from mtl_distill.study import StudySummary, compare_variants, summarize
+from mtl_distill.study import StudySummary, compare_variants, cpu_model, summarize
 
 __all__ = [
     "EXPERIMENT_STAGES_OVER_SEEDS",
@@ -347,7 +346,7 @@ def _setting(config: Config, seeds: Sequence[int], variants: Sequence[str]) -> s
         f"{images_per_epoch:,} images per epoch" if images_per_epoch else "one pass over the data per epoch"
     )
     lines = [
-        f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), CPU `{_cpu_model()}`. Backbone "
+        f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), CPU `{cpu_model()}`. Backbone "
         f"`{config.model.backbone}`; teacher {training.teacher.epochs} epochs ({budget}).",
         "",
         "| variant | students | epochs | start | lam | T | T^2 | weight of unlabelled | CCC term "
@@ -378,13 +377,3 @@ def _epochs(students: Any) -> str:
 def _unlabelled_weight(students: Any) -> str:
     weight = students.unlabelled_weight
     return f"{1 - students.lam:g} (1 - lam)" if weight is None else f"{weight:g}"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -155,3 +155,18 @@ def test_visible_fractions():
 def test_long_stems_are_cut(tmp_path):
     name = CropCache(tmp_path).name("x" * 400, "a")
     assert len(name) == CropCache.MAX_STEM + len("_0123456789.jpg")
+
+
+def test_a_crop_that_fails_to_write_leaves_the_old_one_and_no_temporary(tmp_path, monkeypatch):
+    cache = CropCache(tmp_path / "cache")
+    path = cache.save(Image.new("RGB", (4, 4), "red"), "a.jpg")
+    before = path.read_bytes()
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        cache.save(Image.new("RGB", (4, 4), "blue"), "a.jpg")
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == ["a.jpg"]

@@ -114,7 +114,7 @@ def test_crops_are_written_once_and_reused(expw, tmp_path, monkeypatch):
     second = load_expw(expw, cache_dir=cache)
     assert second["path"].tolist() == first["path"].tolist()
     assert {p: (cache / p).stat().st_mtime_ns for p in second["path"]} == stamps
-    assert not list(cache.glob(".tmp-*"))
+    assert not list(cache.rglob(".*"))  # no temporary file left behind
 
 
 def test_a_changed_box_gets_a_new_crop(expw, tmp_path):

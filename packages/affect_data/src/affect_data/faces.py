@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from affect_data._atomic import atomic_file
 
 #: 0-based indices of the eye contours in the 68-point (iBUG 300-W) scheme: the eye on the image's left
 #: (the subject's right eye) is points 37-42 in 1-based numbering, the other 43-48.
@@ -383,28 +384,10 @@ class CropCache:
         """
         target = self.path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = _create_temporary(target.parent, prefix=".tmp-", suffix=".jpg")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                # Full-resolution chroma (4:4:4): small crops lose visible colour detail to 4:2:0 subsampling.
-                image.convert("RGB").save(stream, format="JPEG", quality=95, subsampling=0)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with atomic_file(target) as temporary:
+            # Full-resolution chroma (4:4:4): small crops lose visible colour detail to 4:2:0 subsampling.
+            image.convert("RGB").save(temporary, format="JPEG", quality=95, subsampling=0)
         return target
-
-
-def _create_temporary(folder: Path, prefix: str, suffix: str) -> tuple[int, Path]:
-    """Create a new file with a random name in ``folder``; return its open descriptor and its path.
-
-    ``tempfile.mkstemp`` creates files with mode ``0o600`` whatever the umask, and an atomic write keeps that
-    mode after the rename: crops shared with a group would be unreadable to it. Here the mode is ``0o666``
-    less the umask, as for any file the user creates, and ``O_EXCL`` still refuses an existing name.
-    """
-    path = folder / f"{prefix}{secrets.token_hex(8)}{suffix}"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    return os.open(path, flags, 0o666), path
 
 
 def default_cache_dir(root: Path) -> Path:

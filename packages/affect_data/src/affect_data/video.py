@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from affect_data._atomic import atomic_file
 from affect_data.faces import align_crop
 
 if TYPE_CHECKING:
@@ -644,10 +644,8 @@ def write_overlay_video(
     path.parent.mkdir(parents=True, exist_ok=True)
     faces = _faces_by_frame(table)
     rate = Fraction(reader.frame_rate or 30.0).limit_denominator(1001)
-    # A new name with mode 0o666 (the umask applies); the suffix stays, as it tells FFmpeg the container.
-    temporary = path.parent / f".{path.stem}.{secrets.token_hex(8)}{path.suffix}"
     try:
-        with av.open(str(temporary), "w") as container:
+        with atomic_file(path) as temporary, av.open(str(temporary), "w") as container:
             stream = None
             shown: list[tuple[np.ndarray, int, str]] = []
             for frame in reader:
@@ -664,13 +662,8 @@ def write_overlay_video(
             if stream is None:
                 raise ValueError(f"{str(reader.source)!r} yielded no frames")
             container.mux(stream.encode())
-        os.replace(temporary, path)
     except av.error.FFmpegError as error:
-        temporary.unlink(missing_ok=True)
         raise ValueError(f"cannot write the video {str(path)!r}: {error}") from error
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     return path
 
 

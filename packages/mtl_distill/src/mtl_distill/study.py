@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import platform
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -37,6 +39,7 @@ __all__ = [
     "StudySummary",
     "compare_variants",
     "confidence_interval",
+    "cpu_model",
     "paired_difference",
     "parse_seeds",
     "run_seeds",
@@ -389,6 +392,24 @@ def compare_variants(
         for question, rows in questions.items()
         if rows
     )
+
+
+def cpu_model() -> str:
+    """This machine's CPU model (Linux's ``model name``, else what :mod:`platform` knows), to print next to a
+    study's table: float results differ between CPU models, so figures are only reproducible on the same one.
+
+    Examples
+    --------
+    >>> isinstance(cpu_model(), str) and cpu_model() != ""
+    True
+    """
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def parse_seeds(text: str) -> list[int]:
