@@ -268,6 +268,16 @@ VARIANTS = {
         {"batch_loss_weight": "teacher_share"},
         {"soft_labels": {"digit": "cached", "attributes": "cached", "shape": "online"}},
     ),
+    "per-task-own-init": Variant(
+        "diversity",
+        "as per-task-kd-ccc, each student from its own random weights: members that differ more, for the "
+        "ensemble",
+        {"batch_loss_weight": "teacher_share"},
+        {
+            "soft_labels": {"digit": "cached", "attributes": "cached", "shape": "online"},
+            "student_init": "random",
+        },
+    ),
     "from-teacher-kd": Variant(
         "budget",
         "as kd-ccc, students start from the trained teacher (their budget adds to its)",
