@@ -141,6 +141,7 @@ def test_a_changed_box_gets_a_new_crop(expw, tmp_path):
         ("happy_1.jpg 0 20 10 50 60 93.5 7", "label 7 is outside 0..6"),
         ("happy_1.jpg 0 60 10 50 20 93.5 3", "empty face box"),
         ("happy_1.jpg -1 20 10 50 60 93.5 3", "face id -1"),
+        ("happy_1.jpg 0 20 10 " + "1" * 400 + " 60 93.5 3", "face box coordinate beyond"),
     ],
 )
 def test_malformed_lines_name_file_and_line(expw, line, message):
