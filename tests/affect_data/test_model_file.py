@@ -88,7 +88,6 @@ def _readme_blocks() -> list[str]:
 
 
 def test_the_readme_examples_run(video, tmp_path, monkeypatch, capsys):
-    pytest.importorskip("av", reason="PyAV decodes the video")
     networks, model_file = _readme_blocks()
     exec(compile(networks, "packages/affect_data/README.md", "exec"), {})
     assert "torch.Size([2, 8, 8])" in capsys.readouterr().out

@@ -119,11 +119,14 @@ def load_model_file(path: str | os.PathLike, map_location: str = "cpu") -> Ensem
         ) from None
     info = state.get("metadata")
     if not isinstance(info, dict) or info.get("kind") != KIND:
-        raise ModelFileError(f"{path} is not an emotion model file (written by `run.py export`)")
+        raise ModelFileError(
+            f"{path} is not an emotion model file: its metadata lacks kind {KIND!r} (model_file_metadata "
+            "writes it, as the emotion example's `run.py export` does)"
+        )
     if info.get("version") != VERSION:
         raise ModelFileError(
             f"{path} is an emotion model file of version {info.get('version')!r}; this code reads version "
-            f"{VERSION}: export the model again with this version's `run.py export`"
+            f"{VERSION}: write it again with this version (the emotion example's `run.py export`)"
         )
     architecture = _required(info, "architecture", path, _EXPORT_AGAIN)
     _check_architecture(architecture, path, _EXPORT_AGAIN)

@@ -189,7 +189,7 @@ def _read_label_file(path: Path, report: LoadReport) -> list[_Face]:
 
 
 #: The largest face box coordinate taken: no image is wider, and larger integers overflow a float.
-MAX_COORDINATE = 2**31 - 1
+_MAX_COORDINATE = 2**31 - 1
 
 
 def _parse_line(path: Path, number: int, fields: list[str]) -> _Face:
@@ -207,9 +207,9 @@ def _parse_line(path: Path, number: int, fields: list[str]) -> _Face:
         raise AnnotationError(
             path, f"face id, box and label must be integers: {excerpt(' '.join(numbers))}", number
         ) from None
-    if any(abs(value) > MAX_COORDINATE for value in (top, left, right, bottom)):
+    if any(abs(value) > _MAX_COORDINATE for value in (top, left, right, bottom)):
         raise AnnotationError(
-            path, f"face box coordinate beyond +-{MAX_COORDINATE}: {excerpt(' '.join(numbers[1:5]))}", number
+            path, f"face box coordinate beyond +-{_MAX_COORDINATE}: {excerpt(' '.join(numbers[1:5]))}", number
         )
     try:
         confidence = float(numbers[5])
