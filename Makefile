@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PY) -m pip install --quiet --upgrade "pip>=25.1"
 	$(PY) -m pip install --quiet \
 		-e "packages/imbalance[plot,torch,pandas,sparse]" \
-		-e "packages/mtl_distill[progress]" \
+		-e "packages/mtl_distill[progress,plot]" \
 		-e "packages/affect_data[video,plot]" \
 		--group dev --group emotion
 	touch $(STAMP)

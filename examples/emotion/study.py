@@ -252,7 +252,7 @@ def summarize_study(config: Config, seeds: Sequence[int], variants: Sequence[str
         questions = compare_variants(scores, variants, control=control, metrics=[n for n, _, _ in METRICS])
         text += f"\n## By question, a row per variant\n\n{questions}\n"
     (folder / "summary.md").write_text(text, encoding="utf-8")
-    plot_differences(summary, folder / "summary.png")
+    summary.plot(folder / "summary.png")
     return summary
 
 
@@ -304,39 +304,6 @@ def _sequence_comparisons(names: Sequence[str]) -> list[tuple[str, str]]:
             if f"CNN {model}" in names:
                 pairs.append((name, f"CNN {model}"))
     return pairs
-
-
-def plot_differences(summary: StudySummary, path: Path) -> Path:
-    """One panel per metric: each comparison's mean paired difference with its 95% interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pairs = list(summary.differences)
-    fig, axes = plt.subplots(
-        1, len(summary.metrics), figsize=(3.2 * len(summary.metrics), 0.5 * len(pairs) + 1.6)
-    )
-    for ax, metric in zip(axes, summary.metrics, strict=True):
-        for row, pair in enumerate(pairs):
-            difference = summary.differences[pair].get(metric)
-            if difference is None:
-                continue
-            error = difference.half_width if difference.n > 1 else 0.0
-            colour = "tab:green" if difference.low > 0 else "tab:red" if difference.high < 0 else "tab:gray"
-            ax.errorbar(difference.mean, row, xerr=error, fmt="o", color=colour, capsize=3)
-        ax.axvline(0.0, color="black", linewidth=0.8)
-        ax.set_yticks(range(len(pairs)), [f"{a} − {b}" for a, b in pairs] if ax is axes[0] else [])
-        ax.invert_yaxis()
-        ax.set_title(metric)
-        ax.grid(axis="x", alpha=0.3)
-    fig.suptitle(
-        f"paired differences over {len(summary.seeds)} seeds, mean and 95% interval", fontsize="medium"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def _setting(config: Config, seeds: Sequence[int], variants: Sequence[str]) -> str:

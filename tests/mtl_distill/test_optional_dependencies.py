@@ -62,3 +62,14 @@ def test_every_extra_is_declared():
     pyproject = Path(__file__).parents[2] / "packages" / "mtl_distill" / "pyproject.toml"
     declared = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]
     assert set(_optional.EXTRAS.values()) == set(declared)
+
+
+def test_study_plot_without_matplotlib(uninstall, tmp_path):
+    from mtl_distill.study import summarize
+
+    uninstall("matplotlib")
+    summary = summarize({s: {"a": {"m": s}, "b": {"m": 0}} for s in range(3)}, [("a", "b")])
+    with pytest.raises(
+        ImportError, match=r'StudySummary.plot: matplotlib could not.*pip install "mtl-distill\[plot\]"'
+    ):
+        summary.plot(tmp_path / "plot.png")

@@ -18,4 +18,5 @@ def test_readme_examples_run(tmp_path, monkeypatch):
         exec(compile(block, str(README), "exec"), namespace)
     assert (tmp_path / "ensemble.pt").is_file()
     assert (tmp_path / "runs" / "teacher" / "initial.pt").is_file()
+    assert (tmp_path / "study.png").stat().st_size > 1000
     assert namespace["thresholds"].shape == (3,)

@@ -198,3 +198,43 @@ def test_run_seeds_raises_a_seeds_error_and_refuses_bad_counts():
         run_seeds(abs, [0], jobs=0)
     with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
         run_seeds(abs, [0], threads=0)
+
+
+def _plotted_study():
+    # kd wins on f1 in every seed (interval above zero), loses on ccc (below), and alternates on loss
+    scores = {
+        s: {
+            "t": {"f1": 0.8, "ccc": 0.5, "loss": 1.0},
+            "kd": {"f1": 0.81 + s / 1000, "ccc": 0.49 - s / 1000, "loss": 1.0 + (-1) ** s / 100},
+            "cached": {"f1": 0.80 + s / 500, "ccc": 0.5, "loss": 1.0},
+        }
+        for s in range(5)
+    }
+    return summarize(scores, [("kd", "t"), ("cached", "t")])
+
+
+def test_plot_draws_a_point_per_pair_and_metric_coloured_by_its_interval(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    drawn = {}
+    save = Figure.savefig
+    monkeypatch.setattr(
+        Figure, "savefig", lambda fig, *a, **k: (drawn.setdefault("fig", fig), save(fig, *a, **k))
+    )
+    path = _plotted_study().plot(tmp_path / "study.png")
+    assert path == tmp_path / "study.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    axes = drawn["fig"].axes
+    assert [ax.get_title() for ax in axes] == ["f1", "ccc", "loss"]
+    assert [label.get_text() for label in axes[0].get_yticklabels()] == ["kd − t", "cached − t"]
+    colours = [[line.get_color() for line in ax.lines if line.get_marker() == "o"] for ax in axes]
+    # cached's ccc and loss equal the teacher's in every seed: a zero-width interval on zero, grey
+    assert colours == [["tab:green", "tab:green"], ["tab:red", "tab:gray"], ["tab:gray", "tab:gray"]]
+
+
+def test_plot_picks_pairs_and_names_an_unknown_one(tmp_path):
+    summary = _plotted_study()
+    summary.plot(tmp_path / "one.pdf", pairs=[("cached", "t")])
+    assert (tmp_path / "one.pdf").read_bytes()[:4] == b"%PDF"
+    with pytest.raises(ValueError, match=r"no paired differences for \[\('t', 'kd'\)\]"):
+        summary.plot(tmp_path / "bad.png", pairs=[("t", "kd")])
+    assert not (tmp_path / "bad.png").exists()

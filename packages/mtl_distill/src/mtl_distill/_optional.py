@@ -1,4 +1,4 @@
-"""Optional dependencies: tqdm (progress bars) and tensorboard (TensorBoard logging).
+"""Optional dependencies: tqdm (progress bars), tensorboard (TensorBoard logging), matplotlib (study plots).
 
 A feature that needs one imports it when used. Asked for explicitly (``required=True``), a missing one is an
 ``ImportError`` naming the extra that installs it; otherwise the feature is skipped and one log record per
@@ -11,7 +11,7 @@ import importlib
 import logging
 
 #: The extra of ``packages/mtl_distill/pyproject.toml`` that installs each optional module.
-EXTRAS = {"tqdm": "progress", "tensorboard": "tensorboard"}
+EXTRAS = {"tqdm": "progress", "tensorboard": "tensorboard", "matplotlib": "plot"}
 
 _logger = logging.getLogger("mtl_distill")
 _noted: set[str] = set()
