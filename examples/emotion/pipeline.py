@@ -14,7 +14,7 @@ records the part of the configuration the stage depends on and the markers of th
 - one run folder is worked on by one process at a time: a stage takes the folder's lock (``.lock``, holding
   the process id) and a second process finds it taken and stops with a message naming the holder;
 - a stage that starts or resumes first deletes the temporary files and folders of writes that a killed run
-  cut short (an atomic write's ``.<name>....tmp``, a crop cache's ``.crops.tmp-<pid>/``);
+  cut short (an atomic write's ``.<name>....tmp``, a crop cache's ``.crops.tmp-<pid>-<hex>/``);
 - a stage that stops on a StageError (it could not run safely) leaves ``STARTED.json`` as it found it, so
   that the settings it was refused under are not recorded as those of the interrupted run;
 - a checkpoint that mtl_distill refuses to resume (written under other training settings: when
@@ -272,8 +272,8 @@ def _run_locked(
 
 
 #: The folders of affect_data's ``build_frame_cache`` that a killed build leaves: the cache being filled
-#: (``.crops.tmp-<pid>``, as large as the cache) and the previous one moved aside (``.crops.old-<pid>``).
-_PARTIAL_FOLDER = re.compile(r"\..+\.(tmp|old)-\d+")
+#: (``.crops.tmp-<pid>-<hex>``, as large as the cache) and the previous one moved aside (``.crops.old-...``).
+_PARTIAL_FOLDER = re.compile(r"\..+\.(tmp|old)-\d+-[0-9a-f]+")
 
 
 def _remove_partial_writes(folder: Path) -> None:

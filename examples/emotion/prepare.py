@@ -293,14 +293,14 @@ def _ensure_corpus(root: Path, preset: str, seed: int) -> None:
 def _remove_partial_corpora(root: Path) -> None:
     """Delete the folders that killed writes of the corpus ``root`` left beside it.
 
-    ``write_corpus`` renders into ``.<root name>.partial-<pid>-<hex>`` and renames it to ``root`` once
-    complete; a process killed part-way leaves it (the size of the corpus). Only those of processes that no
-    longer run are deleted: another run may be writing the same corpus (its run folder's lock does not cover
-    the data folder).
+    ``write_corpus`` renders into ``.<root name>.tmp-<pid>-<hex>`` and renames it to ``root`` once complete
+    (an earlier corpus moved aside to ``.<root name>.old-<pid>-<hex>`` meanwhile); a process killed part-way
+    leaves them (the size of the corpus). Only those of processes that no longer run are deleted: another run
+    may be writing the same corpus (its run folder's lock does not cover the data folder).
     """
     if not root.parent.is_dir():
         return
-    pattern = re.compile(rf"\.{re.escape(root.name)}\.partial-(\d+)-[0-9a-f]+")
+    pattern = re.compile(rf"\.{re.escape(root.name)}\.(?:tmp|old)-(\d+)-[0-9a-f]+")
     for path in root.parent.iterdir():
         match = pattern.fullmatch(path.name)
         if match and path.is_dir() and not process_alive(int(match.group(1))):

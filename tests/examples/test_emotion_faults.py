@@ -336,13 +336,13 @@ def test_prepare_killed_writing_the_corpus_then_the_crop_cache_then_rerun_equals
     prepared = runs / "prepare_killed" / "prepare"
 
     # Killed as the corpus starts rendering into its temporary folder beside data.synthetic.root.
-    kill_when("prepare", config, str(corpus / ".corpus_2.partial-*"), -1)
+    kill_when("prepare", config, str(corpus / ".corpus_2.tmp-*"), -1)
     assert not (corpus / "corpus_2").exists()
     # Killed again, the corpus written, as the crop cache starts filling its temporary folder.
     kill_when("prepare", config, ".crops.tmp-*/crops.u8", -1)
     assert (corpus / "corpus_2" / "corpus.json").is_file()
     assert not (prepared / "crops").exists() and list(prepared.glob(".crops.tmp-*")), "not killed mid-cache"
-    assert not list(corpus.glob(".corpus_2.partial-*")), "the corpus write cut short was left behind"
+    assert not list(corpus.glob(".corpus_2.tmp-*")), "the corpus write cut short was left behind"
 
     # Not "up to date" over the half-built cache: built again, and the same as an uninterrupted prepare's.
     capsys.readouterr()

@@ -133,12 +133,18 @@ def test_a_resumed_stage_deletes_the_temporary_files_of_writes_a_kill_cut_short(
     config = config_in(tmp_path)
     folder = config.run_dir / "a"
     (folder / "student_0").mkdir(parents=True)
-    left = [folder / ".checkpoint.pt.0123456789abcdef.tmp", folder / "student_0" / ".metrics.csv.tmp"]
+    left = [folder / ".checkpoint.pt.0123456789abcdef.tmp", folder / "student_0" / ".metrics.csv.fedcba9.tmp"]
     kept = [folder / "notes.tmp", folder / "student_0" / "checkpoint.pt"]
     for path in left + kept:
         path.write_bytes(b"partial")
+    # a crop cache being filled, and the previous one moved aside (affect_data's atomic folder write)
+    folders = [folder / f".crops.{kind}-4242-0a1b2c3d" for kind in ("tmp", "old")] + [folder / ".crops.keep"]
+    for path in folders:
+        path.mkdir()
+        (path / "crops.u8").write_bytes(b"partial")
     assert pipeline.run_stage("a", config, log=lambda _: None)
     assert [path.exists() for path in left + kept] == [False, False, True, True]
+    assert [path.exists() for path in folders] == [False, False, True]
 
 
 def test_a_run_folder_is_used_by_one_process_at_a_time(tmp_path, counting_stages):

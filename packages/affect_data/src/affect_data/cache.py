@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import warnings
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -46,6 +45,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from affect_data._atomic import atomic_folder
 from affect_data.faces import IMAGE_ERRORS
 from affect_data.transforms import load_image
 from mtl_distill.logging_utils import progress as progress_bar
@@ -312,11 +312,7 @@ def build_frame_cache(
     if any("\n" in p for p in unique):
         raise ValueError("image paths must not contain newlines")
 
-    temporary = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    if temporary.exists():
-        shutil.rmtree(temporary)
-    temporary.mkdir(parents=True)
-    try:
+    with atomic_folder(folder, replace=overwrite) as temporary:
         array_path = temporary / ARRAY_FILE
         shape = (len(unique), size, size, 3)
         if unique:  # np.memmap cannot map an empty file
@@ -361,10 +357,6 @@ def build_frame_cache(
             "files": files,
         }
         (temporary / META_FILE).write_text(json.dumps(meta, indent=1))
-        _move_into_place(temporary, folder, overwrite)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
     if skipped:
         warnings.warn(
             f"crop cache {folder}: skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]['path']} "
@@ -486,19 +478,6 @@ def _fill_rows(task: tuple) -> list[tuple[int, str, str]]:
             failures.append((row, path, str(err.__cause__ or err)))
     array.flush()
     return failures
-
-
-def _move_into_place(temporary: Path, folder: Path, overwrite: bool) -> None:
-    """Rename the finished folder into place; an old cache is moved aside first and deleted after."""
-    if folder.exists():
-        if not overwrite:
-            raise FileExistsError(f"{folder} appeared while the cache was being built")
-        old = folder.parent / f".{folder.name}.old-{os.getpid()}"
-        os.rename(folder, old)
-        os.rename(temporary, folder)
-        shutil.rmtree(old)
-    else:
-        os.rename(temporary, folder)
 
 
 def _path_strings(paths: pd.DataFrame | Iterable[str | os.PathLike]) -> list[str]:

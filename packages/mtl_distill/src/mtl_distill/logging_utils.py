@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_distill._optional import missing_dependency, note_missing, require
+from mtl_distill.checkpoint import write_atomically
 
 __all__ = ["MetricsLogger", "flatten_scores", "progress"]
 
@@ -86,10 +87,7 @@ class MetricsLogger:
         writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
         writer.writeheader()
         writer.writerows(history)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.csv_path.with_name(f".{self.csv_path.name}.tmp")
-        temporary.write_text(buffer.getvalue())
-        os.replace(temporary, self.csv_path)
+        write_atomically(self.csv_path, buffer.getvalue())
         if self._writer is not None:
             for row in history:
                 epoch = int(row["epoch"])

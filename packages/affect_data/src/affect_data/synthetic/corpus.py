@@ -17,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._atomic import atomic_folder
 from ..schema import AU_NAMES, EXPR_NAMES, FRAME_TABLE_COLUMNS, SPLITS, as_frame_table
 from . import writers
 from .labels import (
@@ -712,9 +711,8 @@ def write_corpus(
     stills = plan_expw(preset, streams[2])
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    # _check_target allowed what is there: nothing, an empty folder, or (overwrite) an earlier corpus.
+    with atomic_folder(out, replace=overwrite) as tmp:
         jobs = [(tmp, plan) for plan in [*videos, *stills]]
         description = f"rendering the {preset.name} corpus"
         if n_jobs == 1:
@@ -735,15 +733,6 @@ def write_corpus(
         truth.to_csv(tmp / "truth.csv", index=False)
         info = _corpus_info(preset, seed, videos, stills, truth, duplicates)
         (tmp / "corpus.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        if out.exists():  # _check_target allowed it: an empty folder, or an earlier corpus to replace
-            if overwrite:
-                shutil.rmtree(out)
-            else:
-                out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
