@@ -209,6 +209,22 @@ def test_label_file_shorter_than_its_images_is_an_error_unless_ignored(tmp_path)
     assert table.attrs["report"].ignored == {"images beyond the end of their label file": 2}  # once per video
 
 
+def test_crop_names_that_are_not_plain_frame_numbers(tmp_path):
+    # Both crashed the loader: int("²") is a ValueError though "²".isdigit(), and a 24-digit number overflowed
+    # the int64 array of frame numbers.
+    root = tmp_path / "aw"
+    write_images(root, "odd", [1, 2])
+    folder = root / "cropped_aligned" / "odd"
+    (folder / "²³.jpg").write_bytes(b"not a frame")
+    write_labels(root, "EXPR", "train", "odd", ["1", "2"])
+    assert load_aff_wild2(root, tasks=["EXPR"], splits=["train"])["expr"].tolist() == [1, 2]
+    (folder / f"{10**23}.jpg").write_bytes(b"far beyond")
+    with pytest.raises(AnnotationError, match=r"1 image\(s\) beyond them, the first one numbered 2\^62"):
+        load_aff_wild2(root, tasks=["EXPR"], splits=["train"])
+    table = load_aff_wild2(root, tasks=["EXPR"], splits=["train"], extra_images="ignore")
+    assert table.attrs["report"].ignored == {"images beyond the end of their label file": 1}
+
+
 def test_missing_folders_are_named(tmp_path, corpus):
     with pytest.raises(FileNotFoundError, match="cropped_aligned"):
         load_aff_wild2(tmp_path / "absent")

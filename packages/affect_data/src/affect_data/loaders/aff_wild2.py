@@ -62,6 +62,9 @@ HEADERS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 SENTINEL: dict[str, float] = {"AU": -1.0, "EXPR": -1.0, "VA": -5.0}
 
+#: The frame number recorded for a crop whose file name is a number too large for int64.
+_PAST_ANY_LINE = 2**62
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -264,19 +267,23 @@ class _Reader:
             folder = self.images / video
             if not folder.is_dir():
                 raise FileNotFoundError(f"crop folder {folder} for label file {path} does not exist")
-            names = list_folder(folder)
+            # ASCII digits only (str.isdigit also accepts "²", which int() refuses); a number too large for
+            # int64 is past any label file, so it is stored as the largest one.
+            stems = [n[:-4] for n in list_folder(folder) if n.endswith(".jpg") and n[:-4].isascii()]
             numbers = np.array(
-                [int(n[:-4]) for n in names if n.endswith(".jpg") and n[:-4].isdigit()], dtype=np.int64
+                [min(int(stem), _PAST_ANY_LINE) for stem in stems if stem.isdigit()], dtype=np.int64
             )
             self._listings[video] = numbers
         beyond = numbers[numbers > n_lines]
         if beyond.size:
             if self.extra_images == "error":
+                low = beyond.min()
+                first = f"{low:05d}.jpg" if low < _PAST_ANY_LINE else "one numbered 2^62 or more"
                 raise AnnotationError(
                     path,
                     f"label file has {n_lines} label lines but {self.images / video} holds {beyond.size} "
-                    f"image(s) beyond them, the first {beyond.min():05d}.jpg; lines and images may not "
-                    "correspond (pass extra_images='ignore' to load it anyway)",
+                    f"image(s) beyond them, the first {first}; lines and images may not correspond (pass "
+                    "extra_images='ignore' to load it anyway)",
                 )
             if video not in self._unlabelled_counted:  # once per video, not once per task set
                 self._unlabelled_counted.add(video)
