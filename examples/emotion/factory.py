@@ -20,6 +20,7 @@ from emotion.config import Config
 from emotion.pipeline import StageError
 from mtl_distill import Task
 from mtl_distill.checkpoint import load_checkpoint, write_atomically
+from mtl_distill.distributed import default_device
 from mtl_distill.ensemble import Ensemble
 
 __all__ = [
@@ -172,10 +173,9 @@ def _weights(state: Any, model: torch.nn.Module, path: Path, stage: str) -> Mapp
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` is CUDA when available, else the CPU; anything else is passed to ``torch.device``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """``"auto"`` is mtl_distill's choice (CUDA when available, else the CPU); anything else is passed to
+    ``torch.device``."""
+    return default_device() if name == "auto" else torch.device(name)
 
 
 def frame_dataset(
