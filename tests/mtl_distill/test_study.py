@@ -146,6 +146,8 @@ def test_compare_variants_answers_each_question_per_variant():
     control = text[text.index("students' mean − plain's:") :]
     assert "| kd | **+0.018 ± 0.014** (5/5) |" in control  # plain: 0.81, 0.79, 0.81, 0.79, 0.81
     assert "| short |" not in control  # another teacher: no row against the control
+    ensembles = text[text.index("ensemble − plain's:") :]
+    assert ensembles.splitlines()[4:] == ["| kd | **+0.020 ± 0.000** (5/5) |"]
     with pytest.raises(ValueError, match="control 'none' is not one of the variants"):
         compare_variants(scores, ["kd"], control="none")
 

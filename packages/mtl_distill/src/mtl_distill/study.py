@@ -417,8 +417,9 @@ def compare_variants(
 ) -> str:
     """Markdown tables comparing ways of training students over seeds, one table per question and a row per
     variant: students' mean − teacher, ensemble − teacher, ensemble − students' mean, and with ``control``
-    each variant's students' mean − the control's (did the soft labels add anything to another run?), for
-    the variants that share the control's teacher.
+    each variant's students' mean − the control's (did the soft labels add anything to another run?) and
+    ensemble − the control's (did they add anything to an ensemble of other runs?), for the variants that
+    share the control's teacher.
 
     ``scores`` is :func:`summarize`'s input holding, per seed, ``"teacher"`` (or ``teachers[variant]``)
     and for each variant ``"<variant>: students (mean)"`` and ``"<variant>: ensemble"``.
@@ -440,11 +441,15 @@ def compare_variants(
     if control is not None:
         if control not in variants:
             raise ValueError(f"control {control!r} is not one of the variants {list(variants)}")
-        questions[f"students' mean − {control}'s"] = {
-            name: (f"{name}: students (mean)", f"{control}: students (mean)")
+        compared = [
+            name
             for name in variants
             if name != control and teachers.get(name, "teacher") == teachers.get(control, "teacher")
-        }
+        ]
+        for row, label in (("students (mean)", "students' mean"), ("ensemble", "ensemble")):
+            questions[f"{label} − {control}'s"] = {
+                name: (f"{name}: {row}", f"{control}: {row}") for name in compared
+            }
     pairs = list(dict.fromkeys(pair for rows in questions.values() for pair in rows.values()))
     summary = summarize(scores, pairs, metrics=metrics, confidence=confidence)
     return "\n\n".join(
