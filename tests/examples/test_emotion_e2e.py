@@ -237,8 +237,8 @@ def test_study_runs_every_seed_and_variant_and_compares_them_seed_by_seed(finish
     assert (study / "summary.png").stat().st_size > 1000
     # One table per question, a row per variant; the lam = 1 variant is the control of the others.
     questions = summary[summary.index("## By question") :]
-    assert questions.count("| paper | ") == 4 and questions.count("| control | ") == 3
-    assert "students' mean − control's:" in questions
+    assert questions.count("| paper | ") == 5 and questions.count("| control | ") == 3
+    assert "students' mean − control's:" in questions and "ensemble − control's:" in questions
 
     # Everything is done: running the study again trains nothing.
     assert run.main(["study", "--config", str(study_config)]) == 0
