@@ -28,7 +28,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 import time
@@ -40,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from affect_data.cache import PARTIAL_FOLDER
 from emotion.config import Config
 from mtl_distill.checkpoint import write_atomically
 
@@ -271,18 +271,14 @@ def _run_locked(
     return True
 
 
-#: The folders of affect_data's ``build_frame_cache`` that a killed build leaves: the cache being filled
-#: (``.crops.tmp-<pid>-<hex>``, as large as the cache) and the previous one moved aside (``.crops.old-...``).
-_PARTIAL_FOLDER = re.compile(r"\..+\.(tmp|old)-\d+-[0-9a-f]+")
-
-
 def _remove_partial_writes(folder: Path) -> None:
     """Delete what writes cut short by a killed run left in ``folder``: the hidden temporary files
     (``.<name>....tmp``) of mtl_distill's ``write_atomically`` and metrics logger, a checkpoint's as large as
-    the checkpoint, and the hidden folders of a crop cache build (``_PARTIAL_FOLDER``). Safe: the folder's
-    lock says that no other process is writing them."""
+    the checkpoint, and the hidden folders of a crop cache build (affect_data's ``PARTIAL_FOLDER``: the
+    cache being filled, as large as the cache, and the previous one moved aside). Safe: the folder's lock
+    says that no other process is writing them."""
     for path in sorted(folder.rglob(".*")):
-        if path.is_dir() and _PARTIAL_FOLDER.fullmatch(path.name):
+        if path.is_dir() and PARTIAL_FOLDER.fullmatch(path.name):
             shutil.rmtree(path, ignore_errors=True)
         elif path.name.endswith(".tmp") and path.is_file():
             path.unlink(missing_ok=True)

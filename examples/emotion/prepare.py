@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from affect_data.cache import PARTIAL_FOLDER
 from affect_data.schema import EXPR_NAMES, LABEL_COLUMNS, TASK_COLUMNS, as_frame_table
 from emotion.config import Config
 from emotion.factory import frame_cache_folder, write_table
@@ -300,10 +300,10 @@ def _remove_partial_corpora(root: Path) -> None:
     """
     if not root.parent.is_dir():
         return
-    pattern = re.compile(rf"\.{re.escape(root.name)}\.(?:tmp|old)-(\d+)-[0-9a-f]+")
     for path in root.parent.iterdir():
-        match = pattern.fullmatch(path.name)
-        if match and path.is_dir() and not process_alive(int(match.group(1))):
+        match = PARTIAL_FOLDER.fullmatch(path.name)
+        mine = match is not None and match.group(1) == root.name
+        if mine and path.is_dir() and not process_alive(int(match.group(2))):
             _log.info("[prepare] deleting %s, left by a write of the corpus that was cut short", path)
             shutil.rmtree(path, ignore_errors=True)
 

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from affect_data._atomic import PARTIAL_FOLDER, atomic_folder
+from affect_data._atomic import atomic_folder
+from affect_data.cache import PARTIAL_FOLDER
 
 
 def test_a_new_folder_appears_only_when_the_block_ends(tmp_path):

@@ -219,7 +219,7 @@ def test_crop_names_that_are_not_plain_frame_numbers(tmp_path):
     write_labels(root, "EXPR", "train", "odd", ["1", "2"])
     assert load_aff_wild2(root, tasks=["EXPR"], splits=["train"])["expr"].tolist() == [1, 2]
     (folder / f"{10**23}.jpg").write_bytes(b"far beyond")
-    with pytest.raises(AnnotationError, match=r"1 image\(s\) beyond them, the first one numbered 2\^62"):
+    with pytest.raises(AnnotationError, match=rf"1 image\(s\) beyond them, the first {10**23}\.jpg;"):
         load_aff_wild2(root, tasks=["EXPR"], splits=["train"])
     table = load_aff_wild2(root, tasks=["EXPR"], splits=["train"], extra_images="ignore")
     assert table.attrs["report"].ignored == {"images beyond the end of their label file": 1}

@@ -10,7 +10,9 @@ datasets accept a :class:`FrameCache` and then skip decoding entirely. The cache
 
 Build it once with :func:`build_frame_cache` at the size the datasets resize to before cropping
 (``transforms.resized_size(112) == 134``). The build writes into a temporary sibling folder and renames it
-into place only when complete, so an interrupted build never leaves a folder that opens.
+into place only when complete, so an interrupted build never leaves a folder that opens. A killed build
+leaves that hidden folder (and an earlier cache moved aside) behind; :data:`PARTIAL_FOLDER` matches their
+names, as it does those that a killed :func:`affect_data.synthetic.write_corpus` leaves.
 
 Damage is detected, and named in a :class:`CacheError` (a ``ValueError``) that names the file and says to
 rebuild:
@@ -45,6 +47,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from affect_data._atomic import PARTIAL_FOLDER as PARTIAL_FOLDER  # public here: see the docstring
 from affect_data._atomic import atomic_folder
 from affect_data.faces import IMAGE_ERRORS
 from affect_data.transforms import load_image

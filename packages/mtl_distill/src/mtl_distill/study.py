@@ -33,6 +33,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from mtl_distill._optional import require
+
 __all__ = [
     "Interval",
     "PairedDifference",
@@ -271,8 +273,6 @@ class StudySummary:
         ...     path.stat().st_size > 0
         True
         """
-        from mtl_distill._optional import require
-
         require("matplotlib", "matplotlib", "StudySummary.plot")
         import matplotlib
 

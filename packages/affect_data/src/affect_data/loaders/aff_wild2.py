@@ -267,18 +267,18 @@ class _Reader:
             folder = self.images / video
             if not folder.is_dir():
                 raise FileNotFoundError(f"crop folder {folder} for label file {path} does not exist")
-            # ASCII digits only (str.isdigit also accepts "²", which int() refuses); a number too large for
-            # int64 is past any label file, so it is stored as the largest one.
-            stems = [n[:-4] for n in list_folder(folder) if n.endswith(".jpg") and n[:-4].isascii()]
+            # A number too large for int64 is past any label file: it is stored as the largest one.
             numbers = np.array(
-                [min(int(stem), _PAST_ANY_LINE) for stem in stems if stem.isdigit()], dtype=np.int64
+                [min(number, _PAST_ANY_LINE) for number in _frame_numbers(list_folder(folder)).values()],
+                dtype=np.int64,
             )
             self._listings[video] = numbers
         beyond = numbers[numbers > n_lines]
         if beyond.size:
             if self.extra_images == "error":
-                low = beyond.min()
-                first = f"{low:05d}.jpg" if low < _PAST_ANY_LINE else "one numbered 2^62 or more"
+                # The file's own name (not the int64 stored for it): list the folder again, on this path only.
+                found = _frame_numbers(list_folder(self.images / video))
+                first = min((name for name, k in found.items() if k > n_lines), key=found.__getitem__)
                 raise AnnotationError(
                     path,
                     f"label file has {n_lines} label lines but {self.images / video} holds {beyond.size} "
@@ -291,6 +291,16 @@ class _Reader:
         has = np.zeros(n_lines + 1, dtype=bool)
         has[numbers[(numbers >= 1) & (numbers <= n_lines)]] = True
         return has[1:]
+
+
+def _frame_numbers(names: Iterable[str]) -> dict[str, int]:
+    """Crop file name -> frame number, for the names ``<number>.jpg``. ASCII digits only: ``str.isdigit`` also
+    accepts "²", which ``int`` refuses."""
+    return {
+        name: int(name[:-4])
+        for name in names
+        if name.endswith(".jpg") and name[:-4].isascii() and name[:-4].isdigit()
+    }
 
 
 def _table_columns(values: np.ndarray, header: list[str], names: tuple[str, ...]) -> np.ndarray:

@@ -188,7 +188,8 @@ def _read_label_file(path: Path, report: LoadReport) -> list[_Face]:
     return list(faces.values())
 
 
-#: The largest face box coordinate taken: no image is wider, and larger integers overflow a float.
+#: The largest face box coordinate taken: no image is wider, and cropping with a larger one overflows the
+#: C integers of the image library (OverflowError).
 _MAX_COORDINATE = 2**31 - 1
 
 
