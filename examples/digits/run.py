@@ -278,6 +278,18 @@ VARIANTS = {
             "student_init": "random",
         },
     ),
+    "confidence": Variant(
+        "soft labels",
+        "as kd-ccc, each sample's soft labels weighted by the teacher's confidence on it (1 - normalised "
+        "entropy, relative to the batch's mean)",
+        {"batch_loss_weight": "teacher_share", "soft_label_weight": "confidence"},
+    ),
+    "per-task-confidence": Variant(
+        "soft labels",
+        "as per-task-kd-ccc, each sample's soft labels weighted by the teacher's confidence on it",
+        {"batch_loss_weight": "teacher_share", "soft_label_weight": "confidence"},
+        {"soft_labels": {"digit": "cached", "attributes": "cached", "shape": "online"}},
+    ),
     "from-teacher-kd": Variant(
         "budget",
         "as kd-ccc, students start from the trained teacher (their budget adds to its)",

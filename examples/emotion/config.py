@@ -120,12 +120,14 @@ class TeacherConfig:
 class StudentsConfig:
     """Student training: ground truth and the teacher's soft labels (Eq. 14).
 
-    The defaults are mtl_distill's (``TrainConfig``, ``DistillConfig``): ``lam``, ``temperature``,
-    ``t2_scaling``, ``unlabelled_weight`` (null: ``1 - lam``; the paper: 1) and ``batch_loss_weight`` (the
-    CCC term's weight: ``lam`` as the paper, or ``teacher_share``: its share of the teacher's loss) are the
-    loss settings, ``soft_labels`` online (as the paper), cached, or chosen per task (a mapping of ``AU``,
-    ``EXPR`` and ``VA`` to ``online`` or ``cached``), and ``init`` is where each student starts: the
-    teacher's starting weights (the paper), fresh random weights of its own, or the trained teacher's.
+    The defaults are mtl_distill's (``TrainConfig``, ``DistillConfig``). The loss settings: ``lam``,
+    ``temperature``, ``t2_scaling``, ``unlabelled_weight`` (null: ``1 - lam``; the paper: 1),
+    ``batch_loss_weight`` (the CCC term's weight: ``lam`` as the paper, or ``teacher_share``: its share of
+    the teacher's loss) and ``soft_label_weight`` (``uniform`` as the paper, or ``confidence``: each sample's
+    soft labels weighted by the teacher's confidence on it). ``soft_labels`` is online (as the paper),
+    cached, or chosen per task (a mapping of ``AU``, ``EXPR`` and ``VA`` to ``online`` or ``cached``), and
+    ``init`` is where each student starts: the teacher's starting weights (the paper), fresh random weights
+    of its own, or the trained teacher's.
     ``generations`` > 1 trains the students again, taught by the previous generation's ensemble (born-again
     networks); the last generation's students are the run's.
     """
@@ -137,6 +139,7 @@ class StudentsConfig:
     t2_scaling: bool = False
     unlabelled_weight: float | None = None
     batch_loss_weight: Literal["lam", "teacher_share"] = "lam"
+    soft_label_weight: Literal["uniform", "confidence"] = "uniform"
     soft_labels: Literal["online", "cached"] | dict[str, Literal["online", "cached"]] = "online"
     init: Literal["teacher_initial", "random", "teacher"] = "teacher_initial"
     generations: int = 1

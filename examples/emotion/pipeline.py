@@ -74,6 +74,7 @@ ADDED_SETTINGS = {
     "training.students.init": "teacher_initial",
     "training.students.batch_loss_weight": "lam",  # Eq. 14 as written: the CCC term weighted lam
     "training.students.generations": 1,
+    "training.students.soft_label_weight": "uniform",  # Eq. 14 as written: every soft label weighted alike
 }
 
 

@@ -325,7 +325,7 @@ def _setting(config: Config, seeds: Sequence[int], variants: Sequence[str]) -> s
             f"| {name} | {students.count} | {_epochs(students)} | {students.init} | {students.lam:g} | "
             f"{students.temperature:g} | {'yes' if students.t2_scaling else 'no'} | "
             f"{_unlabelled_weight(students)} | {students.batch_loss_weight.replace('_', ' ')} | "
-            f"{_soft_labels(students.soft_labels)} |"
+            f"{_soft_labels(students.soft_labels)}{_weighted(students.soft_label_weight)} |"
         )
     return "\n".join(lines)
 
@@ -334,6 +334,10 @@ def _soft_labels(soft_labels: str | dict[str, str]) -> str:
     if isinstance(soft_labels, str):
         return soft_labels
     return ", ".join(f"{task} {kind}" for task, kind in soft_labels.items())
+
+
+def _weighted(soft_label_weight: str) -> str:
+    return "" if soft_label_weight == "uniform" else f", weighted by the teacher's {soft_label_weight}"
 
 
 def _epochs(students: Any) -> str:

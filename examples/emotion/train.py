@@ -120,7 +120,11 @@ def train_config(config: Config, epochs: int, students: bool = False) -> TrainCo
     batch term weight)."""
     training = config.training
     loss = training.students
-    keys = ("lam", "temperature", "t2_scaling", "unlabelled_weight", "batch_loss_weight") if students else ()
+    keys = (
+        ("lam", "temperature", "t2_scaling", "unlabelled_weight", "batch_loss_weight", "soft_label_weight")
+        if students
+        else ()
+    )
     weight_decay = training.weight_decay
     device = resolve_device(training.device)
     return TrainConfig(

@@ -301,6 +301,73 @@ def test_teacher_share_gives_the_ccc_term_its_share_of_the_teacher_loss():
         student_loss(TASKS, student, teacher, targets, masks, batch_loss_weight="share")
 
 
+def entropy_confidence(task, t):
+    """1 - normalised entropy of the teacher's distribution, from the task's definition."""
+    if task is AU:
+        p = 1 / (1 + np.exp(-t))
+        entropy = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+        return float(np.mean(1 - entropy / np.log(2)))
+    if task is EXPR:
+        p = np.exp(log_softmax(t))
+        return float(1 + (p * np.log(p)).sum() / np.log(4))
+    per_dim = [np.exp(log_softmax(t[5 * i : 5 * i + 5])) for i in range(2)]
+    return float(np.mean([1 + (p * np.log(p)).sum() / np.log(5) for p in per_dim]))
+
+
+def test_teacher_confidence_is_one_minus_the_normalised_entropy():
+    teacher, _, _ = make_batch(seed=4)
+    for task in TASKS:
+        t = teacher[task.name].double()
+        expected = [entropy_confidence(task, row) for row in t.numpy()]
+        np.testing.assert_allclose(task.teacher_confidence(t).numpy(), expected, rtol=1e-9)
+    # Uniform: 0; one outcome certain: 1 (to float precision).
+    assert float(EXPR.teacher_confidence(torch.zeros(1, 4))[0]) == pytest.approx(0.0, abs=1e-6)
+    assert float(EXPR.teacher_confidence(torch.tensor([[60.0, 0.0, 0.0, 0.0]]))[0]) == pytest.approx(1.0)
+    assert float(AU.teacher_confidence(torch.tensor([[-60.0, 60.0, 60.0]]))[0]) == pytest.approx(1.0)
+    assert float(VA.teacher_confidence(torch.zeros(1, 10))[0]) == pytest.approx(0.0, abs=1e-6)
+    # A task without a distribution is sure of every sample.
+    assert RegressionTask("age", num_dims=2).teacher_confidence(torch.randn(3, 2)).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_confidence_weights_each_soft_label_by_the_teachers_confidence_over_the_batch_mean():
+    student, targets, masks = make_batch(seed=7)
+    teacher, _, _ = make_batch(seed=8)
+    lam, temperature = 0.6, 1.5
+    expected = 0.0
+    for task in TASKS:
+        s, t, y, m = (d[task.name].double().numpy() for d in (student, teacher, targets, masks))
+        m = m.astype(bool)
+        confidence = np.array([entropy_confidence(task, row) for row in t])
+        weight = confidence / confidence.mean()
+        for n in range(len(m)):
+            h = weight[n] * distillation(task, s[n], t[n], temperature)
+            expected += lam * supervision(task, s[n], y[n]) + (1 - lam) * h if m[n] else 0.4 * h
+        if task is VA:
+            expected += lam * ccc_term(s, y, m)
+    double = {name: value.double() for name, value in student.items()}
+    loss = student_loss(
+        TASKS, double, teacher, targets, masks, lam=lam, temperature=temperature, unlabelled_weight=0.4,
+        soft_label_weight="confidence",
+    )  # fmt: skip
+    assert float(loss) == pytest.approx(expected, rel=1e-9)
+    # The weights only move the distillation between samples: where the teacher is equally sure of every
+    # sample (here: every logit row the same), the loss is the uniform one.
+    same = {name: value[:1].expand_as(value).clone() for name, value in teacher.items()}
+    uniform = student_loss(TASKS, student, same, targets, masks, unlabelled_weight=0.4)
+    weighted = student_loss(
+        TASKS, student, same, targets, masks, unlabelled_weight=0.4, soft_label_weight="confidence"
+    )
+    assert float(weighted) == pytest.approx(float(uniform), rel=1e-6)
+    # A teacher that is unsure of everything (confidence 0) leaves the weights at 1, not at 0 / 0.
+    flat = {name: torch.zeros_like(value) for name, value in teacher.items()}
+    uniform = student_loss(TASKS, student, flat, targets, masks)
+    weighted = student_loss(TASKS, student, flat, targets, masks, soft_label_weight="confidence")
+    assert torch.isfinite(weighted)
+    assert float(weighted) == pytest.approx(float(uniform), rel=1e-6)
+    with pytest.raises(ValueError, match="soft_label_weight must be one of"):
+        student_loss(TASKS, student, teacher, targets, masks, soft_label_weight="entropy")
+
+
 def test_regression_task_losses():
     task = RegressionTask("age", num_dims=2)
     s = torch.tensor([[1.0, 2.0], [0.0, 0.0]])

@@ -168,6 +168,30 @@ def test_resume_rejects_a_checkpoint_written_under_other_training_settings(tmp_p
     )
 
 
+@pytest.mark.parametrize(
+    ("added", "before"), [("batch_loss_weight", "lam"), ("soft_label_weight", "uniform")]
+)
+def test_a_checkpoint_from_before_a_setting_existed_resumes_under_the_value_it_ran_with(
+    tmp_path, added, before
+):
+    train, sources, _ = toy.make_data()
+    sampler = toy.MultiTaskBatchSampler(sources, batch_size=4, steps_per_epoch=2)
+    Trainer(toy.make_model(), toy.make_tasks(), TrainConfig(epochs=1, progress=False), out_dir=tmp_path).fit(
+        train, sampler
+    )
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["settings"].pop(added) == before
+    save_checkpoint(state, tmp_path / "checkpoint.pt")
+    other = {"batch_loss_weight": "teacher_share", "soft_label_weight": "confidence"}[added]
+    with pytest.raises(ValueError, match=f"{added} '{before}' -> '{other}'"):
+        config = TrainConfig(epochs=2, progress=False, **{added: other})
+        Trainer(toy.make_model(), toy.make_tasks(), config, out_dir=tmp_path).fit(train, sampler)
+    resumed = Trainer(
+        toy.make_model(), toy.make_tasks(), TrainConfig(epochs=2, progress=False), out_dir=tmp_path
+    )
+    assert len(resumed.fit(train, sampler).history) == 2
+
+
 def test_checkpoints_load_with_weights_only_and_bad_files_are_named(tmp_path):
     train, sources, _ = toy.make_data()
     config = TrainConfig(epochs=1, progress=False)

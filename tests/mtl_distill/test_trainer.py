@@ -389,6 +389,7 @@ def test_gpu_switches_are_ignored_on_cpu_with_a_warning(data):
         ({"amp_dtype": "float8"}, "amp_dtype must be 'float16' or 'bfloat16'"),
         ({"reduction": "none"}, "reduction must be 'sum' or 'mean'"),
         ({"batch_loss_weight": "share"}, "batch_loss_weight must be one of"),
+        ({"soft_label_weight": "entropy"}, "soft_label_weight must be one of"),
     ],
 )
 def test_bad_settings_are_rejected_before_training(settings, message):

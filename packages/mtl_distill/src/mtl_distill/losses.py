@@ -11,7 +11,10 @@ term ``C_j`` (the CCC term of binned regression, over the labelled samples) and 
     student = sum_j w_j * (sum_{n labelled for j} [lam * L_j(n) + (1 - lam) * H_j(n)] + lam * C_j
                            + u * sum_{n not labelled for j} H_j(n))                                      (14)
 
-with ``u = 1`` in the paper (``unlabelled_weight``). ``batch_loss_weight="teacher_share"`` replaces the
+with ``u = 1`` in the paper (``unlabelled_weight``). ``soft_label_weight="confidence"`` multiplies each
+``H_j(n)`` by ``c_j(n) / mean_n c_j(n)``, the teacher's confidence on the sample (``Task.teacher_confidence``)
+relative to the batch's mean: sure soft labels count more, unsure ones less, and the task's total
+distillation weight stays as it was. ``batch_loss_weight="teacher_share"`` replaces the
 ``lam`` in front of ``C_j`` by ``(n_j + u * m_j) / n_j`` (``n_j`` samples labelled for ``j`` in the batch,
 ``m_j`` not): the batch term then keeps the share of task ``j``'s loss that it has in Eq. 13, where ``C_j``
 stands beside ``n_j`` per-sample terms. The soft labels stand in for per-sample supervision only; nothing in
@@ -30,10 +33,12 @@ from torch import Tensor
 
 from mtl_distill.tasks import Task, _at_least_float32
 
-__all__ = ["BATCH_LOSS_WEIGHTS", "student_loss", "teacher_loss"]
+__all__ = ["BATCH_LOSS_WEIGHTS", "SOFT_LABEL_WEIGHTS", "student_loss", "teacher_loss"]
 
 #: What ``student_loss(batch_loss_weight=...)`` accepts.
 BATCH_LOSS_WEIGHTS = ("lam", "teacher_share")
+#: What ``student_loss(soft_label_weight=...)`` accepts.
+SOFT_LABEL_WEIGHTS = ("uniform", "confidence")
 
 
 def teacher_loss(
@@ -102,6 +107,7 @@ def student_loss(
     t2_scaling: bool = False,
     unlabelled_weight: float = 1.0,
     batch_loss_weight: str = "lam",
+    soft_label_weight: str = "uniform",
 ) -> Tensor:
     """Student loss over a batch (Eq. 14): ground truth where labelled, the teacher's soft labels everywhere.
 
@@ -129,6 +135,9 @@ def student_loss(
         The weight of a task's batch term (the CCC term of binned regression): ``lam`` (Eq. 14), or
         ``(n + u * m) / n`` for ``n`` labelled and ``m`` unlabelled samples of the task in the batch, so that
         the term keeps the share of the task's loss it has in the teacher's loss (see the module's docstring).
+    soft_label_weight : {"uniform", "confidence"}, default "uniform"
+        Every sample's distillation term weighted alike (the paper), or by the teacher's confidence on it
+        relative to the batch's mean confidence for the task (see the module's docstring).
 
     Returns
     -------
@@ -154,6 +163,8 @@ def student_loss(
         raise ValueError(f"unlabelled_weight must be >= 0, got {unlabelled_weight!r}")
     if batch_loss_weight not in BATCH_LOSS_WEIGHTS:
         raise ValueError(f"batch_loss_weight must be one of {BATCH_LOSS_WEIGHTS}, got {batch_loss_weight!r}")
+    if soft_label_weight not in SOFT_LABEL_WEIGHTS:
+        raise ValueError(f"soft_label_weight must be one of {SOFT_LABEL_WEIGHTS}, got {soft_label_weight!r}")
     _check_outputs(tasks, teacher_outputs, batch_size, "teacher_outputs")
     total = 0.0
     for task in tasks:
@@ -164,6 +175,8 @@ def student_loss(
         distilled = task.distillation_loss(logits, teacher_logits, temperature)
         if t2_scaling and task.uses_temperature:
             distilled = distilled * temperature**2
+        if soft_label_weight == "confidence":
+            distilled = distilled * _relative_confidence(task, teacher_logits)
         labelled = lam * task.supervision_loss(logits, prepared) + (1 - lam) * distilled
         per_sample = torch.where(mask, labelled, unlabelled_weight * distilled).sum()
         batch_term = task.batch_loss(logits, prepared, mask)
@@ -244,6 +257,13 @@ def _check_outputs(
                 f"{what}[{task.name!r}] has batch size {len(logits)}, the other tasks {batch_size}"
             )
     return batch_size
+
+
+def _relative_confidence(task: Task, teacher_logits: Tensor) -> Tensor:
+    """The teacher's confidence per sample over the batch's mean; 1 everywhere if the mean is 0."""
+    confidence = task.teacher_confidence(teacher_logits).to(teacher_logits.dtype)
+    mean = confidence.mean()
+    return torch.where(mean > 0, confidence / mean.clamp(min=torch.finfo(mean.dtype).tiny), 1.0)
 
 
 def _reduce(total: Tensor, batch_size: int, reduction: str) -> Tensor:

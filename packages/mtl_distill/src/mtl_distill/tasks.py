@@ -99,6 +99,12 @@ class Task(ABC):
     def distillation_loss(self, student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
         """Per-sample loss ``[B]`` that pulls the student's outputs towards the teacher's."""
 
+    def teacher_confidence(self, teacher_logits: Tensor) -> Tensor:
+        """How sure the teacher is of each sample, ``[B]`` in [0, 1]: 1 minus the normalised entropy of its
+        distribution (1: one outcome certain; 0: uniform). Tasks without an output distribution (and this
+        default) return 1 for every sample. Used by ``student_loss(soft_label_weight="confidence")``."""
+        return teacher_logits.new_ones(len(teacher_logits))
+
     # -- serialisation --------------------------------------------------------------------------------------
     def to_config(self) -> dict[str, Any]:
         """The task as a dict of plain values; :func:`task_from_config` rebuilds it."""
@@ -181,6 +187,12 @@ def _at_least_float32(logits: Tensor) -> Tensor:
 def _soft_cross_entropy(target_log_probs: Tensor, student_log_probs: Tensor) -> Tensor:
     """``CE(p, q) = -sum_d p_d log q_d`` summed over the last dimension, from log-probabilities."""
     return -(target_log_probs.exp() * student_log_probs).sum(dim=-1)
+
+
+def _confidence(log_probs: Tensor) -> Tensor:
+    """``1 - H(p) / log(K)`` over the last dimension (K outcomes), from log-probabilities."""
+    entropy = _soft_cross_entropy(log_probs, log_probs)
+    return (1 - entropy / math.log(log_probs.shape[-1])).clamp(0, 1)
 
 
 @dataclass(frozen=True)
@@ -268,6 +280,12 @@ class MultiLabelTask(Task):
         # Eq. 10 has no temperature: the full BCE between sigmoid(t) and sigmoid(s), target entropy included.
         return self.supervision_loss(student_logits, torch.sigmoid(teacher_logits))
 
+    def teacher_confidence(self, teacher_logits: Tensor) -> Tensor:
+        # Each label's binary entropy over log 2, averaged over the labels.
+        logits = _at_least_float32(teacher_logits)
+        entropy = self.supervision_loss(logits, torch.sigmoid(logits)) / self.num_labels
+        return (1 - entropy / math.log(2)).clamp(0, 1)
+
 
 @dataclass(frozen=True)
 class MultiClassTask(Task):
@@ -350,6 +368,9 @@ class MultiClassTask(Task):
             torch.log_softmax(teacher_logits / temperature, dim=1),
             torch.log_softmax(student_logits / temperature, dim=1),
         )
+
+    def teacher_confidence(self, teacher_logits: Tensor) -> Tensor:
+        return _confidence(torch.log_softmax(_at_least_float32(teacher_logits), dim=1))
 
 
 @dataclass(frozen=True)
@@ -480,6 +501,11 @@ class BinnedRegressionTask(Task):
             torch.log_softmax(self._per_dim(teacher_logits) / temperature, dim=2),
             torch.log_softmax(self._per_dim(student_logits) / temperature, dim=2),
         ).sum(dim=1)
+
+    def teacher_confidence(self, teacher_logits: Tensor) -> Tensor:
+        # Per dimension over its bins, averaged over the dimensions.
+        log_probs = torch.log_softmax(self._per_dim(_at_least_float32(teacher_logits)), dim=2)
+        return _confidence(log_probs).mean(dim=1)
 
 
 @dataclass(frozen=True)

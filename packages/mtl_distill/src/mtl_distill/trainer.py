@@ -57,7 +57,7 @@ from mtl_distill.batching import IndexedDataset, MultiTaskBatchSampler
 from mtl_distill.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from mtl_distill.evaluation import evaluate, flatten_sequence_batch, mean_task_score
 from mtl_distill.logging_utils import MetricsLogger, flatten_scores, progress
-from mtl_distill.losses import BATCH_LOSS_WEIGHTS, student_loss, teacher_loss
+from mtl_distill.losses import BATCH_LOSS_WEIGHTS, SOFT_LABEL_WEIGHTS, student_loss, teacher_loss
 from mtl_distill.tasks import Task
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer"]
@@ -95,6 +95,9 @@ class TrainConfig:
     batch_loss_weight : {"lam", "teacher_share"}, default "lam"
         Weight of a task's batch term (the CCC of binned regression) in the student loss: ``lam`` (Eq. 14),
         or the share of the task's loss the term has in the teacher's loss (:func:`mtl_distill.student_loss`).
+    soft_label_weight : {"uniform", "confidence"}, default "uniform"
+        Every sample's soft labels weighted alike, or by the teacher's confidence on the sample relative to
+        the batch's mean (:func:`mtl_distill.student_loss`).
     num_workers : int, default 0
         DataLoader workers for training and evaluation.
     eval_batch_size : int, default 256
@@ -138,6 +141,7 @@ class TrainConfig:
     t2_scaling: bool = False
     unlabelled_weight: float | None = None
     batch_loss_weight: str = "lam"
+    soft_label_weight: str = "uniform"
     num_workers: int = 0
     eval_batch_size: int = 256
     device: str | None = None
@@ -182,6 +186,10 @@ class TrainConfig:
         if self.batch_loss_weight not in BATCH_LOSS_WEIGHTS:
             raise ValueError(
                 f"batch_loss_weight must be one of {BATCH_LOSS_WEIGHTS}, got {self.batch_loss_weight!r}"
+            )
+        if self.soft_label_weight not in SOFT_LABEL_WEIGHTS:
+            raise ValueError(
+                f"soft_label_weight must be one of {SOFT_LABEL_WEIGHTS}, got {self.soft_label_weight!r}"
             )
         if self.optimizer is None and not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
@@ -497,6 +505,7 @@ class Trainer:
             t2_scaling=config.t2_scaling,
             unlabelled_weight=config.distillation_weight_unlabelled,
             batch_loss_weight=config.batch_loss_weight,
+            soft_label_weight=config.soft_label_weight,
         )
 
     def _non_finite_error(self, value: float, outputs, targets, masks, soft) -> FloatingPointError:
@@ -631,7 +640,7 @@ class Trainer:
 
 
 #: Settings recorded in checkpoints since a later version, with the value that reproduces the earlier code.
-_ADDED_SETTINGS = {"batch_loss_weight": "lam"}
+_ADDED_SETTINGS = {"batch_loss_weight": "lam", "soft_label_weight": "uniform"}
 
 
 def _resume_settings(config: TrainConfig) -> dict[str, Any]:
@@ -655,5 +664,6 @@ def _resume_settings(config: TrainConfig) -> dict[str, Any]:
         "t2_scaling": config.t2_scaling,
         "unlabelled_weight": config.unlabelled_weight,
         "batch_loss_weight": config.batch_loss_weight,
+        "soft_label_weight": config.soft_label_weight,
         "keep_best": config.keep_best,
     }
