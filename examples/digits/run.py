@@ -290,6 +290,13 @@ VARIANTS = {
         {"batch_loss_weight": "teacher_share", "soft_label_weight": "confidence"},
         {"soft_labels": {"digit": "cached", "attributes": "cached", "shape": "online"}},
     ),
+    "per-task-bagging": Variant(
+        "diversity",
+        "as per-task-kd-ccc, each student on its own bootstrap bag of every task's samples (bagging): "
+        "members that differ in their data, for the ensemble",
+        {"batch_loss_weight": "teacher_share"},
+        {"soft_labels": {"digit": "cached", "attributes": "cached", "shape": "online"}, "bagging": True},
+    ),
     "from-teacher-kd": Variant(
         "budget",
         "as kd-ccc, students start from the trained teacher (their budget adds to its)",

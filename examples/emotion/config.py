@@ -127,7 +127,8 @@ class StudentsConfig:
     soft labels weighted by the teacher's confidence on it). ``soft_labels`` is online (as the paper),
     cached, or chosen per task (a mapping of ``AU``, ``EXPR`` and ``VA`` to ``online`` or ``cached``), and
     ``init`` is where each student starts: the teacher's starting weights (the paper), fresh random weights
-    of its own, or the trained teacher's.
+    of its own, or the trained teacher's. ``bagging`` gives each student its own bootstrap bag of the
+    training samples.
     ``generations`` > 1 trains the students again, taught by the previous generation's ensemble (born-again
     networks); the last generation's students are the run's.
     """
@@ -142,6 +143,7 @@ class StudentsConfig:
     soft_label_weight: Literal["uniform", "confidence"] = "uniform"
     soft_labels: Literal["online", "cached"] | dict[str, Literal["online", "cached"]] = "online"
     init: Literal["teacher_initial", "random", "teacher"] = "teacher_initial"
+    bagging: bool = False
     generations: int = 1
 
 

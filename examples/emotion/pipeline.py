@@ -75,6 +75,7 @@ ADDED_SETTINGS = {
     "training.students.batch_loss_weight": "lam",  # Eq. 14 as written: the CCC term weighted lam
     "training.students.generations": 1,
     "training.students.soft_label_weight": "uniform",  # Eq. 14 as written: every soft label weighted alike
+    "training.students.bagging": False,  # every student on all the samples
 }
 
 

@@ -342,7 +342,8 @@ def _weighted(soft_label_weight: str) -> str:
 
 def _epochs(students: Any) -> str:
     generations = students.generations
-    return f"{students.epochs}" if generations == 1 else f"{students.epochs} x {generations} generations"
+    epochs = f"{students.epochs}" if generations == 1 else f"{students.epochs} x {generations} generations"
+    return f"{epochs}, bagged" if students.bagging else epochs
 
 
 def _unlabelled_weight(students: Any) -> str:

@@ -83,6 +83,7 @@ def run_students(config: Config, folder: Path) -> dict[str, Any]:
         soft_labels=students.soft_labels,
         cache_dataset=unaugmented,
         reinitialise=students.init == "random",
+        bagging=students.bagging,
         seed=config.seed,
     )
     return {

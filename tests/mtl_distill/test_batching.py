@@ -230,3 +230,41 @@ def test_bad_sources_and_settings_are_named():
         MultiTaskBatchSampler({"a": [0]}, batch_size=1, steps_per_epoch=2).set_epoch(0, start_step=3)
     with pytest.raises(ValueError, match=r"must be \(inputs, targets, masks\)"):
         IndexedDataset([(1, 2)])[0]
+
+
+def test_a_bag_draws_each_sample_a_fixed_poisson_number_of_times():
+    sampler = MultiTaskBatchSampler({"a": range(5000), "b": EpochSampler(size=300, length=200)}, batch_size=8)
+    bag = sampler.bagged(bag_seed=3)
+    cycle = bag._cycle("a", 0)
+    counts = np.bincount(cycle, minlength=5000)
+    # Poisson(1): 1/e of the samples left out, 1/e once, 1/(2e) twice
+    assert abs(np.mean(counts == 0) - np.exp(-1)) < 0.03
+    assert abs(np.mean(counts == 2) - np.exp(-1) / 2) < 0.03
+    # The same bag in every cycle (reshuffled), for every seed of the sampler, and after a restart.
+    assert np.array_equal(np.sort(bag._cycle("a", 4)), np.sort(cycle))
+    assert np.array_equal(np.sort(bag.with_seed(9)._cycle("a", 0)), np.sort(cycle))
+    fresh = sampler.bagged(bag_seed=3)
+    assert np.array_equal(fresh.global_batch(2, 7), bag.global_batch(2, 7))
+    # A source drawing a new list every cycle keeps only its in-bag samples, repeated.
+    in_bag = set(np.flatnonzero(bag._multiplicities("b", np.arange(300))).tolist())
+    drawn = np.concatenate([bag.global_batch(0, step)[8:] for step in range(bag.steps_per_epoch)])
+    assert set(drawn.tolist()) <= in_bag and len(in_bag) < 250
+    # Another bag seed, another bag; the sampler it came from is untouched.
+    other = np.bincount(sampler.bagged(bag_seed=4)._cycle("a", 0), minlength=5000)
+    assert not np.array_equal(other, counts)
+    assert sampler.bag_seed is None and np.array_equal(np.sort(sampler._cycle("a", 0)), np.arange(5000))
+
+
+def test_a_bag_is_the_same_on_every_ddp_rank_and_a_too_small_source_is_named():
+    sources = {"a": range(40), "b": range(100, 140)}
+    whole = MultiTaskBatchSampler(sources, batch_size=4, steps_per_epoch=12).bagged(5)
+    shares = [
+        MultiTaskBatchSampler(sources, batch_size=4, steps_per_epoch=12, num_replicas=2, rank=r).bagged(5)
+        for r in (0, 1)
+    ]
+    for batch, share0, share1 in zip(whole, *shares, strict=True):
+        assert batch == share0[:2] + share1[:2] + share0[2:] + share1[2:]
+    tiny = MultiTaskBatchSampler({"a": [0]}, batch_size=1)
+    seed = next(s for s in range(100) if tiny.bagged(s)._multiplicities("a", np.array([0]))[0] == 0)
+    with pytest.raises(ValueError, match=rf"bootstrap bag \(bag_seed {seed}\) of task 'a' left no sample"):
+        tiny.bagged(seed).global_batch(0, 0)

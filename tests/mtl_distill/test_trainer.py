@@ -144,6 +144,30 @@ def test_students_can_start_from_own_random_weights_or_from_the_trained_teacher(
     assert states_equal(model.state_dict(), initial)
 
 
+def test_with_bagging_each_student_draws_from_its_own_bag(data, monkeypatch):
+    from mtl_distill import distillation
+
+    train, sampler, val = data
+    bags = []
+    fit = distillation.Trainer.fit
+
+    def recording_fit(self, train_dataset, batch_sampler, val_dataset=None):
+        bags.append(batch_sampler.bag_seed)
+        return fit(self, train_dataset, batch_sampler, val_dataset)
+
+    monkeypatch.setattr(distillation.Trainer, "fit", recording_fit)
+    config = DistillConfig(quiet(1), quiet(1), 2, bagging=True, seed=4)
+    bagged = distill(toy.make_model(), TASKS, train, sampler, val, config)
+    student_seeds = [distillation._student_seed(4, 1, index) for index in range(2)]
+    assert bags == [None, *student_seeds]  # the teacher sees every sample; each student its own bag
+    plain = distill(
+        toy.make_model(), TASKS, train, sampler, val, DistillConfig(quiet(1), quiet(1), 2, seed=4),
+        teacher=bagged.teacher,
+    )  # fmt: skip
+    assert bags[3:] == [None, None]
+    assert not states_equal(plain.students[0].state_dict(), bagged.students[0].state_dict())
+
+
 def test_reset_parameters_names_a_parameter_it_cannot_reset():
     from mtl_distill.distillation import reset_parameters
 

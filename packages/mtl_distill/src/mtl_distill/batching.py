@@ -9,6 +9,9 @@ samples (the paper's ``3 N``). A source that runs out starts its next cycle: a s
 ``set_epoch(cycle)``, a plain list is reshuffled. The epoch length is a number of steps that the user sets,
 not the length of the shortest list.
 
+:meth:`MultiTaskBatchSampler.bagged` gives a copy that draws from its own bootstrap bag of every task's
+samples (bagging, for ensemble members that differ in their data).
+
 Everything is a pure function of ``(seed, epoch, step)``: the batch at any step can be recomputed without
 replaying the ones before it, which is what makes an exact resume and identical batches across DDP ranks
 cheap. Under ``torch.distributed`` every rank computes the same *global* batch and keeps its share
@@ -126,6 +129,8 @@ class MultiTaskBatchSampler(Sampler[list]):
         self.batch_size = _per_task_ints(batch_size, self.tasks, "batch_size")
         self.offsets = _per_task_ints(offsets or 0, self.tasks, "offsets", minimum=0)
         self._sources = {name: _check_source(name, source) for name, source in sources.items()}
+        self.bag_seed: int | None = None
+        self._multiplicity_blocks: dict[tuple[str, int], np.ndarray] = {}
         if steps_per_epoch is None:
             longest = max(self._cycle_length(name, 0) / self.batch_size[name] for name in self.tasks)
             steps_per_epoch = max(1, int(np.ceil(longest)))
@@ -158,6 +163,33 @@ class MultiTaskBatchSampler(Sampler[list]):
         clone = copy.copy(self)
         clone.seed = int(seed)
         clone._cycle_cache = {}
+        return clone
+
+    def bagged(self, bag_seed: int) -> MultiTaskBatchSampler:
+        """A copy that draws from its own bootstrap bag of each task's samples (bagging).
+
+        Every sample index ``i`` of a task gets a multiplicity ``k_i ~ Poisson(1)``, a fixed function of
+        ``(bag_seed, task, i)``: each cycle of the task's source repeats ``i`` ``k_i`` times, so about 37%
+        of the samples are left out of this copy's training and others count twice or more (the Poisson
+        bootstrap, which needs no list of all samples in advance and so also works with a sampler that
+        draws a new list every cycle). An index the source lists twice (a re-balanced list) keeps its two
+        places, each repeated ``k_i`` times. Cycles get shorter or longer by a few percent; the epoch length,
+        a number of steps, does not change.
+
+        Example
+        -------
+        >>> sampler = MultiTaskBatchSampler({"a": range(1000)}, batch_size=10)
+        >>> bag = sampler.bagged(bag_seed=1)
+        >>> drawn = bag.global_batch(0, 0).tolist() + bag.global_batch(0, 50).tolist()
+        >>> out_of_bag = set(range(1000)) - set(bag._cycle("a", 0).tolist())
+        >>> 300 < len(out_of_bag) < 440, not out_of_bag & set(drawn)
+        (True, True)
+        """
+        clone = copy.copy(self)
+        clone.bag_seed = int(bag_seed)
+        clone._cycle_cache = {}
+        clone._cycle_starts = {name: [0] for name in self.tasks}  # the bag changes the cycles' lengths
+        clone._multiplicity_blocks = {}
         return clone
 
     def global_batch(self, epoch: int, step: int) -> np.ndarray:
@@ -236,6 +268,11 @@ class MultiTaskBatchSampler(Sampler[list]):
         return cycle, starts[cycle]
 
     def _cycle_length(self, name: str, cycle: int) -> int:
+        if self.bag_seed is not None:
+            return len(self._cycle(name, cycle))
+        return self._source_length(name, cycle)
+
+    def _source_length(self, name: str, cycle: int) -> int:
         source = self._sources[name]
         if hasattr(source, "set_epoch"):
             source.set_epoch(cycle)
@@ -258,20 +295,45 @@ class MultiTaskBatchSampler(Sampler[list]):
                 if name not in self._fixed_lists:
                     self._fixed_lists[name] = np.fromiter(iter(source), dtype=np.int64)
                 values = self._fixed_lists[name]
-            if len(values) != self._cycle_length(name, cycle):
+            if len(values) != self._source_length(name, cycle):
                 raise ValueError(
                     f"the sampler of task {name!r} yielded {len(values)} indices in cycle {cycle} but its "
-                    f"len() is {self._cycle_length(name, cycle)}"
+                    f"len() is {self._source_length(name, cycle)}"
                 )
             if values.size and values.min() < 0:
                 raise ValueError(f"the sampler of task {name!r} yielded a negative index ({values.min()})")
         else:
             values = source
+        if self.bag_seed is not None:
+            values = np.repeat(values, self._multiplicities(name, values))
+            if not values.size:
+                raise ValueError(
+                    f"the bootstrap bag (bag_seed {self.bag_seed}) of task {name!r} left no sample of cycle "
+                    f"{cycle}: the source is too small to bag"
+                )
         if self.shuffle:
             task_number = self.tasks.index(name)
             values = values[np.random.default_rng([self.seed, task_number, cycle]).permutation(len(values))]
         self._cycle_cache[name] = (cycle, values)
         return values
+
+    def _multiplicities(self, name: str, indices: np.ndarray) -> np.ndarray:
+        """The bag's Poisson(1) count of each index, drawn in blocks so that any index can be looked up."""
+        blocks = indices // _BAG_BLOCK
+        counts = np.empty(len(indices), dtype=np.int64)
+        task_number = self.tasks.index(name)
+        for block in np.unique(blocks).tolist():
+            key = (name, block)
+            if key not in self._multiplicity_blocks:
+                rng = np.random.default_rng([self.bag_seed, task_number, block])
+                self._multiplicity_blocks[key] = rng.poisson(1.0, _BAG_BLOCK)
+            here = blocks == block
+            counts[here] = self._multiplicity_blocks[key][indices[here] % _BAG_BLOCK]
+        return counts
+
+
+#: Indices whose bag multiplicities are drawn together (:meth:`MultiTaskBatchSampler.bagged`).
+_BAG_BLOCK = 4096
 
 
 class IndexedDataset(Dataset):
