@@ -123,9 +123,10 @@ class StudentsConfig:
     The defaults are mtl_distill's (``TrainConfig``, ``DistillConfig``). The loss settings: ``lam``,
     ``temperature``, ``t2_scaling``, ``unlabelled_weight`` (null: ``1 - lam``; the paper: 1),
     ``batch_loss_weight`` (the CCC term's weight: ``lam`` as the paper, or ``teacher_share``: its share of
-    the teacher's loss) and ``soft_label_weight`` (``uniform`` as the paper, or ``confidence``: each sample's
-    soft labels weighted by the teacher's confidence on it). ``soft_labels`` is online (as the paper),
-    cached, or chosen per task (a mapping of ``AU``, ``EXPR`` and ``VA`` to ``online`` or ``cached``), and
+    the teacher's loss; the default) and ``soft_label_weight`` (``uniform`` as the paper, or ``confidence``:
+    each sample's soft labels weighted by the teacher's confidence on it). ``soft_labels`` is ``by_task``
+    (the default: cached for AU and EXPR, online for VA), online (as the paper), cached, or chosen per task
+    (a mapping of ``AU``, ``EXPR`` and ``VA`` to ``online`` or ``cached``), and
     ``init`` is where each student starts: the teacher's starting weights (the paper), fresh random weights
     of its own, or the trained teacher's. ``bagging`` gives each student its own bootstrap bag of the
     training samples.
@@ -139,9 +140,9 @@ class StudentsConfig:
     temperature: float = 1.5
     t2_scaling: bool = False
     unlabelled_weight: float | None = None
-    batch_loss_weight: Literal["lam", "teacher_share"] = "lam"
+    batch_loss_weight: Literal["lam", "teacher_share"] = "teacher_share"
     soft_label_weight: Literal["uniform", "confidence"] = "uniform"
-    soft_labels: Literal["online", "cached"] | dict[str, Literal["online", "cached"]] = "online"
+    soft_labels: Literal["by_task", "online", "cached"] | dict[str, Literal["online", "cached"]] = "by_task"
     init: Literal["teacher_initial", "random", "teacher"] = "teacher_initial"
     bagging: bool = False
     generations: int = 1
@@ -477,7 +478,7 @@ def _check_students(students: StudentsConfig, where: str, source: Path | str) ->
         raise ConfigError(f"{source}: {where}.temperature must be > 0, got {students.temperature}")
     if isinstance(students.soft_labels, dict) and sorted(students.soft_labels) != sorted(TASK_NAMES):
         raise ConfigError(
-            f"{source}: {where}.soft_labels must be online, cached, or name each of the tasks "
+            f"{source}: {where}.soft_labels must be by_task, online, cached, or name each of the tasks "
             f"{', '.join(TASK_NAMES)} once, got {students.soft_labels}"
         )
     if students.unlabelled_weight is not None and not students.unlabelled_weight >= 0:

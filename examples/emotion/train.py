@@ -9,7 +9,8 @@ reports, so that the epoch kept is the one the report would rank first.
 
 Outputs: ``teacher/`` holds ``initial.pt`` (the starting weights, shared with the students), ``checkpoint.pt``
 (resume), ``metrics.csv`` and ``model.pt`` (best epoch); ``students/student_<k>/`` the same for each student,
-and ``students/soft_labels.pt`` the cached teacher outputs when ``soft_labels: cached``. With ``generations``
+and ``students/soft_labels.pt`` the cached teacher outputs when some task's soft labels are cached (the
+default ``by_task`` caches AU's and EXPR's). With ``generations``
 > 1, generation ``g`` before the last is in ``students/generation_<g>/`` and teaches the next as an ensemble;
 the last generation's students are ``students/student_<k>/``.
 """

@@ -70,3 +70,27 @@ def test_each_training_image_has_one_label_and_test_images_all():
     image, targets, masks = plain[0]
     assert image.shape == (64,) and set(targets) == set(masks) == {"digit", "attributes", "shape"}
     assert float(test.targets["shape"].min()) >= -1 and float(test.targets["shape"].max()) <= 1
+
+
+def resolved(example, name):
+    """What a variant trains: its students' loss settings and the soft-label source of each task."""
+    import mtl_distill as md
+    from mtl_distill.distillation import _soft_label_kinds
+
+    variant = example.VARIANTS[name]
+    config = md.DistillConfig(student=md.TrainConfig(**variant.student), **variant.distill)
+    loss = {key: getattr(config.student, key) for key in example.PAPER_LOSS | {"soft_label_weight": 0}}
+    return loss, _soft_label_kinds(config.soft_labels, example.TASKS), config.student_init, config.bagging
+
+
+def test_each_variant_trains_what_it_says_whatever_the_package_defaults():
+    example = load_example()
+    # The package's defaults are the best variant of the studies, per-task-kd-ccc, on this problem.
+    assert resolved(example, "default") == resolved(example, "per-task-kd-ccc")
+    # Variants from before the defaults changed pin what they ran with.
+    online_kd, kinds, _, _ = resolved(example, "online-kd")
+    assert online_kd["batch_loss_weight"] == "lam" and set(kinds.values()) == {"online"}
+    for name in ("kd-ccc", "confidence", "from-teacher-kd", "born-again", "paper", "paper-equal", "own-init"):
+        loss, kinds, _, _ = resolved(example, name)
+        assert set(kinds.values()) == {"online"}, name
+        assert loss["batch_loss_weight"] == ("lam" if name.startswith(("paper", "own")) else "teacher_share")

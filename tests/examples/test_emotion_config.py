@@ -170,7 +170,7 @@ def test_soft_labels_may_be_chosen_per_task_naming_each_task(tmp_path):
         load_config(write(tmp_path, data), check_paths=False)
     del data["training"]["students"]["soft_labels"]["VA"]
     with pytest.raises(
-        ConfigError, match=r"soft_labels must be online, cached, or name each of the tasks AU, EXPR"
+        ConfigError, match=r"soft_labels must be by_task, online, cached, or name each of the tasks AU, EXPR"
     ):
         load_config(write(tmp_path, data), check_paths=False)
 

@@ -174,11 +174,11 @@ def test_resume_rejects_a_checkpoint_written_under_other_training_settings(tmp_p
 def test_a_checkpoint_from_before_a_setting_existed_resumes_under_the_value_it_ran_with(
     tmp_path, added, before
 ):
+    # A run under the value the code had before the setting existed, its checkpoint stripped of the key.
     train, sources, _ = toy.make_data()
     sampler = toy.MultiTaskBatchSampler(sources, batch_size=4, steps_per_epoch=2)
-    Trainer(toy.make_model(), toy.make_tasks(), TrainConfig(epochs=1, progress=False), out_dir=tmp_path).fit(
-        train, sampler
-    )
+    first = TrainConfig(epochs=1, progress=False, **{added: before})
+    Trainer(toy.make_model(), toy.make_tasks(), first, out_dir=tmp_path).fit(train, sampler)
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["settings"].pop(added) == before
     save_checkpoint(state, tmp_path / "checkpoint.pt")
@@ -186,9 +186,8 @@ def test_a_checkpoint_from_before_a_setting_existed_resumes_under_the_value_it_r
     with pytest.raises(ValueError, match=f"{added} '{before}' -> '{other}'"):
         config = TrainConfig(epochs=2, progress=False, **{added: other})
         Trainer(toy.make_model(), toy.make_tasks(), config, out_dir=tmp_path).fit(train, sampler)
-    resumed = Trainer(
-        toy.make_model(), toy.make_tasks(), TrainConfig(epochs=2, progress=False), out_dir=tmp_path
-    )
+    again = TrainConfig(epochs=2, progress=False, **{added: before})
+    resumed = Trainer(toy.make_model(), toy.make_tasks(), again, out_dir=tmp_path)
     assert len(resumed.fit(train, sampler).history) == 2
 
 

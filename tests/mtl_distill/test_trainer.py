@@ -85,8 +85,8 @@ def test_train_step_minimises_eq13_for_the_teacher_and_eq14_for_a_student(data):
     with torch.no_grad():
         expected = teacher_loss(TASKS, teacher_model(inputs), targets, masks, "mean", {"cls": 2.0})
         soft = teacher_model(inputs)
-        expected_student = student_loss(  # TrainConfig's default: distillation weighted 1 - lam everywhere
-            TASKS,
+        expected_student = student_loss(  # TrainConfig's defaults: distillation weighted 1 - lam everywhere,
+            TASKS,  # the CCC term at its share of the teacher's loss
             student_model(inputs),
             soft,
             targets,
@@ -96,6 +96,7 @@ def test_train_step_minimises_eq13_for_the_teacher_and_eq14_for_a_student(data):
             "mean",
             {"cls": 2.0},
             unlabelled_weight=0.4,
+            batch_loss_weight="teacher_share",
         )
     source = OnlineSoftLabels(teacher_model)
     student = Trainer(student_model, TASKS, config, soft_labels=source)
@@ -188,9 +189,11 @@ def test_the_paper_preset_and_invalid_student_starts():
     assert (paper.student.lam, paper.student.temperature, paper.student.t2_scaling) == (0.6, 1.5, False)
     assert (paper.soft_labels, paper.student_init) == ("online", "teacher_initial")
     assert paper.student.distillation_weight_unlabelled == 1.0  # Eq. 14
+    assert paper.student.batch_loss_weight == "lam"
     assert DistillConfig.paper(device="cpu").teacher.device == "cpu"
-    defaults = DistillConfig()  # the best method of the studies: students as long as the teacher, online
-    assert defaults.student.epochs == defaults.teacher.epochs and defaults.soft_labels == "online"
+    defaults = DistillConfig()  # the best method of the studies: students as long as the teacher, by task
+    assert defaults.student.epochs == defaults.teacher.epochs and defaults.soft_labels == "by_task"
+    assert defaults.student.batch_loss_weight == "teacher_share"
     assert TrainConfig().distillation_weight_unlabelled == pytest.approx(0.4)  # 1 - lam
     assert TrainConfig(lam=0.9).distillation_weight_unlabelled == pytest.approx(0.1)
     with pytest.raises(ValueError, match="student_init must be one of"):
@@ -268,6 +271,9 @@ def test_soft_labels_chosen_per_task_take_each_task_from_its_source(data, tmp_pa
     assert not close(from_mix, students("online")) and not close(
         from_mix, students("cached", cache_dataset=shifted)
     )
+    # "by_task": each task's preferred source - cached for the classification tasks, online for regression.
+    assert [task.preferred_soft_labels for task in TASKS] == ["cached", "cached", "online"]
+    assert close(students("by_task", cache_dataset=shifted), from_mix)
 
     with pytest.raises(ValueError, match=r"name every task once: missing \['val'\], not a task \['shape'\]"):
         students({"attr": "cached", "cls": "cached", "shape": "online"})
@@ -275,7 +281,7 @@ def test_soft_labels_chosen_per_task_take_each_task_from_its_source(data, tmp_pa
         ValueError, match=r"each task must be one of \('online', 'cached'\), got \{'val': 'soft'\}"
     ):
         students({**mixed, "val": "soft"})
-    with pytest.raises(ValueError, match="soft_labels must be one of"):
+    with pytest.raises(ValueError, match=r"soft_labels must be 'by_task', one of \('online', 'cached'\)"):
         DistillConfig(soft_labels="offline")
     with pytest.raises(ValueError, match=r"got \{'val': 'soft'\}"):
         DistillConfig(soft_labels={**mixed, "val": "soft"})

@@ -512,13 +512,13 @@ def run_seeds(
 ) -> dict[int, Result]:
     """Call ``work(seed)`` for every seed, ``jobs`` at a time; return ``{seed: result}`` in ``seeds`` order.
 
-    With ``jobs`` > 1 each call runs in a fresh (spawned) process, so ``work`` and its results must pickle:
-    a module-level function, or a :func:`functools.partial` of one. Each call gets ``threads`` torch CPU
-    threads, by default an equal share of this process's (``torch.get_num_threads() // jobs``, at least 1):
-    a small model keeps one thread busy far better than two, so two seeds at once on two cores nearly halve
-    the time of a study. With ``jobs`` = 1 the calls run here, one after the other, and the thread count is
-    restored afterwards. ``on_done(seed, result)`` is called here as each seed finishes (in the order they
-    finish); the first error of a call is raised here.
+    With ``jobs`` > 1 the calls run in ``jobs`` spawned worker processes (each reused for several seeds),
+    so ``work`` and its results must pickle: a module-level function, or a :func:`functools.partial` of one.
+    Each call gets ``threads`` torch CPU threads, by default an equal share of this process's
+    (``torch.get_num_threads() // jobs``, at least 1): a small model keeps one thread busy far better than
+    two, so two seeds at once on two cores nearly halve the time of a study. With ``jobs`` = 1 the calls run
+    here, one after the other, and the thread count is restored afterwards. ``on_done(seed, result)`` is
+    called here as each seed finishes (in the order they finish); the first error of a call is raised here.
 
     Examples
     --------

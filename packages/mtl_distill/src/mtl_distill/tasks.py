@@ -57,10 +57,16 @@ class Task(ABC):
     uses_temperature : bool
         Whether the distillation loss softens both sides with the temperature ``T`` (and so whether the
         optional ``T^2`` gradient scaling applies to it).
+    preferred_soft_labels : {"online", "cached"}
+        Where the task's soft labels come from under ``DistillConfig(soft_labels="by_task")`` (the default):
+        "cached" (the teacher's outputs on the clean sample, computed once) for the classification tasks,
+        "online" (the teacher on the student's augmented batch) for regression, which is what the project's
+        studies found best for each kind (``docs/design.md``, section 4.2).
     """
 
     name: str
     uses_temperature: ClassVar[bool] = False
+    preferred_soft_labels: ClassVar[str] = "online"
 
     @property
     @abstractmethod
@@ -217,6 +223,8 @@ class MultiLabelTask(Task):
     1.0
     """
 
+    preferred_soft_labels: ClassVar[str] = "cached"
+
     name: str
     num_labels: int
     label_names: tuple[str, ...] | None = field(default=None)
@@ -310,6 +318,7 @@ class MultiClassTask(Task):
     """
 
     uses_temperature: ClassVar[bool] = True
+    preferred_soft_labels: ClassVar[str] = "cached"
 
     name: str
     num_classes: int
