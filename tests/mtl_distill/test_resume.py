@@ -18,6 +18,7 @@ import torch
 import toy_training as toy
 
 from mtl_distill.checkpoint import load_checkpoint, save_checkpoint
+from mtl_distill.soft_labels import OnlineSoftLabels
 from mtl_distill.trainer import TrainConfig, Trainer
 
 SCRIPT = Path(toy.__file__)
@@ -154,7 +155,8 @@ def test_resume_rejects_a_checkpoint_written_under_other_training_settings(tmp_p
     first = TrainConfig(epochs=2, lr=1e-3, progress=False, checkpoint_every=1)
     Trainer(toy.make_model(), toy.make_tasks(), first, out_dir=tmp_path).fit(train, sampler)
     changed = TrainConfig(epochs=3, lr=1e-2, lam=0.9, progress=False, checkpoint_every=1)
-    with pytest.raises(ValueError, match=r"other settings \(lam 0\.6 -> 0\.9, lr 0\.001 -> 0\.01\)"):
+    # A teacher (no soft labels) does not read lam: only the learning rate counts.
+    with pytest.raises(ValueError, match=r"other settings \(lr 0\.001 -> 0\.01\)"):
         Trainer(toy.make_model(), toy.make_tasks(), changed, out_dir=tmp_path).fit(train, sampler)
     # What only changes where or how fast it runs does not count.
     again = TrainConfig(
@@ -174,21 +176,36 @@ def test_resume_rejects_a_checkpoint_written_under_other_training_settings(tmp_p
 def test_a_checkpoint_from_before_a_setting_existed_resumes_under_the_value_it_ran_with(
     tmp_path, added, before
 ):
-    # A run under the value the code had before the setting existed, its checkpoint stripped of the key.
+    # A student run under the value the code had before the setting existed; its checkpoint loses the key.
     train, sources, _ = toy.make_data()
     sampler = toy.MultiTaskBatchSampler(sources, batch_size=4, steps_per_epoch=2)
-    first = TrainConfig(epochs=1, progress=False, **{added: before})
-    Trainer(toy.make_model(), toy.make_tasks(), first, out_dir=tmp_path).fit(train, sampler)
+
+    def student(config):
+        soft = OnlineSoftLabels(toy.make_model(seed=3))
+        return Trainer(toy.make_model(), toy.make_tasks(), config, soft_labels=soft, out_dir=tmp_path)
+
+    student(TrainConfig(epochs=1, progress=False, **{added: before})).fit(train, sampler)
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["settings"].pop(added) == before
     save_checkpoint(state, tmp_path / "checkpoint.pt")
     other = {"batch_loss_weight": "teacher_share", "soft_label_weight": "confidence"}[added]
     with pytest.raises(ValueError, match=f"{added} '{before}' -> '{other}'"):
-        config = TrainConfig(epochs=2, progress=False, **{added: other})
-        Trainer(toy.make_model(), toy.make_tasks(), config, out_dir=tmp_path).fit(train, sampler)
-    again = TrainConfig(epochs=2, progress=False, **{added: before})
-    resumed = Trainer(toy.make_model(), toy.make_tasks(), again, out_dir=tmp_path)
-    assert len(resumed.fit(train, sampler).history) == 2
+        student(TrainConfig(epochs=2, progress=False, **{added: other})).fit(train, sampler)
+    resumed = student(TrainConfig(epochs=2, progress=False, **{added: before})).fit(train, sampler)
+    assert len(resumed.history) == 2
+
+
+def test_a_teacher_resumes_whatever_the_student_loss_settings(tmp_path):
+    # A teacher's loss reads none of them: a finished teacher stays usable when their defaults change.
+    train, sources, _ = toy.make_data()
+    sampler = toy.MultiTaskBatchSampler(sources, batch_size=4, steps_per_epoch=2)
+    before = TrainConfig(epochs=1, progress=False, batch_loss_weight="lam", lam=0.6)
+    Trainer(toy.make_model(), toy.make_tasks(), before, out_dir=tmp_path).fit(train, sampler)
+    after = TrainConfig(
+        epochs=2, progress=False, batch_loss_weight="teacher_share", lam=0.9, soft_label_weight="confidence"
+    )
+    resumed = Trainer(toy.make_model(), toy.make_tasks(), after, out_dir=tmp_path).fit(train, sampler)
+    assert len(resumed.history) == 2
 
 
 def test_checkpoints_load_with_weights_only_and_bad_files_are_named(tmp_path):

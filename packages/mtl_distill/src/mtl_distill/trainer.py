@@ -420,6 +420,9 @@ class Trainer:
         # A setting added after the checkpoint was written counts as the value that did what the code did.
         saved = {**_ADDED_SETTINGS, **saved}
         current = _resume_settings(self.config)
+        if self.soft_labels is None:  # a teacher's loss reads none of the students' settings
+            saved = {key: value for key, value in saved.items() if key not in _STUDENT_LOSS_SETTINGS}
+            current = {key: value for key, value in current.items() if key not in _STUDENT_LOSS_SETTINGS}
         changed = sorted(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
         if changed:
             details = ", ".join(f"{key} {saved.get(key)!r} -> {current.get(key)!r}" for key in changed)
@@ -643,6 +646,10 @@ class Trainer:
 
 #: Settings recorded in checkpoints since a later version, with the value that reproduces the earlier code.
 _ADDED_SETTINGS = {"batch_loss_weight": "lam", "soft_label_weight": "uniform"}
+#: Settings that only the student loss reads; a run without soft labels ignores them.
+_STUDENT_LOSS_SETTINGS = frozenset(
+    {"lam", "temperature", "t2_scaling", "unlabelled_weight", "batch_loss_weight", "soft_label_weight"}
+)
 
 
 def _resume_settings(config: TrainConfig) -> dict[str, Any]:
