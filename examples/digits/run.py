@@ -200,8 +200,7 @@ PAPER_LOSS = {
     "batch_loss_weight": "lam",
 }
 PAPER_DISTILL = {"soft_labels": "online", "student_init": "teacher_initial"}
-# The package's defaults before the studies below made them per-task soft labels and the CCC term's share.
-ONLINE_KD_LOSS = {"batch_loss_weight": "lam"}
+# Variants that ran when online soft labels were the package's default name them (the default is now by task).
 ONLINE = {"soft_labels": "online"}
 VARIANTS = {
     "default": Variant(
@@ -215,7 +214,7 @@ VARIANTS = {
         "the package's defaults until the per-task study: students as long as the teacher, online soft "
         "labels, every sample's distillation weighted 1 - lam = 0.4 (Hinton et al.), the CCC term weighted "
         "lam",
-        ONLINE_KD_LOSS,
+        {"batch_loss_weight": "lam"},
         ONLINE,
     ),
     "paper": Variant(

@@ -36,7 +36,7 @@ from emotion.factory import (
 from emotion.pipeline import progress_bars
 from mtl_distill.batching import MultiTaskBatchSampler, concat_datasets
 from mtl_distill.distillation import train_generations, train_teacher
-from mtl_distill.trainer import TrainConfig
+from mtl_distill.trainer import STUDENT_LOSS_SETTINGS, TrainConfig
 
 __all__ = ["run_students", "run_teacher", "train_config", "training_data"]
 
@@ -118,15 +118,11 @@ def training_data(config: Config) -> tuple[Any, MultiTaskBatchSampler, Any, Any]
 
 def train_config(config: Config, epochs: int, students: bool = False) -> TrainConfig:
     """mtl_distill's settings for ``epochs`` epochs under the config's ``training`` section; with
-    ``students``, the students' loss settings too (``training.students``: lam, T, T^2, unlabelled weight,
-    batch term weight)."""
+    ``students``, the students' loss settings too (``mtl_distill.trainer.STUDENT_LOSS_SETTINGS``, read from
+    ``training.students``, which has a field of each name)."""
     training = config.training
     loss = training.students
-    keys = (
-        ("lam", "temperature", "t2_scaling", "unlabelled_weight", "batch_loss_weight", "soft_label_weight")
-        if students
-        else ()
-    )
+    keys = STUDENT_LOSS_SETTINGS if students else ()
     weight_decay = training.weight_decay
     device = resolve_device(training.device)
     return TrainConfig(

@@ -76,10 +76,11 @@ def resolved(example, name):
     """What a variant trains: its students' loss settings and the soft-label source of each task."""
     import mtl_distill as md
     from mtl_distill.distillation import _soft_label_kinds
+    from mtl_distill.trainer import STUDENT_LOSS_SETTINGS
 
     variant = example.VARIANTS[name]
     config = md.DistillConfig(student=md.TrainConfig(**variant.student), **variant.distill)
-    loss = {key: getattr(config.student, key) for key in example.PAPER_LOSS | {"soft_label_weight": 0}}
+    loss = {key: getattr(config.student, key) for key in STUDENT_LOSS_SETTINGS}
     return loss, _soft_label_kinds(config.soft_labels, example.TASKS), config.student_init, config.bagging
 
 

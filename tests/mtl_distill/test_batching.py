@@ -268,3 +268,17 @@ def test_a_bag_is_the_same_on_every_ddp_rank_and_a_too_small_source_is_named():
     seed = next(s for s in range(100) if tiny.bagged(s)._multiplicities("a", np.array([0]))[0] == 0)
     with pytest.raises(ValueError, match=rf"bootstrap bag \(bag_seed {seed}\) of task 'a' left no sample"):
         tiny.bagged(seed).global_batch(0, 0)
+
+
+def test_a_bagged_list_is_not_rebuilt_for_every_batch(monkeypatch):
+    # The bag's length is counted once: a batch deep in a later cycle must not rebuild cycle 0 to find it.
+    bag = MultiTaskBatchSampler({"a": range(1000)}, batch_size=10, steps_per_epoch=50).bagged(bag_seed=2)
+    bag.global_batch(7, 3)  # cycle 3 or so of "a", now built
+    first = bag.global_batch(7, 4)
+
+    def no_rebuild(*args):
+        raise AssertionError("a batch inside a built cycle recomputed the bag")
+
+    monkeypatch.setattr(bag, "_multiplicities", no_rebuild)
+    assert np.array_equal(bag.global_batch(7, 4), first)
+    bag.global_batch(7, 5)

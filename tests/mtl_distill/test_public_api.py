@@ -86,6 +86,6 @@ def test_building_blocks_import_from_their_modules():
 def test_one_run_and_algorithm_1_live_in_their_own_modules():
     trainer = importlib.import_module("mtl_distill.trainer")
     distillation = importlib.import_module("mtl_distill.distillation")
-    assert sorted(trainer.__all__) == ["TrainConfig", "TrainResult", "Trainer"]
+    assert sorted(trainer.__all__) == ["STUDENT_LOSS_SETTINGS", "TrainConfig", "TrainResult", "Trainer"]
     assert set(distillation.__all__) >= {"DistillConfig", "DistillResult", "distill", "train_students"}
     assert mtl_distill.distill is distillation.distill and mtl_distill.Trainer is trainer.Trainer

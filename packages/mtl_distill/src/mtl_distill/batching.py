@@ -131,6 +131,7 @@ class MultiTaskBatchSampler(Sampler[list]):
         self._sources = {name: _check_source(name, source) for name, source in sources.items()}
         self.bag_seed: int | None = None
         self._multiplicity_blocks: dict[tuple[str, int], np.ndarray] = {}
+        self._bag_lengths: dict[str, int] = {}  # a fixed list's bagged cycle length
         if steps_per_epoch is None:
             longest = max(self._cycle_length(name, 0) / self.batch_size[name] for name in self.tasks)
             steps_per_epoch = max(1, int(np.ceil(longest)))
@@ -178,18 +179,18 @@ class MultiTaskBatchSampler(Sampler[list]):
 
         Example
         -------
-        >>> sampler = MultiTaskBatchSampler({"a": range(1000)}, batch_size=10)
-        >>> bag = sampler.bagged(bag_seed=1)
-        >>> drawn = bag.global_batch(0, 0).tolist() + bag.global_batch(0, 50).tolist()
-        >>> out_of_bag = set(range(1000)) - set(bag._cycle("a", 0).tolist())
-        >>> 300 < len(out_of_bag) < 440, not out_of_bag & set(drawn)
-        (True, True)
+        >>> bag = MultiTaskBatchSampler({"a": range(1000)}, batch_size=100).bagged(bag_seed=1)
+        >>> batches = [bag.global_batch(epoch, step) for epoch in range(3) for step in range(10)]
+        >>> seen = {int(i) for batch in batches for i in batch}
+        >>> 560 < len(seen) < 700  # about 1 - 1/e of the 1000 samples, however long it draws
+        True
         """
         clone = copy.copy(self)
         clone.bag_seed = int(bag_seed)
         clone._cycle_cache = {}
         clone._cycle_starts = {name: [0] for name in self.tasks}  # the bag changes the cycles' lengths
         clone._multiplicity_blocks = {}
+        clone._bag_lengths = {}
         return clone
 
     def global_batch(self, epoch: int, step: int) -> np.ndarray:
@@ -268,9 +269,16 @@ class MultiTaskBatchSampler(Sampler[list]):
         return cycle, starts[cycle]
 
     def _cycle_length(self, name: str, cycle: int) -> int:
-        if self.bag_seed is not None:
+        if self.bag_seed is None:
+            return self._source_length(name, cycle)
+        if hasattr(self._sources[name], "set_epoch"):
+            # Asked once per cycle (``_locate`` keeps the starts); the cycle it builds is the one read next.
             return len(self._cycle(name, cycle))
-        return self._source_length(name, cycle)
+        # A fixed list has one bag, so one length: counted once, not rebuilt for every batch.
+        if name not in self._bag_lengths:
+            size = int(self._multiplicities(name, self._source_values(name, cycle)).sum())
+            self._bag_lengths[name] = self._check_bag(name, size, cycle)
+        return self._bag_lengths[name]
 
     def _source_length(self, name: str, cycle: int) -> int:
         source = self._sources[name]
@@ -286,6 +294,18 @@ class MultiTaskBatchSampler(Sampler[list]):
         cached = self._cycle_cache.get(name)
         if cached is not None and cached[0] == cycle:
             return cached[1]
+        values = self._source_values(name, cycle)
+        if self.bag_seed is not None:
+            values = np.repeat(values, self._multiplicities(name, values))
+            self._check_bag(name, len(values), cycle)
+        if self.shuffle:
+            task_number = self.tasks.index(name)
+            values = values[np.random.default_rng([self.seed, task_number, cycle]).permutation(len(values))]
+        self._cycle_cache[name] = (cycle, values)
+        return values
+
+    def _source_values(self, name: str, cycle: int) -> np.ndarray:
+        """The indices the task's source gives for ``cycle``, checked, in the source's own order."""
         source = self._sources[name]
         if isinstance(source, Sampler):
             if hasattr(source, "set_epoch"):
@@ -304,32 +324,26 @@ class MultiTaskBatchSampler(Sampler[list]):
                 raise ValueError(f"the sampler of task {name!r} yielded a negative index ({values.min()})")
         else:
             values = source
-        if self.bag_seed is not None:
-            values = np.repeat(values, self._multiplicities(name, values))
-            if not values.size:
-                raise ValueError(
-                    f"the bootstrap bag (bag_seed {self.bag_seed}) of task {name!r} left no sample of cycle "
-                    f"{cycle}: the source is too small to bag"
-                )
-        if self.shuffle:
-            task_number = self.tasks.index(name)
-            values = values[np.random.default_rng([self.seed, task_number, cycle]).permutation(len(values))]
-        self._cycle_cache[name] = (cycle, values)
         return values
 
     def _multiplicities(self, name: str, indices: np.ndarray) -> np.ndarray:
         """The bag's Poisson(1) count of each index, drawn in blocks so that any index can be looked up."""
-        blocks = indices // _BAG_BLOCK
-        counts = np.empty(len(indices), dtype=np.int64)
+        blocks, block_of = np.unique(indices // _BAG_BLOCK, return_inverse=True)
         task_number = self.tasks.index(name)
-        for block in np.unique(blocks).tolist():
-            key = (name, block)
-            if key not in self._multiplicity_blocks:
+        for block in blocks.tolist():
+            if (name, block) not in self._multiplicity_blocks:
                 rng = np.random.default_rng([self.bag_seed, task_number, block])
-                self._multiplicity_blocks[key] = rng.poisson(1.0, _BAG_BLOCK)
-            here = blocks == block
-            counts[here] = self._multiplicity_blocks[key][indices[here] % _BAG_BLOCK]
-        return counts
+                self._multiplicity_blocks[name, block] = rng.poisson(1.0, _BAG_BLOCK)
+        table = np.stack([self._multiplicity_blocks[name, block] for block in blocks.tolist()])
+        return table[block_of, indices % _BAG_BLOCK]
+
+    def _check_bag(self, name: str, size: int, cycle: int) -> int:
+        if not size:
+            raise ValueError(
+                f"the bootstrap bag (bag_seed {self.bag_seed}) of task {name!r} left no sample of cycle "
+                f"{cycle}: the source is too small to bag"
+            )
+        return size
 
 
 #: Indices whose bag multiplicities are drawn together (:meth:`MultiTaskBatchSampler.bagged`).

@@ -60,7 +60,7 @@ from mtl_distill.logging_utils import MetricsLogger, flatten_scores, progress
 from mtl_distill.losses import BATCH_LOSS_WEIGHTS, SOFT_LABEL_WEIGHTS, student_loss, teacher_loss
 from mtl_distill.tasks import Task
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer"]
+__all__ = ["STUDENT_LOSS_SETTINGS", "TrainConfig", "TrainResult", "Trainer"]
 
 _logger = logging.getLogger(__name__)  # "mtl_distill.trainer" (fit() calls its MetricsLogger "logger")
 
@@ -419,11 +419,9 @@ class Trainer:
             return
         # A setting added after the checkpoint was written counts as the value that did what the code did.
         saved = {**_ADDED_SETTINGS, **saved}
-        current = _resume_settings(self.config)
-        if self.soft_labels is None:  # a teacher's loss reads none of the students' settings
-            saved = {key: value for key, value in saved.items() if key not in _STUDENT_LOSS_SETTINGS}
-            current = {key: value for key, value in current.items() if key not in _STUDENT_LOSS_SETTINGS}
-        changed = sorted(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
+        current = _resume_settings(self.config, student=self.soft_labels is not None)
+        # Only what this run reads counts: older teachers' checkpoints also hold the students' settings.
+        changed = sorted(key for key in current if saved.get(key) != current[key])
         if changed:
             details = ", ".join(f"{key} {saved.get(key)!r} -> {current.get(key)!r}" for key in changed)
             raise ValueError(
@@ -610,7 +608,7 @@ class Trainer:
             "rng": rng_state(),
             "seed": self.seed,
             "steps_per_epoch": self._steps_per_epoch,
-            "settings": _resume_settings(self.config),
+            "settings": _resume_settings(self.config, student=self.soft_labels is not None),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -646,21 +644,27 @@ class Trainer:
 
 #: Settings recorded in checkpoints since a later version, with the value that reproduces the earlier code.
 _ADDED_SETTINGS = {"batch_loss_weight": "lam", "soft_label_weight": "uniform"}
-#: Settings that only the student loss reads; a run without soft labels ignores them.
-_STUDENT_LOSS_SETTINGS = frozenset(
-    {"lam", "temperature", "t2_scaling", "unlabelled_weight", "batch_loss_weight", "soft_label_weight"}
+#: The ``TrainConfig`` fields that only the student loss reads.
+STUDENT_LOSS_SETTINGS = (
+    "lam",
+    "temperature",
+    "t2_scaling",
+    "unlabelled_weight",
+    "batch_loss_weight",
+    "soft_label_weight",
 )
 
 
-def _resume_settings(config: TrainConfig) -> dict[str, Any]:
+def _resume_settings(config: TrainConfig, student: bool) -> dict[str, Any]:
     """The settings that decide what a run computes, as plain values (a checkpoint records them).
 
     Left out: ``epochs`` (a run may be extended: the schedule continues where it was), where and how fast it
-    runs (device, mixed precision, workers, evaluation batch size), what it prints, and the optimiser /
-    scheduler factories, which cannot be compared (only whether one was given).
+    runs (device, mixed precision, workers, evaluation batch size), what it prints, the optimiser /
+    scheduler factories, which cannot be compared (only whether one was given), and for a run without soft
+    labels (a teacher) the student loss's settings, which it does not read.
     """
     weights = config.task_weights
-    return {
+    settings = {
         "lr": config.lr,
         "lr_step_epochs": config.lr_step_epochs,
         "lr_gamma": config.lr_gamma,
@@ -668,11 +672,8 @@ def _resume_settings(config: TrainConfig) -> dict[str, Any]:
         "custom_scheduler": config.scheduler is not None,
         "reduction": config.reduction,
         "task_weights": {name: float(weights[name]) for name in sorted(weights)} if weights else None,
-        "lam": config.lam,
-        "temperature": config.temperature,
-        "t2_scaling": config.t2_scaling,
-        "unlabelled_weight": config.unlabelled_weight,
-        "batch_loss_weight": config.batch_loss_weight,
-        "soft_label_weight": config.soft_label_weight,
         "keep_best": config.keep_best,
     }
+    if student:
+        settings.update({key: getattr(config, key) for key in STUDENT_LOSS_SETTINGS})
+    return settings
